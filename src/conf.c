@@ -1,0 +1,227 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The configuration file.  One table names every setting with its type,
+ * range and default; anything else in the file is an error, since libconfig
+ * would otherwise ignore a misspelt name without a word.  No libconfig type
+ * escapes this file.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/un.h>
+
+#include <libconfig.h>
+
+#include "conf.h"
+#include "proto.h"
+#include "sock.h"
+#include "util.h"
+
+enum conf_type { CT_INT, CT_ADDR, CT_PATH };
+
+static const struct conf_setting {
+	const char	*name;
+	enum conf_type	 type;
+	size_t		 off;		/* into struct fanout_conf */
+	long long	 min, max;	/* CT_INT; CT_PATH: max length */
+	long long	 defint;
+	const char	*defstr;
+} settings[] = {
+	{ "workers", CT_INT, offsetof(struct fanout_conf, workers),
+	    1, FANOUT_WORKERS_MAX, 3, NULL },
+	{ "base_port", CT_INT, offsetof(struct fanout_conf, base_port),
+	    1, 65535, 8888, NULL },
+	{ "listen_address", CT_ADDR, offsetof(struct fanout_conf, listen_address),
+	    0, 0, 0, "127.0.0.1" },
+	{ "control_socket", CT_PATH, offsetof(struct fanout_conf, control_socket),
+	    0, sizeof(((struct sockaddr_un *)0)->sun_path) - 1, 0,
+	    FANOUT_SOCKET_DEFAULT },
+	{ "ack_timeout_ms", CT_INT, offsetof(struct fanout_conf, ack_timeout_ms),
+	    1, 3600000, 5000, NULL },
+	{ "max_message_bytes", CT_INT,
+	    offsetof(struct fanout_conf, max_message_bytes),
+	    1, FANOUT_MESSAGE_MAX, 64 * 1024, NULL },
+	{ "worker_path", CT_PATH, offsetof(struct fanout_conf, worker_path),
+	    0, 4095, 0, FANOUT_WORKER_DEFAULT },
+	{ "start_timeout_ms", CT_INT,
+	    offsetof(struct fanout_conf, start_timeout_ms),
+	    100, 600000, 10000, NULL },
+	{ "stop_timeout_ms", CT_INT,
+	    offsetof(struct fanout_conf, stop_timeout_ms),
+	    100, 600000, 5000, NULL },
+};
+
+static void
+conf_error(FILE *errs, const char *path, const config_setting_t *s,
+    const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+
+static void
+conf_error(FILE *errs, const char *path, const config_setting_t *s,
+    const char *fmt, ...)
+{
+	const char *file = config_setting_source_file(s);
+	va_list ap;
+
+	fprintf(errs, "%s:%u: %s: ", file ? file : path,
+	    config_setting_source_line(s), config_setting_name(s));
+	va_start(ap, fmt);
+	vfprintf(errs, fmt, ap);
+	va_end(ap);
+	fputc('\n', errs);
+}
+
+static const struct conf_setting *
+conf_lookup(const char *name)
+{
+	size_t i;
+
+	for (i = 0; i < nitems(settings); i++)
+		if (strcmp(settings[i].name, name) == 0)
+			return &settings[i];
+	return NULL;
+}
+
+static int
+conf_set_defaults(struct fanout_conf *conf)
+{
+	size_t i;
+
+	memset(conf, 0, sizeof(*conf));
+	for (i = 0; i < nitems(settings); i++) {
+		const struct conf_setting *cs = &settings[i];
+		void *field = (char *)conf + cs->off;
+
+		if (cs->type == CT_INT)
+			*(uint32_t *)field = (uint32_t)cs->defint;
+		else if ((*(char **)field = strdup(cs->defstr)) == NULL)
+			return -1;
+	}
+	return 0;
+}
+
+/* One setting from the file into conf: 0, or -1 after reporting why. */
+static int
+conf_apply(const struct conf_setting *cs, config_setting_t *s,
+    struct fanout_conf *conf, const char *path, FILE *errs)
+{
+	void *field = (char *)conf + cs->off;
+	struct sockaddr_storage ss;
+	socklen_t sl;
+	const char *str;
+	long long v;
+	char *dup;
+
+	if (cs->type == CT_INT) {
+		int t = config_setting_type(s);
+
+		if (t != CONFIG_TYPE_INT && t != CONFIG_TYPE_INT64) {
+			conf_error(errs, path, s, "must be an integer");
+			return -1;
+		}
+		v = config_setting_get_int64(s);
+		if (v < cs->min || v > cs->max) {
+			conf_error(errs, path, s,
+			    "must be between %lld and %lld", cs->min, cs->max);
+			return -1;
+		}
+		*(uint32_t *)field = (uint32_t)v;
+		return 0;
+	}
+	if ((str = config_setting_get_string(s)) == NULL) {
+		conf_error(errs, path, s, "must be a string");
+		return -1;
+	}
+	if (cs->type == CT_ADDR && sock_addr(str, 0, &ss, &sl) < 0) {
+		conf_error(errs, path, s,
+		    "\"%s\" is not a numeric IPv4 or IPv6 address", str);
+		return -1;
+	}
+	if (cs->type == CT_PATH && (str[0] != '/' ||
+	    strlen(str) > (size_t)cs->max)) {
+		conf_error(errs, path, s,
+		    "must be an absolute path of at most %lld bytes", cs->max);
+		return -1;
+	}
+	if ((dup = strdup(str)) == NULL) {
+		conf_error(errs, path, s, "out of memory");
+		return -1;
+	}
+	free(*(char **)field);
+	*(char **)field = dup;
+	return 0;
+}
+
+int
+conf_load(const char *path, struct fanout_conf *conf, FILE *errs)
+{
+	config_setting_t *root, *s, *port = NULL;
+	config_t cf;
+	FILE *fp;
+	int i, n, bad = 0;
+
+	if (conf_set_defaults(conf) == -1) {
+		fprintf(errs, "%s: out of memory\n", path);
+		conf_free(conf);
+		return -1;
+	}
+	/* libconfig reports a missing file as "file I/O error": say why. */
+	if ((fp = fopen(path, "r")) == NULL) {
+		fprintf(errs, "cannot read %s: %s\n", path, strerror(errno));
+		conf_free(conf);
+		return -1;
+	}
+	fclose(fp);
+
+	config_init(&cf);
+	if (config_read_file(&cf, path) != CONFIG_TRUE) {
+		fprintf(errs, "%s:%d: %s\n",
+		    config_error_file(&cf) ? config_error_file(&cf) : path,
+		    config_error_line(&cf), config_error_text(&cf));
+		config_destroy(&cf);
+		conf_free(conf);
+		return -1;
+	}
+	root = config_root_setting(&cf);
+	n = config_setting_length(root);
+	for (i = 0; i < n; i++) {
+		const struct conf_setting *cs;
+
+		s = config_setting_get_elem(root, (unsigned)i);
+		if ((cs = conf_lookup(config_setting_name(s))) == NULL) {
+			conf_error(errs, path, s, "unknown setting");
+			bad = 1;
+			continue;
+		}
+		if (conf_apply(cs, s, conf, path, errs) == -1)
+			bad = 1;
+		if (strcmp(cs->name, "base_port") == 0)
+			port = s;
+	}
+	if (!bad && conf->base_port + conf->workers - 1 > 65535) {
+		s = port ? port : config_lookup(&cf, "workers");
+		conf_error(errs, path, s,
+		    "ports %u to %u do not fit below 65536",
+		    conf->base_port, conf->base_port + conf->workers - 1);
+		bad = 1;
+	}
+	config_destroy(&cf);
+	if (bad) {
+		conf_free(conf);
+		return -1;
+	}
+	return 0;
+}
+
+void
+conf_free(struct fanout_conf *conf)
+{
+	free(conf->listen_address);
+	free(conf->control_socket);
+	free(conf->worker_path);
+	memset(conf, 0, sizeof(*conf));
+}

@@ -1,0 +1,39 @@
+/* SPDX-License-Identifier: MIT */
+/* The configuration file: libconfig in, a plain struct out. */
+#ifndef FANOUT_CONF_H
+#define FANOUT_CONF_H
+
+#include <stdint.h>
+#include <stdio.h>
+
+#ifndef SYSCONFDIR
+#define SYSCONFDIR	"/etc"
+#endif
+#ifndef RUNSTATEDIR
+#define RUNSTATEDIR	"/run"
+#endif
+#ifndef PKGLIBEXECDIR
+#define PKGLIBEXECDIR	"/usr/libexec/fanout"
+#endif
+#define FANOUT_CONF_DEFAULT	SYSCONFDIR "/fanout.conf"
+#define FANOUT_SOCKET_DEFAULT	RUNSTATEDIR "/fanout/control.sock"
+#define FANOUT_WORKER_DEFAULT	PKGLIBEXECDIR "/fanout-worker"
+
+struct fanout_conf {
+	uint32_t	 workers;
+	uint32_t	 base_port;
+	uint32_t	 ack_timeout_ms;
+	uint32_t	 max_message_bytes;
+	uint32_t	 start_timeout_ms;
+	uint32_t	 stop_timeout_ms;
+	char		*listen_address;
+	char		*control_socket;
+	char		*worker_path;
+};
+
+/* Loads path into conf, defaults first.  Each problem is written to errs as
+ * "file:line: setting: problem".  Returns 0, or -1 with conf left empty. */
+int	conf_load(const char *path, struct fanout_conf *, FILE *errs);
+void	conf_free(struct fanout_conf *);
+
+#endif /* FANOUT_CONF_H */

@@ -1,0 +1,618 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * fanoutctl: talks to fanoutd over its control socket.  One command table
+ * drives dispatch, argument checks and usage.  Every wait has a deadline.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <getopt.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "conf.h"
+#include "frame.h"
+#include "sock.h"
+#include "util.h"
+
+#define EXIT_ACKED	0	/* every worker acknowledged */
+#define EXIT_PARTIAL	1	/* delivered, some worker did not ack */
+#define EXIT_USAGE	2
+#define EXIT_FAILURE3	3	/* daemon unreachable or refused */
+
+#define TIMEOUT_DEFAULT_MS	10000
+#define REPLY_GRACE_MS		2000	/* beyond the ack timeout */
+#define PIPELINE_WINDOW		32	/* send -: requests in flight */
+
+struct ctl {
+	const char	*path;
+	uint32_t	 timeout_ms;
+	bool		 json;
+	int		 fd;
+	struct rbuf	 in;
+};
+
+/* One reply: the CTL_WORKER records and the CTL_END that closed it. */
+struct reply {
+	uint64_t	 req_id;
+	uint32_t	 result, acked, workers, limit;
+	uint64_t	 msg_id;
+	uint32_t	 nrec, caprec;
+	uint8_t		(*rec)[CTL_WORKER_LEN];
+	bool		 done;
+};
+
+static const char *const outcome_names[] = ACK_OUTCOME_NAMES;
+static const char *const state_names[] = W_STATE_NAMES;
+static const char *const result_names[] = CTL_RESULT_NAMES;
+
+static int	cmd_send(struct ctl *, int, char **);
+static int	cmd_status(struct ctl *, int, char **);
+
+static const struct cmd {
+	const char	*name;
+	int		 min_args, max_args;
+	int		(*run)(struct ctl *, int, char **);
+	const char	*args;
+	const char	*help;
+} cmds[] = {
+	{ "send", 1, -1, cmd_send, "MESSAGE...",
+	    "broadcast MESSAGE (arguments joined by spaces); report the acks" },
+	{ "send", 1, 1, cmd_send, "-",
+	    "broadcast each line of standard input as a message" },
+	{ "status", 0, 0, cmd_status, "",
+	    "show each worker's pid, port, state and messages acked" },
+	{ NULL, 0, 0, NULL, NULL, NULL }
+};
+
+static void __attribute__((noreturn))
+usage(FILE *f, int code)
+{
+	const struct cmd *c;
+
+	fprintf(f,
+	    "usage: fanoutctl [-j] [-s SOCKET] [-t TIMEOUT_MS] COMMAND [ARG...]\n"
+	    "Broadcast messages through fanoutd and report the workers' "
+	    "acknowledgements.\n\n"
+	    "  -s, --socket SOCKET    control socket (default $FANOUT_SOCKET, "
+	    "else %s)\n"
+	    "  -t, --timeout MS       wait at most MS for acks (default %d)\n"
+	    "  -j, --json             print one JSON object per reply\n"
+	    "  -h, --help             show this help and exit\n"
+	    "  -V, --version          show the version and exit\n\n"
+	    "commands:\n", FANOUT_SOCKET_DEFAULT, TIMEOUT_DEFAULT_MS);
+	for (c = cmds; c->name != NULL; c++)
+		fprintf(f, "  %s %-12s %s\n", c->name, c->args, c->help);
+	fprintf(f, "\nexit status: 0 all workers acked, 1 some did not, "
+	    "2 usage error, 3 daemon unreachable or refused\n");
+	exit(code);
+}
+
+static void __attribute__((noreturn, format(printf, 1, 2)))
+die(const char *fmt, ...)
+{
+	va_list ap;
+
+	fputs("fanoutctl: ", stderr);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+	exit(EXIT_FAILURE3);
+}
+
+static void
+ctl_connect(struct ctl *ctl)
+{
+	int fd = unix_connect(ctl->path);
+
+	if (fd == -EACCES || fd == -EPERM)
+		die("cannot connect to %s: %s (are you in the _fanout group?)",
+		    ctl->path, strerror(-fd));
+	if (fd < 0)
+		die("cannot connect to %s: %s (is fanoutd running?)",
+		    ctl->path, strerror(-fd));
+	if (fd_nonblock(fd) < 0)
+		die("cannot set up the connection: %s", strerror(errno));
+	ctl->fd = fd;
+	rbuf_init(&ctl->in, CTL_END_LEN > CTL_WORKER_LEN ? CTL_END_LEN :
+	    CTL_WORKER_LEN);
+}
+
+static uint64_t
+deadline_in(uint32_t ms)
+{
+	return now_usec() + (uint64_t)ms * 1000;
+}
+
+static int
+ms_left(uint64_t deadline)
+{
+	uint64_t now = now_usec();
+
+	return now >= deadline ? 0 : (int)((deadline - now + 999) / 1000);
+}
+
+/* Writes wb out, reading replies meanwhile so that neither side blocks;
+ * handle() gets each reply frame.  0, or -errno. */
+static int
+ctl_pump(struct ctl *ctl, struct wbuf *wb, uint64_t deadline, bool want_read,
+    int (*handle)(const struct frame_hdr *, const uint8_t *, void *),
+    void *arg)
+{
+	struct frame_hdr h;
+	const uint8_t *p;
+	struct pollfd pfd = { .fd = ctl->fd };
+	int r, w = 1;
+	ssize_t n;
+
+	for (;;) {
+		/* Frames already buffered first: they need no poll. */
+		while ((r = rbuf_next(&ctl->in, &h, &p)) == 1) {
+			if ((r = handle(&h, p, arg)) != 0)
+				return r > 0 ? 0 : r;
+		}
+		if (r < 0)
+			return -EBADMSG;
+		if (wb != NULL && (w = wbuf_flush(wb, ctl->fd)) < 0) {
+			/* The daemon may have answered before it closed. */
+			if (w != -EPIPE && w != -ECONNRESET)
+				return w;
+			wb = NULL;
+		}
+		if (!want_read && (wb == NULL || w == 0))
+			return 0;
+		pfd.events = POLLIN | (wb != NULL && w == 1 ? POLLOUT : 0);
+		if ((r = poll(&pfd, 1, ms_left(deadline))) == -1 &&
+		    errno != EINTR)
+			return -errno;
+		if (r == 0)
+			return -ETIMEDOUT;
+		if (!(pfd.revents & (POLLIN | POLLHUP | POLLERR)))
+			continue;
+		n = rbuf_read(&ctl->in, ctl->fd);
+		if (n == -EAGAIN)
+			continue;
+		if (n <= 0)
+			return n == 0 ? -ECONNRESET : (int)n;
+	}
+}
+
+static void
+reply_reset(struct reply *rp, uint64_t req_id)
+{
+	rp->req_id = req_id;
+	rp->nrec = 0;
+	rp->done = false;
+}
+
+/* Records one frame into its reply: 1 once CTL_END closes it. */
+static int
+reply_add(struct reply *rp, const struct frame_hdr *h, const uint8_t *p)
+{
+	if (h->type == CTL_WORKER && h->len == CTL_WORKER_LEN) {
+		if (rp->nrec == rp->caprec) {
+			rp->caprec = rp->caprec ? rp->caprec * 2 : 16;
+			rp->rec = realloc(rp->rec, rp->caprec *
+			    sizeof(*rp->rec));
+			if (rp->rec == NULL)
+				die("out of memory");
+		}
+		memcpy(rp->rec[rp->nrec++], p, CTL_WORKER_LEN);
+		return 0;
+	}
+	if (h->type == CTL_END && h->len == CTL_END_LEN) {
+		rp->result = get_u32(p);
+		rp->acked = get_u32(p + 4);
+		rp->workers = get_u32(p + 8);
+		rp->limit = get_u32(p + 12);
+		rp->msg_id = get_u64(p + 16);
+		rp->done = true;
+		return 1;
+	}
+	die("unexpected reply from fanoutd (frame type %u, %u bytes)",
+	    h->type, h->len);
+}
+
+static const char *
+name_of(const char *const *names, size_t n, unsigned v)
+{
+	return v < n ? names[v] : "unknown";
+}
+#define NAME(tab, v)	name_of(tab, nitems(tab), v)
+
+/* A refused request: message and exit status 3. */
+static void __attribute__((noreturn))
+die_result(const struct reply *rp, size_t msglen)
+{
+	if (rp->result == CTL_RES_TOOBIG)
+		die("message of %zu bytes refused: larger than "
+		    "max_message_bytes (%u)", msglen, rp->limit);
+	die("fanoutd refused the request: %s", NAME(result_names, rp->result));
+}
+
+static void
+print_send(const struct ctl *ctl, const struct reply *rp)
+{
+	uint32_t i;
+
+	if (ctl->json) {
+		printf("{\"request\":%llu,\"message_id\":%llu,\"result\":\"%s\","
+		    "\"acked\":%u,\"workers\":%u,\"outcomes\":[",
+		    (unsigned long long)rp->req_id,
+		    (unsigned long long)rp->msg_id,
+		    rp->result == CTL_RES_OK ? "ok" : "partial",
+		    rp->acked, rp->workers);
+		for (i = 0; i < rp->nrec; i++) {
+			const uint8_t *r = rp->rec[i];
+
+			printf("%s{\"index\":%u,\"pid\":%u,\"port\":%u,"
+			    "\"outcome\":\"%s\"", i ? "," : "", get_u32(r),
+			    get_u32(r + 4), get_u16(r + 8),
+			    NAME(outcome_names, r[11]));
+			if (r[11] == ACK_OK)
+				printf(",\"rtt_ms\":%.3f",
+				    get_u32(r + 12) / 1000.0);
+			printf("}");
+		}
+		printf("]}\n");
+		return;
+	}
+	for (i = 0; i < rp->nrec; i++) {
+		const uint8_t *r = rp->rec[i];
+
+		printf("worker %u  pid %u  port %u  %-8s ", get_u32(r),
+		    get_u32(r + 4), get_u16(r + 8), NAME(outcome_names, r[11]));
+		switch (r[11]) {
+		case ACK_OK:
+			printf("%.3f ms\n", get_u32(r + 12) / 1000.0);
+			break;
+		case ACK_TIMEOUT:
+			printf("(no ack in time)\n");
+			break;
+		case ACK_DOWN:
+			printf("(not connected)\n");
+			break;
+		case ACK_SHUTDOWN:
+			printf("(fanoutd stopped before it acked)\n");
+			break;
+		case ACK_FULL:
+			printf("(queue full, not sent)\n");
+			break;
+		default:
+			printf("\n");
+		}
+	}
+	printf("delivered to %u/%u workers (message %llu)\n", rp->acked,
+	    rp->workers, (unsigned long long)rp->msg_id);
+}
+
+static void
+print_line_result(const struct ctl *ctl, const struct reply *rp)
+{
+	uint32_t i;
+	bool first = true;
+
+	if (ctl->json) {
+		print_send(ctl, rp);
+		return;
+	}
+	printf("message %llu: delivered to %u/%u workers",
+	    (unsigned long long)rp->msg_id, rp->acked, rp->workers);
+	for (i = 0; i < rp->nrec; i++) {
+		const uint8_t *r = rp->rec[i];
+
+		if (r[11] == ACK_OK)
+			continue;
+		printf("%s%u (%s)", first ? "; not acked: " : ", ",
+		    get_u32(r), NAME(outcome_names, r[11]));
+		first = false;
+	}
+	printf("\n");
+}
+
+static int
+frame_send(struct wbuf *wb, uint64_t req_id, uint32_t timeout_ms,
+    const char *msg, size_t len)
+{
+	uint8_t *p = malloc(CTL_SEND_HDR_LEN + len);
+	int r;
+
+	if (p == NULL)
+		return -ENOMEM;
+	put_u32(p, timeout_ms);
+	memcpy(p + CTL_SEND_HDR_LEN, msg, len);
+	r = wbuf_frame(wb, CTL_SEND, req_id, p, CTL_SEND_HDR_LEN + len);
+	free(p);
+	return r;
+}
+
+static void
+die_io(const struct ctl *ctl, int r)
+{
+	if (r == -ETIMEDOUT)
+		die("no reply from fanoutd within %u ms",
+		    ctl->timeout_ms + REPLY_GRACE_MS);
+	if (r == -ECONNRESET)
+		die("fanoutd closed the connection without answering");
+	if (r == -EBADMSG)
+		die("malformed reply from fanoutd");
+	die("talking to fanoutd: %s", strerror(-r));
+}
+
+static int
+handle_one(const struct frame_hdr *h, const uint8_t *p, void *arg)
+{
+	return reply_add(arg, h, p);
+}
+
+static int
+send_one(struct ctl *ctl, const char *msg, size_t len)
+{
+	struct reply rp = { 0 };
+	struct wbuf wb;
+	int r;
+
+	if (len > FANOUT_MESSAGE_MAX)
+		die("message of %zu bytes refused: larger than %d bytes, "
+		    "the most fanoutd ever takes", len, FANOUT_MESSAGE_MAX);
+	wbuf_init(&wb);
+	if (frame_send(&wb, 1, ctl->timeout_ms, msg, len) < 0)
+		die("out of memory");
+	ctl_connect(ctl);
+	reply_reset(&rp, 1);
+	r = ctl_pump(ctl, &wb, deadline_in(ctl->timeout_ms + REPLY_GRACE_MS),
+	    true, handle_one, &rp);
+	wbuf_free(&wb);
+	if (r < 0 && !rp.done)
+		die_io(ctl, r);
+	if (rp.result != CTL_RES_OK && rp.result != CTL_RES_PARTIAL)
+		die_result(&rp, len);
+	print_send(ctl, &rp);
+	free(rp.rec);
+	return rp.result == CTL_RES_OK ? EXIT_ACKED : EXIT_PARTIAL;
+}
+
+/* send -: requests pipelined over one connection, results in input order. */
+struct stream {
+	struct ctl	*ctl;
+	struct reply	 slot[PIPELINE_WINDOW];
+	uint64_t	 next_req;	/* next request id to send */
+	uint64_t	 next_out;	/* next request id to print */
+	size_t		 lens[PIPELINE_WINDOW];
+	int		 status;
+	bool		 progress;
+};
+
+static int
+handle_stream(const struct frame_hdr *h, const uint8_t *p, void *arg)
+{
+	struct stream *st = arg;
+	struct reply *rp;
+
+	if (h->id < st->next_out || h->id >= st->next_req)
+		die("reply for request %llu, which is not in flight",
+		    (unsigned long long)h->id);
+	rp = &st->slot[h->id % PIPELINE_WINDOW];
+	if (reply_add(rp, h, p) == 1)
+		st->progress = true;
+	while (st->next_out < st->next_req &&
+	    (rp = &st->slot[st->next_out % PIPELINE_WINDOW])->done) {
+		if (rp->result != CTL_RES_OK && rp->result != CTL_RES_PARTIAL)
+			die_result(rp, st->lens[st->next_out %
+			    PIPELINE_WINDOW]);
+		print_line_result(st->ctl, rp);
+		if (rp->result == CTL_RES_PARTIAL)
+			st->status = EXIT_PARTIAL;
+		st->next_out++;
+	}
+	/* Stop pumping as soon as a slot is free for the next line. */
+	return st->next_req - st->next_out < PIPELINE_WINDOW ? 1 : 0;
+}
+
+static int
+send_stream(struct ctl *ctl)
+{
+	struct stream st = { .ctl = ctl, .next_req = 1, .next_out = 1 };
+	char *line = NULL;
+	size_t cap = 0;
+	ssize_t len;
+	struct wbuf wb;
+	uint32_t i;
+	int r;
+
+	ctl_connect(ctl);
+	wbuf_init(&wb);
+	for (;;) {
+		bool eof = false;
+
+		/* Queue lines while the window has room. */
+		while (st.next_req - st.next_out < PIPELINE_WINDOW) {
+			if ((len = getline(&line, &cap, stdin)) == -1) {
+				eof = true;
+				break;
+			}
+			if (len > 0 && line[len - 1] == '\n')
+				line[--len] = '\0';
+			if ((size_t)len > FANOUT_MESSAGE_MAX)
+				die("line %llu: message of %zd bytes refused: "
+				    "larger than %d bytes",
+				    (unsigned long long)st.next_req, len,
+				    FANOUT_MESSAGE_MAX);
+			reply_reset(&st.slot[st.next_req % PIPELINE_WINDOW],
+			    st.next_req);
+			st.lens[st.next_req % PIPELINE_WINDOW] = (size_t)len;
+			if (frame_send(&wb, st.next_req, ctl->timeout_ms, line,
+			    (size_t)len) < 0)
+				die("out of memory");
+			st.next_req++;
+		}
+		if (st.next_out == st.next_req && eof)
+			break;
+		r = ctl_pump(ctl, &wb, deadline_in(ctl->timeout_ms +
+		    REPLY_GRACE_MS), st.next_out < st.next_req, handle_stream,
+		    &st);
+		if (r < 0)
+			die_io(ctl, r);
+		if (eof) {
+			/* Nothing more to queue: wait for the rest. */
+			while (st.next_out < st.next_req) {
+				r = ctl_pump(ctl, &wb, deadline_in(
+				    ctl->timeout_ms + REPLY_GRACE_MS), true,
+				    handle_stream, &st);
+				if (r < 0)
+					die_io(ctl, r);
+			}
+			break;
+		}
+	}
+	free(line);
+	wbuf_free(&wb);
+	for (i = 0; i < PIPELINE_WINDOW; i++)
+		free(st.slot[i].rec);
+	return st.status;
+}
+
+static int
+cmd_send(struct ctl *ctl, int argc, char **argv)
+{
+	size_t len = 0, off = 0;
+	char *msg;
+	int i, r;
+
+	if (argc == 1 && strcmp(argv[0], "-") == 0)
+		return send_stream(ctl);
+	for (i = 0; i < argc; i++)
+		len += strlen(argv[i]) + 1;
+	if ((msg = malloc(len)) == NULL)
+		die("out of memory");
+	for (i = 0; i < argc; i++) {
+		size_t l = strlen(argv[i]);
+
+		memcpy(msg + off, argv[i], l);
+		off += l;
+		msg[off++] = ' ';
+	}
+	r = send_one(ctl, msg, off - 1);
+	free(msg);
+	return r;
+}
+
+static int
+cmd_status(struct ctl *ctl, int argc, char **argv)
+{
+	struct reply rp = { 0 };
+	struct wbuf wb;
+	uint32_t i;
+	int r;
+
+	(void)argc;
+	(void)argv;
+	wbuf_init(&wb);
+	if (wbuf_frame(&wb, CTL_STATUS, 1, NULL, 0) < 0)
+		die("out of memory");
+	ctl_connect(ctl);
+	reply_reset(&rp, 1);
+	r = ctl_pump(ctl, &wb, deadline_in(ctl->timeout_ms + REPLY_GRACE_MS),
+	    true, handle_one, &rp);
+	wbuf_free(&wb);
+	if (r < 0 && !rp.done)
+		die_io(ctl, r);
+	if (rp.result != CTL_RES_OK)
+		die_result(&rp, 0);
+	if (ctl->json)
+		printf("{\"workers\":[");
+	for (i = 0; i < rp.nrec; i++) {
+		const uint8_t *rec = rp.rec[i];
+
+		if (ctl->json)
+			printf("%s{\"index\":%u,\"pid\":%u,\"port\":%u,"
+			    "\"state\":\"%s\",\"acked\":%llu}", i ? "," : "",
+			    get_u32(rec), get_u32(rec + 4), get_u16(rec + 8),
+			    NAME(state_names, rec[10]),
+			    (unsigned long long)get_u64(rec + 16));
+		else
+			printf("worker %u  pid %u  port %u  %-8s acked %llu\n",
+			    get_u32(rec), get_u32(rec + 4), get_u16(rec + 8),
+			    NAME(state_names, rec[10]),
+			    (unsigned long long)get_u64(rec + 16));
+	}
+	if (ctl->json)
+		printf("],\"up\":%u,\"total\":%u}\n", rp.acked, rp.workers);
+	free(rp.rec);
+	return EXIT_ACKED;
+}
+
+int
+main(int argc, char *argv[])
+{
+	static const struct option longopts[] = {
+		{ "socket",	required_argument,	NULL, 's' },
+		{ "timeout",	required_argument,	NULL, 't' },
+		{ "json",	no_argument,		NULL, 'j' },
+		{ "help",	no_argument,		NULL, 'h' },
+		{ "version",	no_argument,		NULL, 'V' },
+		{ NULL,		0,			NULL, 0 }
+	};
+	struct ctl ctl = { .timeout_ms = TIMEOUT_DEFAULT_MS, .fd = -1 };
+	const struct cmd *c;
+	uint64_t v;
+	int ch, nargs, r;
+
+	ctl.path = getenv("FANOUT_SOCKET");
+	if (ctl.path == NULL || ctl.path[0] == '\0')
+		ctl.path = FANOUT_SOCKET_DEFAULT;
+	/* '+': options end at the command, so messages may start with '-'. */
+	while ((ch = getopt_long(argc, argv, "+s:t:jhV", longopts, NULL))
+	    != -1) {
+		switch (ch) {
+		case 's':
+			ctl.path = optarg;
+			break;
+		case 't':
+			if (parse_uint(optarg, 1, 3600000, &v) < 0) {
+				fprintf(stderr, "fanoutctl: -t: timeout must be "
+				    "between 1 and 3600000 ms\n");
+				return EXIT_USAGE;
+			}
+			ctl.timeout_ms = (uint32_t)v;
+			break;
+		case 'j':
+			ctl.json = true;
+			break;
+		case 'h':
+			usage(stdout, 0);
+		case 'V':
+			printf("fanoutctl %s\n", PACKAGE_VERSION);
+			return 0;
+		default:
+			usage(stderr, EXIT_USAGE);
+		}
+	}
+	if (optind == argc) {
+		fprintf(stderr, "fanoutctl: missing command\n");
+		usage(stderr, EXIT_USAGE);
+	}
+	nargs = argc - optind - 1;
+	for (c = cmds; c->name != NULL; c++)
+		if (strcmp(c->name, argv[optind]) == 0 &&
+		    nargs >= c->min_args &&
+		    (c->max_args < 0 || nargs <= c->max_args))
+			break;
+	if (c->name == NULL) {
+		fprintf(stderr, "fanoutctl: %s: unknown command or wrong "
+		    "number of arguments\n", argv[optind]);
+		usage(stderr, EXIT_USAGE);
+	}
+	signal(SIGPIPE, SIG_IGN);
+	r = c->run(&ctl, nargs, argv + optind + 1);
+	if (fflush(stdout) == EOF)
+		die("writing output: %s", strerror(errno));
+	return r;
+}

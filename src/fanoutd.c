@@ -1,0 +1,292 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * fanoutd: options, configuration, signals, readiness, and the shutdown
+ * sequence.  The work itself is in pool.c, peer.c, bcast.c and control.c.
+ */
+#include "config.h"
+
+#include <sys/resource.h>
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "fanoutd.h"
+#include "log.h"
+#include "notify.h"
+
+/* After SIGKILL, how long to wait for the last reaps and replies. */
+#define FINAL_GRACE_USEC	(1000 * 1000)
+
+static void __attribute__((noreturn))
+usage(FILE *f, int code)
+{
+	fprintf(f,
+	    "usage: fanoutd [-t] [-v] [-c FILE]\n"
+	    "Broadcast messages to a pool of workers and collect their "
+	    "acknowledgements.\n\n"
+	    "  -c, --config FILE  configuration file (default %s)\n"
+	    "  -t, --test         check the configuration and exit\n"
+	    "  -v, --verbose      log debug messages too\n"
+	    "  -h, --help         show this help and exit\n"
+	    "  -V, --version      show the version and exit\n",
+	    FANOUT_CONF_DEFAULT);
+	exit(code);
+}
+
+void
+fanoutd_workers_changed(struct fanoutd *d)
+{
+	if (d->stopping)
+		return;
+	if (!d->ready && d->nup == d->nworkers) {
+		char status[64];
+
+		snprintf(status, sizeof(status), "%u/%u workers connected",
+		    d->nup, d->nworkers);
+		d->ready = true;
+		notify_ready(status);
+		log_info("ready: %s, control socket %s", status,
+		    d->conf.control_socket);
+	} else if (d->ready) {
+		notify_status("%u/%u workers connected", d->nup, d->nworkers);
+	}
+}
+
+static int
+on_flush(sd_event_source *s, void *arg)
+{
+	struct fanoutd *d = arg;
+
+	(void)s;
+	/* Flushing a peer may answer a client; loop until both are clean. */
+	while (d->dirty_peers != NULL || d->dirty_ctls != NULL) {
+		while (d->dirty_peers != NULL) {
+			struct worker *w = d->dirty_peers;
+
+			d->dirty_peers = w->next_dirty;
+			w->dirty = false;
+			peer_flush(w);
+		}
+		while (d->dirty_ctls != NULL) {
+			struct ctl_conn *c = d->dirty_ctls;
+
+			d->dirty_ctls = c->next_dirty;
+			control_flush(c);
+		}
+	}
+	return 0;
+}
+
+void
+fanoutd_schedule_flush(struct fanoutd *d)
+{
+	(void)sd_event_source_set_enabled(d->flush_src, SD_EVENT_ONESHOT);
+}
+
+static int
+on_stop_deadline(sd_event_source *s, uint64_t usec, void *arg)
+{
+	struct fanoutd *d = arg;
+
+	(void)usec;
+	if (d->nalive > 0 && !d->killed) {
+		d->killed = true;
+		pool_kill(d);
+		(void)sd_event_source_set_time_relative(s, FINAL_GRACE_USEC);
+		(void)sd_event_source_set_enabled(s, SD_EVENT_ONESHOT);
+		return 0;
+	}
+	log_warnx("shutdown did not complete in time; exiting anyway");
+	(void)sd_event_exit(d->ev, d->exit_code);
+	return 0;
+}
+
+void
+fanoutd_stop(struct fanoutd *d, int exit_code)
+{
+	int r;
+
+	if (d->stopping)
+		return;
+	d->stopping = true;
+	d->exit_code = exit_code;
+	if (exit_code == 0)
+		log_info("shutting down");
+	else
+		log_warnx("startup failed; stopping the workers");
+	notify_stopping();
+	control_close_listener(d);
+	pool_stop(d);
+	r = sd_event_add_time_relative(d->ev, &d->stop_timer, CLOCK_MONOTONIC,
+	    (uint64_t)d->conf.stop_timeout_ms * 1000, 1000, on_stop_deadline,
+	    d);
+	if (r < 0)
+		log_warnx("cannot arm the shutdown deadline: %s", strerror(-r));
+	fanoutd_check_done(d);
+}
+
+/* Shutdown ends once every worker is reaped and every reply written. */
+void
+fanoutd_check_done(struct fanoutd *d)
+{
+	if (!d->stopping || d->nalive > 0)
+		return;
+	if (!d->closing_ctls) {
+		d->closing_ctls = true;
+		bcast_abort_all(d);
+		control_close_all(d);
+	}
+	if (control_idle(d))
+		(void)sd_event_exit(d->ev, d->exit_code);
+}
+
+static int
+on_signal(sd_event_source *s, const struct signalfd_siginfo *si, void *arg)
+{
+	struct fanoutd *d = arg;
+
+	(void)s;
+	if (si->ssi_signo == SIGHUP) {
+		log_info("SIGHUP: configuration reload is not supported yet; "
+		    "ignored");
+		return 0;
+	}
+	log_info("received %s", strsignal((int)si->ssi_signo));
+	fanoutd_stop(d, 0);
+	return 0;
+}
+
+/* One fd per worker link, per notify socket and per pidfd, plus clients. */
+static void
+raise_fd_limit(uint32_t workers)
+{
+	struct rlimit rl;
+	rlim_t need = (rlim_t)workers * 3 + CTL_CONNS_MAX + 64;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) == -1 || rl.rlim_cur >= need)
+		return;
+	rl.rlim_cur = need < rl.rlim_max ? need : rl.rlim_max;
+	if (setrlimit(RLIMIT_NOFILE, &rl) == -1)
+		log_warn("cannot raise the open file limit");
+}
+
+static int
+fanoutd_run(struct fanoutd *d)
+{
+	sigset_t set;
+	int r;
+
+	/* Blocked before anything can fork, so that no signal is lost;
+	 * workers restore the mask before exec. */
+	sigemptyset(&set);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGHUP);
+	sigaddset(&set, SIGCHLD);
+	if (sigprocmask(SIG_BLOCK, &set, NULL) == -1)
+		fatal("sigprocmask");
+	signal(SIGPIPE, SIG_IGN);
+	raise_fd_limit(d->conf.workers);
+
+	if (access(d->conf.worker_path, X_OK) == -1) {
+		log_warn("worker_path %s", d->conf.worker_path);
+		return 1;
+	}
+	if ((r = sd_event_new(&d->ev)) < 0) {
+		log_warnx("cannot create the event loop: %s", strerror(-r));
+		return 1;
+	}
+	if (sd_event_add_signal(d->ev, NULL, SIGTERM, on_signal, d) < 0 ||
+	    sd_event_add_signal(d->ev, NULL, SIGINT, on_signal, d) < 0 ||
+	    sd_event_add_signal(d->ev, NULL, SIGHUP, on_signal, d) < 0 ||
+	    sd_event_add_defer(d->ev, &d->flush_src, on_flush, d) < 0) {
+		log_warnx("cannot set up the event loop");
+		return 1;
+	}
+	(void)sd_event_source_set_enabled(d->flush_src, SD_EVENT_OFF);
+	if (control_start(d) < 0)
+		return 1;
+	notify_status("starting %u workers", d->conf.workers);
+	if ((r = pool_start(d)) < 0)
+		fanoutd_stop(d, 1);
+	r = sd_event_loop(d->ev);
+	return r < 0 ? 1 : r;
+}
+
+static void
+fanoutd_free(struct fanoutd *d)
+{
+	control_close_listener(d);
+	while (d->ctls != NULL) {
+		d->ctls->out.off = d->ctls->out.len;	/* drop unsent */
+		d->closing_ctls = true;
+		control_close_all(d);
+	}
+	pool_free(d);
+	bcast_abort_all(d);
+	d->stop_timer = sd_event_source_disable_unref(d->stop_timer);
+	d->flush_src = sd_event_source_disable_unref(d->flush_src);
+	d->ev = sd_event_unref(d->ev);
+	conf_free(&d->conf);
+}
+
+int
+main(int argc, char *argv[])
+{
+	static const struct option longopts[] = {
+		{ "config",	required_argument,	NULL, 'c' },
+		{ "test",	no_argument,		NULL, 't' },
+		{ "verbose",	no_argument,		NULL, 'v' },
+		{ "help",	no_argument,		NULL, 'h' },
+		{ "version",	no_argument,		NULL, 'V' },
+		{ NULL,		0,			NULL, 0 }
+	};
+	struct fanoutd d;
+	int ch, test = 0, verbose = 0, code;
+
+	memset(&d, 0, sizeof(d));
+	d.ctl_fd = -1;
+	d.conf_path = FANOUT_CONF_DEFAULT;
+	while ((ch = getopt_long(argc, argv, "c:tvhV", longopts, NULL)) != -1) {
+		switch (ch) {
+		case 'c':
+			d.conf_path = optarg;
+			break;
+		case 't':
+			test = 1;
+			break;
+		case 'v':
+			verbose++;
+			break;
+		case 'h':
+			usage(stdout, 0);
+		case 'V':
+			printf("fanoutd %s\n", PACKAGE_VERSION);
+			return 0;
+		default:
+			usage(stderr, 2);
+		}
+	}
+	if (optind != argc) {
+		fprintf(stderr, "fanoutd: unexpected argument: %s\n",
+		    argv[optind]);
+		usage(stderr, 2);
+	}
+	log_init("fanoutd", verbose);
+	if (conf_load(d.conf_path, &d.conf, stderr) == -1)
+		return 1;
+	if (test) {
+		printf("configuration OK\n");
+		conf_free(&d.conf);
+		return 0;
+	}
+	code = fanoutd_run(&d);
+	fanoutd_free(&d);
+	if (code == 0)
+		log_info("stopped");
+	return code;
+}

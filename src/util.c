@@ -1,0 +1,66 @@
+/* SPDX-License-Identifier: MIT */
+/* Small helpers with no better home: bounded number parsing, clocks. */
+#include "config.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "util.h"
+
+int
+parse_uint(const char *s, uint64_t min, uint64_t max, uint64_t *out)
+{
+	unsigned long long v;
+	char *end;
+
+	/* strtoull accepts leading blanks and a minus sign: refuse both. */
+	if (s == NULL || !isdigit((unsigned char)s[0]))
+		return -EINVAL;
+	errno = 0;
+	v = strtoull(s, &end, 10);
+	if (*end != '\0')
+		return -EINVAL;
+	if (errno == ERANGE || v < min || v > max)
+		return -ERANGE;
+	*out = v;
+	return 0;
+}
+
+uint64_t
+now_usec(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
+}
+
+void
+str_escape(char *out, size_t outlen, const void *in, size_t inlen)
+{
+	const unsigned char *p = in;
+	size_t o = 0, i;
+
+	if (outlen == 0)
+		return;
+	for (i = 0; i < inlen; i++) {
+		char tmp[5];
+		size_t n;
+
+		if (p[i] == '"' || p[i] == '\\')
+			n = (size_t)snprintf(tmp, sizeof(tmp), "\\%c", p[i]);
+		else if (p[i] >= 0x20 && p[i] < 0x7f)
+			n = (size_t)snprintf(tmp, sizeof(tmp), "%c", p[i]);
+		else
+			n = (size_t)snprintf(tmp, sizeof(tmp), "\\x%02x", p[i]);
+		if (o + n >= outlen)
+			break;
+		memcpy(out + o, tmp, n);
+		o += n;
+	}
+	out[o] = '\0';
+}
