@@ -1,0 +1,246 @@
+/* SPDX-License-Identifier: MIT */
+/* The configuration loader: defaults, every setting, every error text. */
+#include "config.h"
+
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "conf.h"
+
+static char dir[] = "/tmp/t_conf.XXXXXX";
+static char path[64];
+
+/* Loads text as a config file; returns conf_load's result, errors in err. */
+static int
+load(const char *text, struct fanout_conf *c, char *err, size_t errlen)
+{
+	FILE *f = fopen(path, "w"), *e;
+	char *buf = NULL;
+	size_t len = 0;
+	int r;
+
+	assert_non_null(f);
+	fputs(text, f);
+	fclose(f);
+	e = open_memstream(&buf, &len);
+	assert_non_null(e);
+	r = conf_load(path, c, e);
+	fclose(e);
+	snprintf(err, errlen, "%s", buf);
+	free(buf);
+	return r;
+}
+
+/* The error text for one bad file, with the path replaced by "F". */
+static const char *
+error_of(const char *text)
+{
+	static char out[1024];
+	char err[1024], *p;
+	struct fanout_conf c;
+	size_t pl = strlen(path);
+
+	assert_int_equal(load(text, &c, err, sizeof(err)), -1);
+	out[0] = '\0';
+	for (p = err; *p != '\0';) {
+		if (strncmp(p, path, pl) == 0) {
+			strcat(out, "F");
+			p += pl;
+		} else {
+			strncat(out, p, 1);
+			p++;
+		}
+	}
+	return out;
+}
+
+static void
+test_defaults(void **state)
+{
+	struct fanout_conf c;
+	char err[256];
+
+	(void)state;
+	assert_int_equal(load("# nothing set\n", &c, err, sizeof(err)), 0);
+	assert_string_equal(err, "");
+	assert_int_equal(c.workers, 3);
+	assert_int_equal(c.base_port, 8888);
+	assert_string_equal(c.listen_address, "127.0.0.1");
+	assert_string_equal(c.control_socket, FANOUT_SOCKET_DEFAULT);
+	assert_int_equal(c.ack_timeout_ms, 5000);
+	assert_int_equal(c.max_message_bytes, 65536);
+	assert_string_equal(c.worker_path, FANOUT_WORKER_DEFAULT);
+	assert_int_equal(c.start_timeout_ms, 10000);
+	assert_int_equal(c.stop_timeout_ms, 5000);
+	conf_free(&c);
+}
+
+static void
+test_all_set(void **state)
+{
+	struct fanout_conf c;
+	char err[256];
+
+	(void)state;
+	assert_int_equal(load(
+	    "workers = 1024;\n"
+	    "base_port = 1000;\n"
+	    "listen_address = \"::1\";\n"
+	    "control_socket = \"/tmp/x.sock\";\n"
+	    "ack_timeout_ms = 1;\n"
+	    "max_message_bytes = 16777216;\n"
+	    "worker_path = \"/opt/w\";\n"
+	    "start_timeout_ms = 100;\n"
+	    "stop_timeout_ms = 600000;\n", &c, err, sizeof(err)), 0);
+	assert_string_equal(err, "");
+	assert_int_equal(c.workers, 1024);
+	assert_int_equal(c.base_port, 1000);
+	assert_string_equal(c.listen_address, "::1");
+	assert_string_equal(c.control_socket, "/tmp/x.sock");
+	assert_int_equal(c.ack_timeout_ms, 1);
+	assert_int_equal(c.max_message_bytes, 16777216);
+	assert_string_equal(c.worker_path, "/opt/w");
+	assert_int_equal(c.start_timeout_ms, 100);
+	assert_int_equal(c.stop_timeout_ms, 600000);
+	conf_free(&c);
+}
+
+static void
+test_range_errors(void **state)
+{
+	(void)state;
+	assert_string_equal(error_of("\nworkers = 0;\n"),
+	    "F:2: workers: must be between 1 and 1024\n");
+	assert_string_equal(error_of("workers = 1025;\n"),
+	    "F:1: workers: must be between 1 and 1024\n");
+	assert_string_equal(error_of("base_port = 0;\n"),
+	    "F:1: base_port: must be between 1 and 65535\n");
+	assert_string_equal(error_of("base_port = 70000;\n"),
+	    "F:1: base_port: must be between 1 and 65535\n");
+	assert_string_equal(error_of("ack_timeout_ms = 0;\n"),
+	    "F:1: ack_timeout_ms: must be between 1 and 3600000\n");
+	assert_string_equal(error_of("max_message_bytes = 16777217;\n"),
+	    "F:1: max_message_bytes: must be between 1 and 16777216\n");
+	assert_string_equal(error_of("start_timeout_ms = 99;\n"),
+	    "F:1: start_timeout_ms: must be between 100 and 600000\n");
+	assert_string_equal(error_of("stop_timeout_ms = 600001;\n"),
+	    "F:1: stop_timeout_ms: must be between 100 and 600000\n");
+	/* a 64-bit value is range checked, not truncated into range */
+	assert_string_equal(error_of("workers = 4294967299L;\n"),
+	    "F:1: workers: must be between 1 and 1024\n");
+	assert_string_equal(error_of("workers = -3;\n"),
+	    "F:1: workers: must be between 1 and 1024\n");
+}
+
+static void
+test_type_errors(void **state)
+{
+	(void)state;
+	assert_string_equal(error_of("workers = \"3\";\n"),
+	    "F:1: workers: must be an integer\n");
+	assert_string_equal(error_of("workers = 3.5;\n"),
+	    "F:1: workers: must be an integer\n");
+	assert_string_equal(error_of("workers = [ 1 ];\n"),
+	    "F:1: workers: must be an integer\n");
+	assert_string_equal(error_of("listen_address = 127;\n"),
+	    "F:1: listen_address: must be a string\n");
+	assert_string_equal(error_of("listen_address = \"localhost\";\n"),
+	    "F:1: listen_address: \"localhost\" is not a numeric IPv4 or "
+	    "IPv6 address\n");
+	assert_string_equal(error_of("control_socket = \"rel/ctl.sock\";\n"),
+	    "F:1: control_socket: must be an absolute path of at most 107 "
+	    "bytes\n");
+	assert_string_equal(error_of("control_socket = \"/"
+	    "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+	    "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\";\n"),
+	    "F:1: control_socket: must be an absolute path of at most 107 "
+	    "bytes\n");
+	assert_string_equal(error_of("worker_path = \"fanout-worker\";\n"),
+	    "F:1: worker_path: must be an absolute path of at most 4095 "
+	    "bytes\n");
+	assert_string_equal(error_of("worker_path = { a = 1; };\n"),
+	    "F:1: worker_path: must be a string\n");
+}
+
+static void
+test_unknown_and_several(void **state)
+{
+	(void)state;
+	assert_string_equal(error_of("workers = 2;\nwokers = 3;\n"),
+	    "F:2: wokers: unknown setting\n");
+	/* every problem is reported, not just the first */
+	assert_string_equal(error_of("workers = 0;\nfoo = 1;\nbase_port = 0;\n"),
+	    "F:1: workers: must be between 1 and 1024\n"
+	    "F:2: foo: unknown setting\n"
+	    "F:3: base_port: must be between 1 and 65535\n");
+	assert_string_equal(error_of("workers = 10;\nbase_port = 65530;\n"),
+	    "F:2: base_port: ports 65530 to 65539 do not fit below 65536\n");
+	assert_string_equal(error_of("base_port = 65000;\n\nworkers = 1000;\n"),
+	    "F:1: base_port: ports 65000 to 65999 do not fit below 65536\n");
+}
+
+static void
+test_syntax_and_missing(void **state)
+{
+	struct fanout_conf c;
+	char err[256], want[256];
+	FILE *e;
+
+	(void)state;
+	assert_string_equal(error_of("workers = 3;\nbase_port = ;\n"),
+	    "F:2: syntax error\n");
+	assert_string_equal(error_of("workers = \"3;\n"),
+	    "F:2: syntax error\n");
+	assert_string_equal(error_of("workers = 3;\nworkers = 4;\n"),
+	    "F:2: duplicate setting name\n");
+	unlink(path);
+	memset(err, 0, sizeof(err));
+	e = fmemopen(err, sizeof(err), "w");
+	assert_int_equal(conf_load(path, &c, e), -1);
+	fclose(e);
+	snprintf(want, sizeof(want), "cannot read %s: No such file or "
+	    "directory\n", path);
+	assert_memory_equal(err, want, strlen(want));
+}
+
+static int
+setup(void **state)
+{
+	(void)state;
+	if (mkdtemp(dir) == NULL)
+		return -1;
+	snprintf(path, sizeof(path), "%s/fanout.conf", dir);
+	return 0;
+}
+
+static int
+teardown(void **state)
+{
+	(void)state;
+	unlink(path);
+	return rmdir(dir);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_defaults),
+		cmocka_unit_test(test_all_set),
+		cmocka_unit_test(test_range_errors),
+		cmocka_unit_test(test_type_errors),
+		cmocka_unit_test(test_unknown_and_several),
+		cmocka_unit_test(test_syntax_and_missing),
+	};
+
+	return cmocka_run_group_tests(tests, setup, teardown);
+}
