@@ -65,7 +65,8 @@ peer_set_events(struct worker *w)
 {
 	uint32_t ev = EPOLLIN;
 
-	if (w->q.nsent < w->q.n)
+	/* Only a worker that is up is written to; a stopping one is read. */
+	if (w->state == W_UP && w->q.nsent < w->q.n)
 		ev |= EPOLLOUT;
 	(void)sd_event_source_set_io_events(w->io_src, ev);
 }
@@ -240,7 +241,7 @@ peer_flush(struct worker *w)
 			q->nsent++;
 		}
 	}
-	if (w->fd >= 0 && w->state == W_UP)
+	if (w->fd >= 0)
 		peer_set_events(w);
 }
 
