@@ -106,6 +106,7 @@ bcast_start(struct fanoutd *d, struct ctl_conn *c, uint64_t req_id,
 	b->c = c;
 	b->req_id = req_id;
 	b->start_usec = now_usec();
+	b->timeout_ms = timeout_ms;
 	b->nworkers = d->nworkers;
 	b->prev = d->bcasts_tail;
 	if (d->bcasts_tail != NULL)

@@ -74,7 +74,7 @@ control_reply_bcast(struct ctl_conn *c, const struct bcast *b)
 		ctl_worker(c, b->req_id, &c->d->workers[i], b->res[i].pid,
 		    b->res[i].outcome, b->res[i].rtt_us);
 	ctl_end(c, b->req_id, b->nacked == b->nworkers ? CTL_RES_OK :
-	    CTL_RES_PARTIAL, b->nacked, b->nworkers, 0, b->m->id);
+	    CTL_RES_PARTIAL, b->nacked, b->nworkers, b->timeout_ms, b->m->id);
 	ctl_schedule_flush(c);
 }
 

@@ -244,11 +244,11 @@ print_send(const struct ctl *ctl, const struct reply *rp)
 
 	if (ctl->json) {
 		printf("{\"request\":%llu,\"message_id\":%llu,\"result\":\"%s\","
-		    "\"acked\":%u,\"workers\":%u,\"outcomes\":[",
+		    "\"acked\":%u,\"workers\":%u,\"timeout_ms\":%u,\"outcomes\":[",
 		    (unsigned long long)rp->req_id,
 		    (unsigned long long)rp->msg_id,
 		    rp->result == CTL_RES_OK ? "ok" : "partial",
-		    rp->acked, rp->workers);
+		    rp->acked, rp->workers, rp->limit);
 		for (i = 0; i < rp->nrec; i++) {
 			const uint8_t *r = rp->rec[i];
 
@@ -274,7 +274,7 @@ print_send(const struct ctl *ctl, const struct reply *rp)
 			printf("%.3f ms\n", get_u32(r + 12) / 1000.0);
 			break;
 		case ACK_TIMEOUT:
-			printf("(no ack in time)\n");
+			printf("(no ack within %u ms)\n", rp->limit);
 			break;
 		case ACK_DOWN:
 			printf("(not connected)\n");

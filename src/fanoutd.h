@@ -83,6 +83,7 @@ struct bcast {
 	struct ctl_conn	*c;		/* NULL if the client went away */
 	uint64_t	 req_id;
 	uint64_t	 start_usec;
+	uint32_t	 timeout_ms;
 	sd_event_source	*timer;
 	uint32_t	 nworkers;
 	uint32_t	 npending;

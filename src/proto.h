@@ -86,7 +86,8 @@ enum msg_type {
  *	u32 result	enum ctl_result
  *	u32 acked	workers that acknowledged (CTL_SEND)
  *	u32 workers	workers the message was for (CTL_SEND), or the pool size
- *	u32 limit	for CTL_RES_TOOBIG: max_message_bytes; otherwise 0
+ *	u32 limit	CTL_RES_TOOBIG: max_message_bytes; CTL_SEND replies:
+ *			the ack timeout applied, in ms; otherwise 0
  *	u64 msg_id	the message id given to the broadcast (CTL_SEND), or 0
  */
 #define CTL_END_LEN		24
