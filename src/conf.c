@@ -171,7 +171,8 @@ conf_load(const char *path, struct fanout_conf *conf, FILE *errs)
 	}
 	/* libconfig reports a missing file as "file I/O error": say why. */
 	if ((fp = fopen(path, "r")) == NULL) {
-		fprintf(errs, "cannot read %s: %s\n", path, strerror(errno));
+		fprintf(errs, "%s: cannot read %s: %s\n",
+		    program_invocation_short_name, path, strerror(errno));
 		conf_free(conf);
 		return -1;
 	}

@@ -107,6 +107,7 @@ void
 control_bcast_done(struct ctl_conn *c)
 {
 	c->ninflight--;
+	/* The reply is queued: control_flush closes a closing client. */
 	ctl_resume(c);
 }
 
@@ -207,7 +208,7 @@ ctl_process(struct ctl_conn *c)
 	ctl_set_events(c);
 	if (wbuf_pending(&c->out) > 0)
 		ctl_schedule_flush(c);
-	else if (c->closing)
+	else if (c->closing && c->ninflight == 0)
 		ctl_close(c);
 }
 
@@ -338,7 +339,8 @@ control_flush(struct ctl_conn *c)
 		ctl_close(c);
 		return;
 	}
-	if (r == 0 && c->closing) {
+	/* Requests taken before a bad frame still get their answers. */
+	if (r == 0 && c->closing && c->ninflight == 0) {
 		ctl_close(c);
 		return;
 	}
@@ -403,7 +405,7 @@ control_close_all(struct fanoutd *d)
 	for (c = d->ctls; c != NULL; c = next) {
 		next = c->next;
 		c->closing = true;
-		if (wbuf_pending(&c->out) == 0)
+		if (wbuf_pending(&c->out) == 0 && c->ninflight == 0)
 			ctl_close(c);
 		else
 			ctl_set_events(c);

@@ -220,14 +220,17 @@ fanoutd_run(struct fanoutd *d)
 static void
 fanoutd_free(struct fanoutd *d)
 {
+	struct ctl_conn *c;
+
+	/* Reached early only when shutdown ran out of time: what is still
+	 * unanswered or unsent is dropped. */
 	control_close_listener(d);
-	while (d->ctls != NULL) {
-		d->ctls->out.off = d->ctls->out.len;	/* drop unsent */
-		d->closing_ctls = true;
-		control_close_all(d);
-	}
-	pool_free(d);
 	bcast_abort_all(d);
+	d->closing_ctls = true;
+	for (c = d->ctls; c != NULL; c = c->next)
+		c->out.off = c->out.len;
+	control_close_all(d);
+	pool_free(d);
 	d->stop_timer = sd_event_source_disable_unref(d->stop_timer);
 	d->flush_src = sd_event_source_disable_unref(d->flush_src);
 	d->ev = sd_event_unref(d->ev);

@@ -101,7 +101,8 @@ struct ctl_conn {
 	struct wbuf	 out;
 	uint32_t	 ninflight;
 	bool		 paused;	/* not reading: too much in flight */
-	bool		 closing;	/* close once out is flushed */
+	bool		 closing;	/* read no more; close once every
+					 * request is answered and flushed */
 	bool		 dirty;		/* on d->dirty_ctls */
 	struct ctl_conn	*next_dirty;
 	struct ctl_conn	*prev, *next;	/* d->ctls */

@@ -47,19 +47,17 @@ error_of(const char *text)
 	static char out[1024];
 	char err[1024], *p;
 	struct fanout_conf c;
-	size_t pl = strlen(path);
+	size_t pl = strlen(path), o = 0;
 
 	assert_int_equal(load(text, &c, err, sizeof(err)), -1);
-	out[0] = '\0';
-	for (p = err; *p != '\0';) {
+	for (p = err; *p != '\0' && o < sizeof(out) - 1;) {
 		if (strncmp(p, path, pl) == 0) {
-			strcat(out, "F");
+			out[o++] = 'F';
 			p += pl;
-		} else {
-			strncat(out, p, 1);
-			p++;
-		}
+		} else
+			out[o++] = *p++;
 	}
+	out[o] = '\0';
 	return out;
 }
 
@@ -207,8 +205,8 @@ test_syntax_and_missing(void **state)
 	e = fmemopen(err, sizeof(err), "w");
 	assert_int_equal(conf_load(path, &c, e), -1);
 	fclose(e);
-	snprintf(want, sizeof(want), "cannot read %s: No such file or "
-	    "directory\n", path);
+	snprintf(want, sizeof(want), "%s: cannot read %s: No such file or "
+	    "directory\n", program_invocation_short_name, path);
 	assert_memory_equal(err, want, strlen(want));
 }
 
