@@ -352,12 +352,26 @@ handle_one(const struct frame_hdr *h, const uint8_t *p, void *arg)
 	return reply_add(arg, h, p);
 }
 
+/* Sends the one request in wb and collects its reply into rp. */
+static void
+ctl_request(struct ctl *ctl, struct wbuf *wb, struct reply *rp)
+{
+	int r;
+
+	ctl_connect(ctl);
+	reply_reset(rp, 1);
+	r = ctl_pump(ctl, wb, deadline_in(ctl->timeout_ms + REPLY_GRACE_MS),
+	    true, handle_one, rp);
+	wbuf_free(wb);
+	if (r < 0 && !rp->done)
+		die_io(ctl, r);
+}
+
 static int
 send_one(struct ctl *ctl, const char *msg, size_t len)
 {
 	struct reply rp = { 0 };
 	struct wbuf wb;
-	int r;
 
 	if (len > FANOUT_MESSAGE_MAX)
 		die("message of %zu bytes refused: larger than %d bytes, "
@@ -365,13 +379,7 @@ send_one(struct ctl *ctl, const char *msg, size_t len)
 	wbuf_init(&wb);
 	if (frame_send(&wb, 1, ctl->timeout_ms, msg, len) < 0)
 		die("out of memory");
-	ctl_connect(ctl);
-	reply_reset(&rp, 1);
-	r = ctl_pump(ctl, &wb, deadline_in(ctl->timeout_ms + REPLY_GRACE_MS),
-	    true, handle_one, &rp);
-	wbuf_free(&wb);
-	if (r < 0 && !rp.done)
-		die_io(ctl, r);
+	ctl_request(ctl, &wb, &rp);
 	if (rp.result != CTL_RES_OK && rp.result != CTL_RES_PARTIAL)
 		die_result(&rp, len);
 	print_send(ctl, &rp);
@@ -510,20 +518,13 @@ cmd_status(struct ctl *ctl, int argc, char **argv)
 	struct reply rp = { 0 };
 	struct wbuf wb;
 	uint32_t i;
-	int r;
 
 	(void)argc;
 	(void)argv;
 	wbuf_init(&wb);
 	if (wbuf_frame(&wb, CTL_STATUS, 1, NULL, 0) < 0)
 		die("out of memory");
-	ctl_connect(ctl);
-	reply_reset(&rp, 1);
-	r = ctl_pump(ctl, &wb, deadline_in(ctl->timeout_ms + REPLY_GRACE_MS),
-	    true, handle_one, &rp);
-	wbuf_free(&wb);
-	if (r < 0 && !rp.done)
-		die_io(ctl, r);
+	ctl_request(ctl, &wb, &rp);
 	if (rp.result != CTL_RES_OK)
 		die_result(&rp, 0);
 	if (ctl->json)

@@ -93,6 +93,20 @@ unix_connect(const char *path)
 	return fd;
 }
 
+/* A non-blocking TCP socket for addr, its address in ss. */
+static int
+tcp_socket(const char *addr, uint16_t port, struct sockaddr_storage *ss,
+    socklen_t *len)
+{
+	int fd, r;
+
+	if ((r = sock_addr(addr, port, ss, len)) < 0)
+		return r;
+	fd = socket(ss->ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
+	    0);
+	return fd == -1 ? -errno : fd;
+}
+
 int
 tcp_listen(const char *addr, uint16_t port)
 {
@@ -100,12 +114,8 @@ tcp_listen(const char *addr, uint16_t port)
 	socklen_t len;
 	int fd, r, one = 1;
 
-	if ((r = sock_addr(addr, port, &ss, &len)) < 0)
-		return r;
-	fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
-	    0);
-	if (fd == -1)
-		return -errno;
+	if ((fd = tcp_socket(addr, port, &ss, &len)) < 0)
+		return fd;
 	/* A restarted worker must be able to rebind while old links linger
 	 * in TIME_WAIT. */
 	if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) == -1 ||
@@ -125,12 +135,8 @@ tcp_connect_nb(const char *addr, uint16_t port)
 	socklen_t len;
 	int fd, r, one = 1;
 
-	if ((r = sock_addr(addr, port, &ss, &len)) < 0)
-		return r;
-	fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
-	    0);
-	if (fd == -1)
-		return -errno;
+	if ((fd = tcp_socket(addr, port, &ss, &len)) < 0)
+		return fd;
 	/* Messages are small and latency is what fanoutctl reports. */
 	if (setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)) == -1 ||
 	    (connect(fd, (struct sockaddr *)&ss, len) == -1 &&
