@@ -613,6 +613,9 @@ main(int argc, char *argv[])
 	}
 	signal(SIGPIPE, SIG_IGN);
 	r = c->run(&ctl, nargs, argv + optind + 1);
+	rbuf_free(&ctl.in);
+	if (ctl.fd >= 0)
+		close(ctl.fd);
 	if (fflush(stdout) == EOF)
 		die("writing output: %s", strerror(errno));
 	return r;

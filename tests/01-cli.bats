@@ -1,0 +1,152 @@
+#!/usr/bin/env bats
+# SPDX-License-Identifier: MIT
+# Command lines: --help and --version of every program, usage errors (exit
+# 2), and fanoutctl with no daemon to talk to (exit 3).
+
+load helpers
+
+version() {
+	sed -n 's/^#define PACKAGE_VERSION "\(.*\)"$/\1/p' \
+	    "$FANOUT_BUILDDIR/config.h"
+}
+
+@test "--help and -h print usage on stdout and exit 0, for every program" {
+	local prog opt
+
+	for prog in "$FANOUTD" "$FANOUTCTL" "$WORKER"; do
+		for opt in --help -h; do
+			run --separate-stderr "$prog" "$opt"
+			assert_status 0
+			[[ $output =~ [Uu]sage ]] ||
+			    fail "$prog $opt: no usage on stdout" "$(show_run)"
+			[ -z "$stderr" ] ||
+			    fail "$prog $opt wrote to stderr: $stderr"
+		done
+	done
+}
+
+@test "--help of fanoutctl names its commands and options" {
+	run --separate-stderr "$FANOUTCTL" --help
+	assert_status 0
+	local w
+
+	for w in send status -s -t --json; do
+		[[ $output == *"$w"* ]] ||
+		    fail "fanoutctl --help does not mention $w" "$output"
+	done
+}
+
+@test "--version and -V print 'PROGRAM VERSION' and exit 0" {
+	local v prog opt
+
+	v=$(version)
+	[ -n "$v" ] || fail "no PACKAGE_VERSION in $FANOUT_BUILDDIR/config.h"
+	for prog in fanoutd fanoutctl fanout-worker; do
+		for opt in --version -V; do
+			run --separate-stderr "$FANOUT_BUILDDIR/src/$prog" "$opt"
+			assert_status 0
+			[ "$output" = "$prog $v" ] ||
+			    fail "$prog $opt: expected '$prog $v'" "$(show_run)"
+		done
+	done
+}
+
+@test "fanoutd usage errors exit 2 with a message on stderr" {
+	local args
+
+	for args in "-x" "--bogus" "-c" "extra-argument" "-c $CONF extra"; do
+		# shellcheck disable=SC2086
+		run --separate-stderr "$FANOUTD" $args
+		[ "$status" -eq 2 ] ||
+		    fail "fanoutd $args: expected exit 2" "$(show_run)"
+		[ -n "$stderr" ] || fail "fanoutd $args: nothing on stderr"
+		[ -z "$output" ] || fail "fanoutd $args: wrote to stdout: $output"
+	done
+	[ ! -e "$SOCK" ] || fail "a usage error created the control socket"
+}
+
+@test "fanoutctl usage errors exit 2, even with no daemon running" {
+	local args
+
+	for args in "" "frobnicate" "send" "status extra" "-x status" \
+	    "--bogus status" "-t abc status" "-t -5 status" "-t" "-s"; do
+		# shellcheck disable=SC2086
+		run --separate-stderr "$FANOUTCTL" -s "$T/none.sock" $args
+		[ "$status" -eq 2 ] ||
+		    fail "fanoutctl $args: expected exit 2" "$(show_run)" \
+		    "stderr: $stderr"
+		[ -n "$stderr" ] || fail "fanoutctl $args: nothing on stderr"
+	done
+}
+
+@test "fanoutctl with an unknown command lists the valid ones" {
+	run --separate-stderr "$FANOUTCTL" -s "$T/none.sock" frobnicate
+	assert_status 2
+	[[ $stderr == *frobnicate* ]] ||
+	    fail "the error does not name the bad command: $stderr"
+	[[ $stderr == *send* && $stderr == *status* ]] ||
+	    fail "the error does not list send and status: $stderr"
+}
+
+@test "fanout-worker usage errors exit 2" {
+	local args
+
+	for args in "" "--index 0" "--port 8888" "--index 0 --port 0" \
+	    "--index 0 --port 65536" "--index x --port 8888" \
+	    "--index 0 --port 8888 --bogus"; do
+		# shellcheck disable=SC2086
+		run --separate-stderr in_ns "$WORKER" $args
+		[ "$status" -eq 2 ] ||
+		    fail "fanout-worker $args: expected exit 2" "$(show_run)" \
+		    "stderr: $stderr"
+	done
+}
+
+@test "fanoutctl with no daemon: exit 3, 'is fanoutd running?'" {
+	run --separate-stderr "$FANOUTCTL" -s "$T/none.sock" status
+	assert_status 3
+	[ "$stderr" = "fanoutctl: cannot connect to $T/none.sock: No such file or directory (is fanoutd running?)" ] ||
+	    fail "unexpected error text: $stderr"
+	[ -z "$output" ] || fail "wrote to stdout: $output"
+
+	run --separate-stderr "$FANOUTCTL" -s "$T/none.sock" send hello
+	assert_status 3
+	[[ $stderr == "fanoutctl: cannot connect to $T/none.sock: "* ]] ||
+	    fail "unexpected error text: $stderr"
+}
+
+@test "fanoutctl takes the socket from FANOUT_SOCKET; -s wins over it" {
+	FANOUT_SOCKET=$T/env.sock run --separate-stderr "$FANOUTCTL" send hi
+	assert_status 3
+	[[ $stderr == "fanoutctl: cannot connect to $T/env.sock: "* ]] ||
+	    fail "FANOUT_SOCKET not used: $stderr"
+
+	FANOUT_SOCKET=$T/env.sock run --separate-stderr "$FANOUTCTL" \
+	    -s "$T/opt.sock" status
+	assert_status 3
+	[[ $stderr == "fanoutctl: cannot connect to $T/opt.sock: "* ]] ||
+	    fail "-s did not override FANOUT_SOCKET: $stderr"
+}
+
+@test "fanoutctl without -s or FANOUT_SOCKET uses .../fanout/control.sock" {
+	local def
+
+	def=$(strings "$FANOUTCTL" | grep -m1 '/fanout/control\.sock$') ||
+	    fail "no default socket path in $FANOUTCTL"
+	[ ! -e "$def" ] || skip "a fanoutd is installed and running here"
+	run --separate-stderr "$FANOUTCTL" status
+	assert_status 3
+	[[ $stderr == "fanoutctl: cannot connect to $def: "*"(is fanoutd running?)" ]] ||
+	    fail "unexpected error text: $stderr"
+}
+
+@test "fanoutctl on a dead socket (nobody listening): exit 3" {
+	command -v python3 >/dev/null || skip "python3 not installed"
+	python3 -c 'import socket, sys
+s = socket.socket(socket.AF_UNIX); s.bind(sys.argv[1])' "$T/dead.sock"
+	[ -S "$T/dead.sock" ]
+	run --separate-stderr "$FANOUTCTL" -s "$T/dead.sock" status
+	assert_status 3
+	[[ $stderr == "fanoutctl: cannot connect to $T/dead.sock: Connection refused"* ]] ||
+	    fail "unexpected error text: $stderr"
+}

@@ -1,0 +1,212 @@
+#!/usr/bin/env bats
+# SPDX-License-Identifier: MIT
+# The basic path: fanoutd starts its workers, `fanoutctl send` reaches every
+# one of them and each acknowledges; `status`; JSON output.
+
+load helpers
+
+@test "send: every worker acks, one line each, 'delivered to 3/3 workers'" {
+	local i
+
+	start_fanoutd
+	run --separate-stderr ctl send hello world
+	assert_status 0
+	assert_send 3 "$ACKED" "$ACKED" "$ACKED"
+	[ -z "$stderr" ] || fail "stderr: $stderr"
+	[ "$(pids_of_output | sort)" = "$(printf '%s\n' "${WORKER_PIDS[@]}" | sort)" ] ||
+	    fail "the pids shown are not fanoutd's children (${WORKER_PIDS[*]})" \
+	    "$(show_run)"
+	# Each worker logged the message before it acknowledged it.
+	for i in 0 1 2; do
+		assert_file_line "$FANOUTD_LOG" \
+		    "worker $i: message $MSG_ID, 11 bytes: \"hello world\""
+	done
+}
+
+@test "the workers are fanout-worker --index I --port BASE+I, listening" {
+	local i pid cmd
+
+	start_fanoutd
+	[ "${#WORKER_PIDS[@]}" -eq 3 ] ||
+	    fail "fanoutd has ${#WORKER_PIDS[@]} children, expected 3"
+	for i in 0 1 2; do
+		pid=$(worker_pid "$i")
+		[ -n "$pid" ] || fail "status shows no pid for worker $i"
+		cmd=" $(tr '\0' ' ' <"/proc/$pid/cmdline")"
+		[[ $cmd == *" --index $i "* && $cmd == *" --port $((BASE_PORT + i)) "* ]] ||
+		    fail "worker $i (pid $pid) runs:$cmd"
+		# (under valgrind the process image is valgrind's)
+		[ "$FANOUT_VALGRIND" = 1 ] ||
+		[ "$(readlink "/proc/$pid/exe")" = "$(readlink -f "$WORKER")" ] ||
+		    fail "worker $i is not $WORKER: $(readlink "/proc/$pid/exe")"
+		[ "$(in_ns ss -Htln "sport = :$((BASE_PORT + i))" | wc -l)" -eq 1 ] ||
+		    fail "nothing listens on port $((BASE_PORT + i))"
+	done
+}
+
+@test "message ids grow from one send to the next" {
+	local first
+
+	start_fanoutd
+	run ctl send one
+	assert_status 0
+	assert_send 3 "$ACKED" "$ACKED" "$ACKED"
+	first=$MSG_ID
+	run ctl send two
+	assert_status 0
+	assert_send 3 "$ACKED" "$ACKED" "$ACKED"
+	[ "$MSG_ID" -gt "$first" ] ||
+	    fail "second message id $MSG_ID is not above $first"
+}
+
+@test "send joins its arguments with single spaces" {
+	start_fanoutd
+	run ctl send a b "c  d"
+	assert_status 0
+	assert_send 3 "$ACKED" "$ACKED" "$ACKED"
+	assert_file_line "$FANOUTD_LOG" \
+	    "worker 0: message $MSG_ID, 8 bytes: \"a b c  d\""
+}
+
+@test "the worker log shows at most 32 bytes, escaped" {
+	local x40
+
+	x40=$(printf 'x%.0s' $(seq 40))
+	start_fanoutd
+	run ctl send "$x40"
+	assert_status 0
+	assert_send 3 "$ACKED" "$ACKED" "$ACKED"
+	assert_file_line "$FANOUTD_LOG" \
+	    "worker 1: message $MSG_ID, 40 bytes: \"x{32}([^x]|$)"
+
+	run ctl send $'tab\there\001'
+	assert_status 0
+	assert_send 3 "$ACKED" "$ACKED" "$ACKED"
+	assert_file_line "$FANOUTD_LOG" "worker 2: message $MSG_ID, 9 bytes: \"tab"
+	! grep -q $'\t' "$FANOUTD_LOG" ||
+	    fail "a raw tab reached the log" "$(grep $'\t' "$FANOUTD_LOG")"
+	! grep -q $'\001' "$FANOUTD_LOG" || fail "a raw ^A reached the log"
+}
+
+@test "an empty message is delivered too" {
+	start_fanoutd
+	run ctl send ""
+	assert_status 0
+	assert_send 3 "$ACKED" "$ACKED" "$ACKED"
+	assert_file_line "$FANOUTD_LOG" "worker 0: message $MSG_ID, 0 bytes"
+}
+
+@test "status: one line per worker, up, acked count follows the sends" {
+	local i pid
+
+	start_fanoutd
+	run --separate-stderr ctl status
+	assert_status 0
+	[ "${#lines[@]}" -eq 3 ] || fail "expected 3 lines" "$(show_run)"
+	for i in 0 1 2; do
+		[[ ${lines[i]} =~ ^worker\ $i\ \ pid\ ([0-9]+)\ \ port\ $((BASE_PORT + i))\ \ up\ +acked\ 0$ ]] ||
+		    fail "bad status line $((i + 1))" "$(show_run)"
+		pid=${BASH_REMATCH[1]}
+		[[ " ${WORKER_PIDS[*]} " == *" $pid "* ]] ||
+		    fail "worker $i pid $pid is no child of fanoutd"
+	done
+	run ctl send one
+	assert_status 0
+	run ctl send two
+	assert_status 0
+	run ctl status
+	assert_status 0
+	for i in 0 1 2; do
+		[[ ${lines[i]} =~ ^worker\ $i\ \ pid\ [0-9]+\ \ port\ [0-9]+\ \ up\ +acked\ 2$ ]] ||
+		    fail "worker $i should have acked 2" "$(show_run)"
+	done
+}
+
+@test "send --json: one object with the documented fields" {
+	need_python
+	start_fanoutd
+	run --separate-stderr ctl --json send hello
+	assert_status 0
+	[ "${#lines[@]}" -eq 1 ] || fail "expected one line" "$(show_run)"
+	json_check 'o["result"] == "ok" and o["acked"] == 3 and o["workers"] == 3'
+	json_check 'isinstance(o["request"], int) and isinstance(o["message_id"], int)'
+	json_check '[w["index"] for w in o["outcomes"]] == [0, 1, 2]'
+	json_check 'all(w["outcome"] == "acked" and w["rtt_ms"] >= 0 for w in o["outcomes"])'
+	json_check "[w['port'] for w in o['outcomes']] == [$BASE_PORT, $((BASE_PORT + 1)), $((BASE_PORT + 2))]"
+	json_check "sorted(w['pid'] for w in o['outcomes']) == sorted([${WORKER_PIDS[*]/%/,}])"
+
+	run ctl -j send hello
+	assert_status 0
+	json_check 'o["result"] == "ok"'
+}
+
+@test "status --json: one object listing every worker" {
+	need_python
+	start_fanoutd
+	run ctl send x
+	assert_status 0
+	run --separate-stderr ctl -j status
+	assert_status 0
+	[ "${#lines[@]}" -eq 1 ] || fail "expected one line" "$(show_run)"
+	json_check 'len(o["workers"]) == 3'
+	json_check 'all(w["state"] == "up" and w["acked"] == 1 for w in o["workers"])'
+	json_check "[(w['index'], w['port']) for w in o['workers']] == [(i, $BASE_PORT + i) for i in range(3)]"
+	json_check "sorted(w['pid'] for w in o['workers']) == sorted([${WORKER_PIDS[*]/%/,}])"
+}
+
+@test "FANOUT_SOCKET in the environment reaches the daemon" {
+	start_fanoutd
+	FANOUT_SOCKET=$SOCK run timeout 60 "$FANOUTCTL" send via env
+	assert_status 0
+	assert_send 3 "$ACKED" "$ACKED" "$ACKED"
+}
+
+@test "a message above max_message_bytes: clear error, exit 3, daemon fine" {
+	local m100
+
+	write_config max_message_bytes=100
+	start_fanoutd
+	m100=$(printf 'm%.0s' $(seq 100))
+	run ctl send "$m100"
+	assert_status 0
+	assert_send 3 "$ACKED" "$ACKED" "$ACKED"
+
+	run --separate-stderr ctl send "${m100}x"
+	assert_status 3
+	[ "$stderr" = "fanoutctl: message of 101 bytes refused: larger than max_message_bytes (100)" ] ||
+	    fail "unexpected error text" "$(show_run)" "stderr: $stderr"
+
+	run ctl send after
+	assert_status 0
+	assert_send 3 "$ACKED" "$ACKED" "$ACKED"
+}
+
+@test "one worker, and many: 20 workers start in parallel and all ack" {
+	write_config workers=1
+	start_fanoutd
+	run ctl send solo
+	assert_status 0
+	assert_send 1 "$ACKED"
+	stop_fanoutd
+
+	write_config workers=20
+	start_fanoutd
+	run ctl send many
+	assert_status 0
+	[ "${lines[20]}" = "delivered to 20/20 workers (message ${lines[20]##*message }" ] ||
+	    fail "$(show_run)"
+	run ctl status
+	assert_status 0
+	[ "$(printf '%s\n' "${lines[@]}" | grep -cE '  up +acked 1$')" -eq 20 ] ||
+	    fail "$(show_run)"
+}
+
+@test "IPv6: listen_address ::1" {
+	write_config 'listen_address="::1"'
+	start_fanoutd
+	run ctl send over v6
+	assert_status 0
+	assert_send 3 "$ACKED" "$ACKED" "$ACKED"
+	[ "$(in_ns ss -Htln "sport = :$BASE_PORT" | awk '{print $4}')" = "[::1]:$BASE_PORT" ] ||
+	    fail "worker 0 does not listen on [::1]:$BASE_PORT"
+}

@@ -1,0 +1,119 @@
+#!/usr/bin/env bats
+# SPDX-License-Identifier: MIT
+# `fanoutctl send -`: one message per stdin line, pipelined over one
+# connection, one result line each; two such senders at once.
+
+load helpers
+
+# lines_file FILE N TAG: N numbered lines "TAG line I".
+lines_file() {
+	local i
+
+	for ((i = 1; i <= $2; i++)); do
+		echo "$3 line $i"
+	done >"$1"
+}
+
+# check_stream FILE N: FILE holds N lines "message ID: delivered to 3/3
+# workers" with distinct, growing ids.
+check_stream() {
+	local n
+
+	n=$(grep -cE '^message [0-9]+: delivered to 3/3 workers$' "$1") || true
+	[ "$n" -eq "$2" ] && [ "$(wc -l <"$1")" -eq "$2" ] ||
+	    fail "$1: expected $2 result lines, $n good:" "$(head -n 20 "$1")"
+	awk '{ id = $2 + 0; if (NR > 1 && id <= prev) exit 1; prev = id }' \
+	    "$1" || fail "$1: message ids do not grow"
+}
+
+@test "send - : one result line per input line, all delivered" {
+	local i
+
+	start_fanoutd
+	lines_file "$T/in" 5 stream
+	run --separate-stderr ctl send - <"$T/in"
+	assert_status 0
+	printf '%s\n' "${lines[@]}" >"$T/out"
+	check_stream "$T/out" 5
+	for i in 1 5; do
+		assert_file_line "$FANOUTD_LOG" \
+		    "worker 2: message [0-9]+, 13 bytes: \"stream line $i\""
+	done
+}
+
+@test "send - --json: one JSON object per message" {
+	need_python
+	start_fanoutd
+	lines_file "$T/in" 50 json
+	run --separate-stderr ctl --json send - <"$T/in"
+	assert_status 0
+	[ "${#lines[@]}" -eq 50 ] || fail "expected 50 lines" "$(show_run)"
+	json_check 'o["result"] == "ok" and o["acked"] == 3 and len(o["outcomes"]) == 3'
+	printf '%s\n' "$output" | python3 -c '
+import json, sys
+objs = [json.loads(l) for l in sys.stdin]
+ids = [o["message_id"] for o in objs]
+reqs = [o["request"] for o in objs]
+assert ids == sorted(set(ids)), ids
+assert len(set(reqs)) == 50, reqs
+' || fail "message ids or request ids not distinct and in order"
+}
+
+@test "2 concurrent senders x 500 messages: every one acked by every worker" {
+	local a b sa=0 sb=0 i
+
+	start_fanoutd
+	lines_file "$T/in.a" 500 alpha
+	lines_file "$T/in.b" 500 beta
+	spawn ctl send - <"$T/in.a" >"$T/out.a" 2>"$T/err.a"
+	a=$BG_PID
+	spawn ctl send - <"$T/in.b" >"$T/out.b" 2>"$T/err.b"
+	b=$BG_PID
+	wait_pid_gone "$a" "$b" "$(ms 60000)" ||
+	    fail "the senders did not finish"
+	wait "$a" || sa=$?
+	wait "$b" || sb=$?
+	[ "$sa" -eq 0 ] && [ "$sb" -eq 0 ] ||
+	    fail "sender exit status: $sa and $sb" "$(cat "$T/err.a" "$T/err.b")"
+	check_stream "$T/out.a" 500
+	check_stream "$T/out.b" 500
+	# 1000 different messages, none reported twice.
+	[ "$(cat "$T/out.a" "$T/out.b" | awk '{print $2}' | sort -u | wc -l)" -eq 1000 ] ||
+	    fail "message ids are not unique across the two senders"
+	run ctl status
+	assert_status 0
+	for i in 0 1 2; do
+		[[ ${lines[i]} =~ \ \ up\ +acked\ 1000$ ]] ||
+		    fail "worker $i did not ack 1000" "$(show_run)"
+		[ "$(grep -cE "worker $i: message [0-9]+, [0-9]+ bytes: \"(alpha|beta) line" "$FANOUTD_LOG")" -eq 1000 ] ||
+		    fail "worker $i did not log 1000 messages"
+	done
+}
+
+@test "send - with a 1 MiB line: large messages go through whole" {
+	write_config max_message_bytes=2097152
+	start_fanoutd
+	head -c 1048576 /dev/zero | tr '\0' 'y' >"$T/in"
+	echo >>"$T/in"
+	echo small >>"$T/in"
+	run --separate-stderr ctl send - <"$T/in"
+	assert_status 0
+	printf '%s\n' "${lines[@]}" >"$T/out"
+	check_stream "$T/out" 2
+	assert_file_line "$FANOUTD_LOG" "worker 0: message [0-9]+, 1048576 bytes: \"y"
+	assert_file_line "$FANOUTD_LOG" "worker 2: message [0-9]+, 5 bytes: \"small\""
+}
+
+@test "send - with an oversized line: clear error, exit 3" {
+	write_config max_message_bytes=10
+	start_fanoutd
+	printf '%s\n' short "this line is too long" >"$T/in"
+	run --separate-stderr ctl send - <"$T/in"
+	assert_status 3
+	[[ $stderr == *"message of 21 bytes refused: larger than max_message_bytes (10)"* ]] ||
+	    fail "no clear error" "stderr: $stderr"
+	[[ ${lines[0]} =~ ^message\ [0-9]+:\ delivered\ to\ 3/3\ workers$ ]] ||
+	    fail "the first message was not delivered" "$(show_run)"
+	run ctl send fine
+	assert_status 0
+}

@@ -1,0 +1,100 @@
+#!/usr/bin/env bats
+# SPDX-License-Identifier: MIT
+# Readiness as systemd sees it, through a test NOTIFY_SOCKET: READY=1 only
+# once every worker is connected, STATUS= kept current, STOPPING=1 at
+# shutdown; workers' own READY=1 accepted only from the worker's pid.
+
+load helpers
+
+# notify_lines PATTERN: line numbers in $NOTIFY_LOG of fanoutd's
+# notifications matching the ERE.
+notify_lines() {
+	awk -v pid="$FANOUTD_PID" -v re="$1" '$2 == pid {
+		text = $0; sub(/^[^ ]+ [^ ]+ /, "", text)
+		if (text ~ re) print NR
+	    }' "$NOTIFY_LOG"
+}
+
+@test "READY=1 comes only after every worker is connected" {
+	local fd
+
+	mkfifo "$T/release"
+	write_config "worker_path=\"$(worker_wrapper "2:--ready-after $T/release")\""
+	launch_fanoutd_bg
+	# Workers 0 and 1 are connected; worker 2 waits for the test.
+	wait_for "[ -e '$T/release.waiting' ]" "$(ms 10000)"
+	wait_for "[ \$(established $BASE_PORT $((BASE_PORT + 1))) -eq 2 ]" \
+	    "$(ms 10000)"
+	! grep -q 'READY=1' "$NOTIFY_LOG" ||
+	    fail "READY=1 with worker 2 not ready:" "$(cat "$NOTIFY_LOG")"
+	alive "$NW_PID" || fail "notify-wait returned early" "$(cat "$NW_ERRFILE")"
+	# Read-write: never blocks, even should worker 2 be gone.
+	exec {fd}<>"$T/release"
+	finish_launch
+	exec {fd}>&-
+	[ "$NW_STATUS" -eq 0 ] || fail "fanoutd did not become ready: $NW_ERR"
+	# At READY=1 every worker is up.
+	run ctl status
+	assert_status 0
+	[ "$(printf '%s\n' "${lines[@]}" | grep -cE '  up +acked 0$')" -eq 3 ] ||
+	    fail "not every worker up at READY=1" "$(show_run)"
+	[ "$(established "$BASE_PORT" $((BASE_PORT + 1)) $((BASE_PORT + 2)))" -eq 3 ] ||
+	    fail "not 3 connections at READY=1"
+	[ -n "$(notify_lines '^STATUS=3/3 workers connected$')" ] ||
+	    fail "no STATUS=3/3 workers connected" "$(cat "$NOTIFY_LOG")"
+}
+
+@test "STOPPING=1 at shutdown, after READY=1, before the exit" {
+	local ready stopping exited
+
+	start_fanoutd
+	stop_fanoutd
+	[ "$FANOUTD_EXIT" = "exited status=0" ]
+	ready=$(notify_lines '^READY=1$' | head -n 1)
+	stopping=$(notify_lines '^STOPPING=1$' | head -n 1)
+	exited=$(grep -n ' - exited ' "$NOTIFY_LOG" | cut -d: -f1)
+	[ -n "$ready" ] && [ -n "$stopping" ] && [ -n "$exited" ] &&
+	    [ "$ready" -lt "$stopping" ] && [ "$stopping" -lt "$exited" ] ||
+	    fail "expected READY=1, then STOPPING=1, then the exit:" \
+	    "$(cat "$NOTIFY_LOG")"
+	[ "$(notify_lines '^READY=1$' | wc -l)" -eq 1 ] ||
+	    fail "READY=1 sent more than once" "$(cat "$NOTIFY_LOG")"
+}
+
+@test "STATUS= follows the workers: 2/3 connected after one dies" {
+	start_fanoutd
+	kill -KILL "$(worker_pid 1)"
+	wait_for "[ -n \"\$(notify_lines '^STATUS=2/3 workers connected$')\" ]" \
+	    "$(ms 5000)"
+	alive "$FANOUTD_PID" || fail "fanoutd died with its worker"
+}
+
+@test "a worker's READY=1 is accepted only from the worker's own pid" {
+	write_config \
+	    "worker_path=\"$(worker_wrapper "1:--ready-from-child")\"" \
+	    start_timeout_ms="$(ms 1000)"
+	start_fanoutd_fails
+	assert_line 'worker 1'
+	! grep -q 'READY=1' "$NOTIFY_LOG" || fail "fanoutd sent READY=1"
+	[ ! -e "$SOCK" ] || fail "left $SOCK behind"
+	nothing_left "$(ms 3000)"
+}
+
+@test "started by hand without NOTIFY_SOCKET it works the same" {
+	local d st=0
+
+	spawn in_ns "$FANOUTD" -c "$CONF" 2>"$T/fanoutd.direct.log"
+	d=$BG_PID
+	DAEMONS+=("$d")
+	# No readiness signal to wait for: ask until all workers are up.
+	wait_for "ctl status 2>/dev/null | grep -cE '  up +acked' | grep -qx 3" \
+	    "$(ms 10000)"
+	run ctl send by hand
+	assert_status 0
+	assert_send 3 "$ACKED" "$ACKED" "$ACKED"
+	kill -TERM "$d"
+	wait_pid_gone "$d" "$(ms 10000)"
+	wait "$d" || st=$?
+	[ "$st" -eq 0 ] || fail "fanoutd exited $st" "$(cat "$T/fanoutd.direct.log")"
+	nothing_left "$(ms 3000)"
+}

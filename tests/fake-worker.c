@@ -1,0 +1,339 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * fake-worker: a stand-in for fanout-worker that misbehaves on purpose, for
+ * the scenario tests.  It takes fanout-worker's arguments, so a config's
+ * worker_path (or a wrapper script) can point at it.
+ *
+ *	fake-worker --index N --port PORT [--address ADDR] [-v]
+ *	    [--mode MODE] [--ready-after FIFO] [--ready-from-child]
+ *	    [--ignore-term] [--touch DIR]
+ *
+ * Like the real worker it listens, sends READY=1 to $NOTIFY_SOCKET (when
+ * set), accepts the daemon's connection and reads frames.  MODE says what it
+ * does with each MSG_DATA:
+ *	ack		acknowledge it (default): a well-behaved worker
+ *	noack		never acknowledge
+ *	garbage		answer with bytes that are not a frame
+ *	hugeframe	answer with a header announcing 2 GiB
+ *	badack		acknowledge a message id that was never sent
+ *	close		close the connection without acknowledging
+ *	fail		do not listen: send STATUS= and ERRNO=98, exit 1
+ * --ready-after FIFO	create FIFO.waiting, then block opening FIFO for
+ *			reading before READY=1 (a test releases it)
+ * --ready-from-child	READY=1 comes from a forked child, never from the
+ *			worker's own pid (which the daemon must not accept)
+ * --ignore-term	ignore SIGTERM (only SIGKILL stops it)
+ * --touch DIR		create DIR/worker-N.msg-ID for each message
+ *
+ * After its connection is gone it stays until SIGTERM, so the daemon sees
+ * the link fail, not the process exit.  It dies with its parent.
+ */
+#define _GNU_SOURCE
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "frame.h"
+
+static int	 idx = -1;
+
+static void
+usage(int st)
+{
+	fprintf(st ? stderr : stdout, "usage: fake-worker --index N "
+	    "--port PORT [--address ADDR] [--mode MODE]\n"
+	    "\t[--ready-after FIFO] [--ready-from-child] [--ignore-term] "
+	    "[--touch DIR]\n");
+	exit(st);
+}
+
+static void
+die(const char *what)
+{
+	fprintf(stderr, "fake-worker %d: %s: %s\n", idx, what,
+	    strerror(errno));
+	exit(1);
+}
+
+static void
+on_term(int sig)
+{
+	(void)sig;
+	_exit(0);
+}
+
+/* sd_notify without libsystemd: one datagram to $NOTIFY_SOCKET. */
+static void
+notify(const char *text)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	const char *e = getenv("NOTIFY_SOCKET");
+	socklen_t len;
+	int fd;
+
+	if (e == NULL || *e == '\0' || strlen(e) >= sizeof(sa.sun_path))
+		return;
+	strcpy(sa.sun_path, e);
+	if (e[0] == '@')
+		sa.sun_path[0] = '\0';
+	len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + strlen(e));
+	if ((fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0)) == -1)
+		die("notify socket");
+	if (sendto(fd, text, strlen(text), 0, (struct sockaddr *)&sa, len) < 0)
+		die("notify");
+	close(fd);
+}
+
+static int
+read_full(int fd, void *buf, size_t len)
+{
+	uint8_t *p = buf;
+
+	while (len > 0) {
+		ssize_t n = read(fd, p, len);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return -1;
+		p += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+static void
+write_full(int fd, const void *buf, size_t len)
+{
+	const uint8_t *p = buf;
+
+	while (len > 0) {
+		ssize_t n = write(fd, p, len);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return;		/* the daemon dropped us: fine */
+		p += n;
+		len -= (size_t)n;
+	}
+}
+
+static void
+ack(int fd, uint64_t id)
+{
+	uint8_t f[FANOUT_HDR_LEN + MSG_ACK_LEN];
+
+	frame_hdr_encode(f, MSG_ACK, MSG_ACK_LEN, id);
+	put_u32(f + FANOUT_HDR_LEN, 0);
+	write_full(fd, f, sizeof(f));
+}
+
+/* Serve one daemon connection until it ends; returns when it does. */
+static void
+serve(int c, const char *mode, const char *touch)
+{
+	uint8_t hdr[FANOUT_HDR_LEN], *payload;
+	struct frame_hdr h;
+
+	if ((payload = malloc(FANOUT_MESSAGE_MAX)) == NULL)
+		die("malloc");
+	for (;;) {
+		if (read_full(c, hdr, sizeof(hdr)) == -1)
+			break;
+		if (frame_hdr_decode(hdr, FANOUT_MESSAGE_MAX, &h) < 0 ||
+		    read_full(c, payload, h.len) == -1)
+			break;
+		if (h.type != MSG_DATA)
+			continue;
+		fprintf(stderr, "fake-worker %d: message %llu, %u bytes\n",
+		    idx, (unsigned long long)h.id, h.len);
+		if (touch) {
+			char path[4096];
+			int fd;
+
+			snprintf(path, sizeof(path), "%s/worker-%d.msg-%llu",
+			    touch, idx, (unsigned long long)h.id);
+			if ((fd = open(path, O_CREAT | O_WRONLY | O_CLOEXEC,
+			    0644)) != -1)
+				close(fd);
+		}
+		if (strcmp(mode, "ack") == 0) {
+			ack(c, h.id);
+		} else if (strcmp(mode, "badack") == 0) {
+			ack(c, h.id + 1000);
+		} else if (strcmp(mode, "garbage") == 0) {
+			static const char g[] = "this is not a fanout frame!\n";
+
+			write_full(c, g, sizeof(g) - 1);
+		} else if (strcmp(mode, "hugeframe") == 0) {
+			frame_hdr_encode(hdr, MSG_ACK, 0x80000000u, h.id);
+			write_full(c, hdr, sizeof(hdr));
+		} else if (strcmp(mode, "close") == 0) {
+			break;
+		}
+		/* noack: nothing */
+	}
+	free(payload);
+	close(c);
+}
+
+int
+main(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "index", required_argument, NULL, 'i' },
+		{ "port", required_argument, NULL, 'p' },
+		{ "address", required_argument, NULL, 'a' },
+		{ "mode", required_argument, NULL, 'm' },
+		{ "ready-after", required_argument, NULL, 'r' },
+		{ "ready-from-child", no_argument, NULL, 'C' },
+		{ "ignore-term", no_argument, NULL, 'I' },
+		{ "touch", required_argument, NULL, 'T' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 }
+	};
+	const char *addr = "127.0.0.1", *mode = "ack", *fifo = NULL;
+	const char *touch = NULL;
+	struct sockaddr_storage ss;
+	socklen_t sslen;
+	pid_t ppid = getppid();
+	int ch, port = -1, from_child = 0, ignore_term = 0, one = 1, fd, c;
+	char buf[128];
+
+	while ((ch = getopt_long(argc, argv, "vh", opts, NULL)) != -1) {
+		switch (ch) {
+		case 'i':
+			idx = atoi(optarg);
+			break;
+		case 'p':
+			port = atoi(optarg);
+			break;
+		case 'a':
+			addr = optarg;
+			break;
+		case 'm':
+			mode = optarg;
+			break;
+		case 'r':
+			fifo = optarg;
+			break;
+		case 'C':
+			from_child = 1;
+			break;
+		case 'I':
+			ignore_term = 1;
+			break;
+		case 'T':
+			touch = optarg;
+			break;
+		case 'v':
+			break;
+		case 'h':
+			usage(0);
+			break;
+		default:
+			usage(2);
+		}
+	}
+	if (optind != argc || idx < 0 || port <= 0 || port > 65535)
+		usage(2);
+
+	/* No orphans, like the real worker. */
+	prctl(PR_SET_PDEATHSIG, SIGKILL);
+	if (getppid() != ppid)
+		exit(1);
+	signal(SIGPIPE, SIG_IGN);
+	signal(SIGTERM, ignore_term ? SIG_IGN : on_term);
+	signal(SIGINT, on_term);
+
+	if (strcmp(mode, "fail") == 0) {
+		snprintf(buf, sizeof(buf), "STATUS=fake worker %d: simulated "
+		    "failure\nERRNO=98", idx);
+		notify(buf);
+		fprintf(stderr, "fake-worker %d: simulated failure\n", idx);
+		exit(1);
+	}
+
+	memset(&ss, 0, sizeof(ss));
+	if (inet_pton(AF_INET, addr,
+	    &((struct sockaddr_in *)&ss)->sin_addr) == 1) {
+		((struct sockaddr_in *)&ss)->sin_family = AF_INET;
+		((struct sockaddr_in *)&ss)->sin_port = htons(port);
+		sslen = sizeof(struct sockaddr_in);
+	} else if (inet_pton(AF_INET6, addr,
+	    &((struct sockaddr_in6 *)&ss)->sin6_addr) == 1) {
+		((struct sockaddr_in6 *)&ss)->sin6_family = AF_INET6;
+		((struct sockaddr_in6 *)&ss)->sin6_port = htons(port);
+		sslen = sizeof(struct sockaddr_in6);
+	} else {
+		fprintf(stderr, "fake-worker %d: bad address %s\n", idx, addr);
+		exit(2);
+	}
+
+	if (fifo) {
+		char marker[4096];
+		int m, f;
+
+		snprintf(marker, sizeof(marker), "%s.waiting", fifo);
+		if ((m = open(marker, O_CREAT | O_WRONLY | O_CLOEXEC,
+		    0644)) == -1)
+			die(marker);
+		close(m);
+		if ((f = open(fifo, O_RDONLY | O_CLOEXEC)) == -1)
+			die(fifo);
+		close(f);
+	}
+
+	if ((fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0)) == -1)
+		die("socket");
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	if (bind(fd, (struct sockaddr *)&ss, sslen) == -1 ||
+	    listen(fd, 8) == -1) {
+		int e = errno;
+
+		snprintf(buf, sizeof(buf), "STATUS=cannot listen on %s port "
+		    "%d: %s\nERRNO=%d", addr, port, strerror(e), e);
+		notify(buf);
+		errno = e;
+		die("listen");
+	}
+
+	if (from_child) {
+		pid_t pid = fork();
+
+		if (pid == -1)
+			die("fork");
+		if (pid == 0) {
+			notify("READY=1");
+			_exit(0);
+		}
+		waitpid(pid, NULL, 0);
+	} else
+		notify("READY=1");
+
+	for (;;) {
+		if ((c = accept4(fd, NULL, NULL, SOCK_CLOEXEC)) == -1) {
+			if (errno == EINTR)
+				continue;
+			die("accept");
+		}
+		setsockopt(c, IPPROTO_TCP, 1 /* TCP_NODELAY */, &one,
+		    sizeof(one));
+		serve(c, mode, touch);
+		if (strcmp(mode, "ack") == 0 && !from_child)
+			exit(0);
+	}
+}
