@@ -98,3 +98,21 @@ notify_lines() {
 	[ "$st" -eq 0 ] || fail "fanoutd exited $st" "$(cat "$T/fanoutd.direct.log")"
 	nothing_left "$(ms 3000)"
 }
+
+@test "logging: <N> priority prefixes when stderr is the journal, plain otherwise" {
+	local log=$T/journal.log st=0
+
+	write_config worker_path='"/nonexistent/fanout-worker"'
+	: >"$log"
+	# journald's way of saying "your stderr is me": device and inode.
+	JOURNAL_STREAM=$(stat -c '%d:%i' "$log") \
+	    "$FANOUTD" -c "$CONF" 2>>"$log" || st=$?
+	[ "$st" -eq 1 ] || fail "fanoutd exited $st, expected 1"
+	grep -qx '<4>worker_path /nonexistent/fanout-worker: No such file or directory' \
+	    "$log" || fail "no <4> line in the journal stream:" "$(cat "$log")"
+	# Another stream's id: plain lines with the program name.
+	run --separate-stderr env JOURNAL_STREAM=1:1 "$FANOUTD" -c "$CONF"
+	assert_status 1
+	[ "$stderr" = "fanoutd: worker_path /nonexistent/fanout-worker: No such file or directory" ] ||
+	    fail "unexpected plain log: $stderr"
+}
