@@ -228,7 +228,8 @@ on_start_timeout(sd_event_source *s, uint64_t usec, void *arg)
 	return 0;
 }
 
-/* In the child between fork and exec: async-signal-safe calls only. */
+/* In the child between fork and exec.  fanoutd is single-threaded, so
+ * ordinary libc calls are safe here. */
 static void __attribute__((noreturn))
 worker_exec(struct worker *w, pid_t parent, const char *notify_name)
 {

@@ -84,8 +84,10 @@ enum msg_type {
 /*
  * CTL_END payload, ends every reply:
  *	u32 result	enum ctl_result
- *	u32 acked	workers that acknowledged (CTL_SEND)
- *	u32 workers	workers the message was for (CTL_SEND), or the pool size
+ *	u32 acked	CTL_SEND: workers that acknowledged;
+ *			CTL_STATUS: workers up
+ *	u32 workers	CTL_SEND: workers the message was for;
+ *			CTL_STATUS: the pool size
  *	u32 limit	CTL_RES_TOOBIG: max_message_bytes; CTL_SEND replies:
  *			the ack timeout applied, in ms; otherwise 0
  *	u64 msg_id	the message id given to the broadcast (CTL_SEND), or 0
