@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "conf.h"
+#include "fanoutctl.h"
 #include "frame.h"
 #include "sock.h"
 #include "util.h"
@@ -37,20 +38,6 @@ struct ctl {
 	int		 fd;
 	struct rbuf	 in;
 };
-
-/* One reply: the CTL_WORKER records and the CTL_END that closed it. */
-struct reply {
-	uint64_t	 req_id;
-	uint32_t	 result, acked, workers, limit;
-	uint64_t	 msg_id;
-	uint32_t	 nrec, caprec;
-	uint8_t		(*rec)[CTL_WORKER_LEN];
-	bool		 done;
-};
-
-static const char *const outcome_names[] = ACK_OUTCOME_NAMES;
-static const char *const state_names[] = W_STATE_NAMES;
-static const char *const result_names[] = CTL_RESULT_NAMES;
 
 static int	cmd_send(struct ctl *, int, char **);
 static int	cmd_status(struct ctl *, int, char **);
@@ -204,7 +191,15 @@ reply_add(struct reply *rp, const struct frame_hdr *h, const uint8_t *p)
 			if (rp->rec == NULL)
 				die("out of memory");
 		}
-		memcpy(rp->rec[rp->nrec++], p, CTL_WORKER_LEN);
+		rp->rec[rp->nrec++] = (struct worker_rec){
+			.index = get_u32(p),
+			.pid = get_u32(p + 4),
+			.port = get_u16(p + 8),
+			.state = p[10],
+			.outcome = p[11],
+			.rtt_us = get_u32(p + 12),
+			.acked = get_u64(p + 16),
+		};
 		return 0;
 	}
 	if (h->type == CTL_END && h->len == CTL_END_LEN) {
@@ -220,13 +215,6 @@ reply_add(struct reply *rp, const struct frame_hdr *h, const uint8_t *p)
 	    h->type, h->len);
 }
 
-static const char *
-name_of(const char *const *names, size_t n, unsigned v)
-{
-	return v < n ? names[v] : "unknown";
-}
-#define NAME(tab, v)	name_of(tab, nitems(tab), v)
-
 /* A refused request: message and exit status 3. */
 static void __attribute__((noreturn))
 die_result(const struct reply *rp, size_t msglen)
@@ -234,87 +222,7 @@ die_result(const struct reply *rp, size_t msglen)
 	if (rp->result == CTL_RES_TOOBIG)
 		die("message of %zu bytes refused: larger than "
 		    "max_message_bytes (%u)", msglen, rp->limit);
-	die("fanoutd refused the request: %s", NAME(result_names, rp->result));
-}
-
-static void
-print_send(const struct ctl *ctl, const struct reply *rp)
-{
-	uint32_t i;
-
-	if (ctl->json) {
-		printf("{\"request\":%llu,\"message_id\":%llu,\"result\":\"%s\","
-		    "\"acked\":%u,\"workers\":%u,\"timeout_ms\":%u,\"outcomes\":[",
-		    (unsigned long long)rp->req_id,
-		    (unsigned long long)rp->msg_id,
-		    rp->result == CTL_RES_OK ? "ok" : "partial",
-		    rp->acked, rp->workers, rp->limit);
-		for (i = 0; i < rp->nrec; i++) {
-			const uint8_t *r = rp->rec[i];
-
-			printf("%s{\"index\":%u,\"pid\":%u,\"port\":%u,"
-			    "\"outcome\":\"%s\"", i ? "," : "", get_u32(r),
-			    get_u32(r + 4), get_u16(r + 8),
-			    NAME(outcome_names, r[11]));
-			if (r[11] == ACK_OK)
-				printf(",\"rtt_ms\":%.3f",
-				    get_u32(r + 12) / 1000.0);
-			printf("}");
-		}
-		printf("]}\n");
-		return;
-	}
-	for (i = 0; i < rp->nrec; i++) {
-		const uint8_t *r = rp->rec[i];
-
-		printf("worker %u  pid %u  port %u  %-8s ", get_u32(r),
-		    get_u32(r + 4), get_u16(r + 8), NAME(outcome_names, r[11]));
-		switch (r[11]) {
-		case ACK_OK:
-			printf("%.3f ms\n", get_u32(r + 12) / 1000.0);
-			break;
-		case ACK_TIMEOUT:
-			printf("(no ack within %u ms)\n", rp->limit);
-			break;
-		case ACK_DOWN:
-			printf("(not connected)\n");
-			break;
-		case ACK_SHUTDOWN:
-			printf("(fanoutd stopped before it acked)\n");
-			break;
-		case ACK_FULL:
-			printf("(queue full, not sent)\n");
-			break;
-		default:
-			printf("\n");
-		}
-	}
-	printf("delivered to %u/%u workers (message %llu)\n", rp->acked,
-	    rp->workers, (unsigned long long)rp->msg_id);
-}
-
-static void
-print_line_result(const struct ctl *ctl, const struct reply *rp)
-{
-	uint32_t i;
-	bool first = true;
-
-	if (ctl->json) {
-		print_send(ctl, rp);
-		return;
-	}
-	printf("message %llu: delivered to %u/%u workers",
-	    (unsigned long long)rp->msg_id, rp->acked, rp->workers);
-	for (i = 0; i < rp->nrec; i++) {
-		const uint8_t *r = rp->rec[i];
-
-		if (r[11] == ACK_OK)
-			continue;
-		printf("%s%u (%s)", first ? "; not acked: " : ", ",
-		    get_u32(r), NAME(outcome_names, r[11]));
-		first = false;
-	}
-	printf("\n");
+	die("fanoutd refused the request: %s", output_result(rp->result));
 }
 
 static int
@@ -382,7 +290,7 @@ send_one(struct ctl *ctl, const char *msg, size_t len)
 	ctl_request(ctl, &wb, &rp);
 	if (rp.result != CTL_RES_OK && rp.result != CTL_RES_PARTIAL)
 		die_result(&rp, len);
-	print_send(ctl, &rp);
+	output_send(&rp, ctl->json);
 	free(rp.rec);
 	return rp.result == CTL_RES_OK ? EXIT_ACKED : EXIT_PARTIAL;
 }
@@ -415,7 +323,7 @@ handle_stream(const struct frame_hdr *h, const uint8_t *p, void *arg)
 		if (rp->result != CTL_RES_OK && rp->result != CTL_RES_PARTIAL)
 			die_result(rp, st->lens[st->next_out %
 			    PIPELINE_WINDOW]);
-		print_line_result(st->ctl, rp);
+		output_send_line(rp, st->ctl->json);
 		if (rp->result == CTL_RES_PARTIAL)
 			st->status = EXIT_PARTIAL;
 		st->next_out++;
@@ -517,7 +425,6 @@ cmd_status(struct ctl *ctl, int argc, char **argv)
 {
 	struct reply rp = { 0 };
 	struct wbuf wb;
-	uint32_t i;
 
 	(void)argc;
 	(void)argv;
@@ -527,25 +434,7 @@ cmd_status(struct ctl *ctl, int argc, char **argv)
 	ctl_request(ctl, &wb, &rp);
 	if (rp.result != CTL_RES_OK)
 		die_result(&rp, 0);
-	if (ctl->json)
-		printf("{\"workers\":[");
-	for (i = 0; i < rp.nrec; i++) {
-		const uint8_t *rec = rp.rec[i];
-
-		if (ctl->json)
-			printf("%s{\"index\":%u,\"pid\":%u,\"port\":%u,"
-			    "\"state\":\"%s\",\"acked\":%llu}", i ? "," : "",
-			    get_u32(rec), get_u32(rec + 4), get_u16(rec + 8),
-			    NAME(state_names, rec[10]),
-			    (unsigned long long)get_u64(rec + 16));
-		else
-			printf("worker %u  pid %u  port %u  %-8s acked %llu\n",
-			    get_u32(rec), get_u32(rec + 4), get_u16(rec + 8),
-			    NAME(state_names, rec[10]),
-			    (unsigned long long)get_u64(rec + 16));
-	}
-	if (ctl->json)
-		printf("],\"up\":%u,\"total\":%u}\n", rp.acked, rp.workers);
+	output_status(&rp, ctl->json);
 	free(rp.rec);
 	return EXIT_ACKED;
 }
