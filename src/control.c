@@ -22,8 +22,8 @@
 
 static void	ctl_close(struct ctl_conn *);
 
-static void
-ctl_end(struct ctl_conn *c, uint64_t req_id, uint32_t result, uint32_t acked,
+static int
+end_frame(struct wbuf *wb, uint64_t req_id, uint32_t result, uint32_t acked,
     uint32_t workers, uint32_t limit, uint64_t msg_id)
 {
 	uint8_t p[CTL_END_LEN];
@@ -33,7 +33,15 @@ ctl_end(struct ctl_conn *c, uint64_t req_id, uint32_t result, uint32_t acked,
 	put_u32(p + 8, workers);
 	put_u32(p + 12, limit);
 	put_u64(p + 16, msg_id);
-	if (wbuf_frame(&c->out, CTL_END, req_id, p, sizeof(p)) < 0)
+	return wbuf_frame(wb, CTL_END, req_id, p, sizeof(p));
+}
+
+static void
+ctl_end(struct ctl_conn *c, uint64_t req_id, uint32_t result, uint32_t acked,
+    uint32_t workers, uint32_t limit, uint64_t msg_id)
+{
+	if (end_frame(&c->out, req_id, result, acked, workers, limit,
+	    msg_id) < 0)
 		c->closing = true;
 }
 
@@ -250,16 +258,18 @@ ctl_accept_one(struct fanoutd *d, int fd)
 {
 	struct ctl_conn *c;
 
-	if (d->nctls >= CTL_CONNS_MAX || d->stopping ||
-	    (c = calloc(1, sizeof(*c))) == NULL) {
-		uint8_t f[FANOUT_HDR_LEN + CTL_END_LEN] = { 0 };
+	/* (No stopping case: the listener is closed when stopping begins.) */
+	if (d->nctls >= CTL_CONNS_MAX || (c = calloc(1, sizeof(*c))) == NULL) {
+		struct wbuf wb;
 
-		log_warnx("refusing a control connection: %s", d->stopping ?
-		    "shutting down" : "too many connections");
-		frame_hdr_encode(f, CTL_END, CTL_END_LEN, 0);
-		put_u32(f + FANOUT_HDR_LEN, d->stopping ? CTL_RES_SHUTDOWN :
-		    CTL_RES_BUSY);
-		(void)send(fd, f, sizeof(f), MSG_DONTWAIT | MSG_NOSIGNAL);
+		log_warnx("refusing a control connection: too many "
+		    "connections");
+		/* One try: a client that cannot take 40 bytes learns
+		 * nothing, but it does not hold the daemon up. */
+		wbuf_init(&wb);
+		if (end_frame(&wb, 0, CTL_RES_BUSY, 0, 0, 0, 0) == 0)
+			(void)wbuf_flush(&wb, fd);
+		wbuf_free(&wb);
 		close(fd);
 		return;
 	}
@@ -398,14 +408,14 @@ control_close_listener(struct fanoutd *d)
 }
 
 void
-control_close_all(struct fanoutd *d)
+control_close_all(struct fanoutd *d, bool now)
 {
 	struct ctl_conn *c, *next;
 
 	for (c = d->ctls; c != NULL; c = next) {
 		next = c->next;
 		c->closing = true;
-		if (wbuf_pending(&c->out) == 0 && c->ninflight == 0)
+		if (now || (wbuf_pending(&c->out) == 0 && c->ninflight == 0))
 			ctl_close(c);
 		else
 			ctl_set_events(c);

@@ -138,7 +138,7 @@ fanoutd_check_done(struct fanoutd *d)
 	if (!d->closing_ctls) {
 		d->closing_ctls = true;
 		bcast_abort_all(d);
-		control_close_all(d);
+		control_close_all(d, false);
 	}
 	if (control_idle(d))
 		(void)sd_event_exit(d->ev, d->exit_code);
@@ -220,16 +220,12 @@ fanoutd_run(struct fanoutd *d)
 static void
 fanoutd_free(struct fanoutd *d)
 {
-	struct ctl_conn *c;
-
 	/* Reached early only when shutdown ran out of time: what is still
 	 * unanswered or unsent is dropped. */
 	control_close_listener(d);
 	bcast_abort_all(d);
 	d->closing_ctls = true;
-	for (c = d->ctls; c != NULL; c = c->next)
-		c->out.off = c->out.len;
-	control_close_all(d);
+	control_close_all(d, true);
 	pool_free(d);
 	d->stop_timer = sd_event_source_disable_unref(d->stop_timer);
 	d->flush_src = sd_event_source_disable_unref(d->flush_src);

@@ -167,7 +167,8 @@ void	msg_unref(struct msg *);
 /* control.c */
 int	control_start(struct fanoutd *);
 void	control_close_listener(struct fanoutd *);
-void	control_close_all(struct fanoutd *);
+/* now: drop unsent replies instead of flushing them first */
+void	control_close_all(struct fanoutd *, bool now);
 void	control_reply_bcast(struct ctl_conn *, const struct bcast *);
 void	control_bcast_done(struct ctl_conn *);
 void	control_flush(struct ctl_conn *);
