@@ -11,23 +11,24 @@ got_message() {
 	wait_for "compgen -G '$T/worker-$1.msg-*' >/dev/null" "$(ms 10000)"
 }
 
-@test "SIGTERM: exit 0, workers gone, control socket removed" {
+# clean_stop SIGNAL: the signal stops fanoutd with exit 0, no process left
+# and no control socket.
+clean_stop() {
 	start_fanoutd
 	[ -S "$SOCK" ] || fail "no control socket at $SOCK"
-	stop_fanoutd TERM
+	stop_fanoutd "$1"
 	[ "$FANOUTD_EXIT" = "exited status=0" ] ||
 	    fail "fanoutd: $FANOUTD_EXIT" "$(cat "$FANOUTD_LOG")"
 	[ ! -e "$SOCK" ] || fail "$SOCK left behind"
 	nothing_left "$(ms 3000)"
 }
 
+@test "SIGTERM: exit 0, workers gone, control socket removed" {
+	clean_stop TERM
+}
+
 @test "SIGINT: the same clean shutdown" {
-	start_fanoutd
-	stop_fanoutd INT
-	[ "$FANOUTD_EXIT" = "exited status=0" ] ||
-	    fail "fanoutd: $FANOUTD_EXIT" "$(cat "$FANOUTD_LOG")"
-	[ ! -e "$SOCK" ] || fail "$SOCK left behind"
-	nothing_left "$(ms 3000)"
+	clean_stop INT
 }
 
 @test "SIGTERM with a request in flight: the client gets its reply" {

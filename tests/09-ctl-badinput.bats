@@ -134,3 +134,31 @@ after_ok() {
 	done
 	after_ok
 }
+
+@test "past 128 control connections: 'too many' for the next, the rest served" {
+	need_python
+	# Hold 128 connections open, then ask for one more: its only frame
+	# must be CTL_END with CTL_RES_BUSY (6), then EOF.
+	run python3 - "$SOCK" <<'PY'
+import socket, struct, sys
+held = []
+for _ in range(128):
+    s = socket.socket(socket.AF_UNIX)
+    s.connect(sys.argv[1])
+    held.append(s)
+s = socket.socket(socket.AF_UNIX)
+s.settimeout(5)
+s.connect(sys.argv[1])
+data = b""
+while True:
+    chunk = s.recv(4096)
+    if not chunk:
+        break
+    data += chunk
+print("type=%d result=%d len=%d" % (data[1], struct.unpack(">I", data[16:20])[0], len(data)))
+PY
+	assert_status 0
+	assert_line '^type=19 result=6 len=40$'
+	# The held connections are gone with the script: the daemon serves.
+	after_ok
+}

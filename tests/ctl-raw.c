@@ -42,10 +42,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "frame.h"
+#include "util.h"
 
 static const char *state_names[] = W_STATE_NAMES;
 static const char *outcome_names[] = ACK_OUTCOME_NAMES;
@@ -65,10 +65,7 @@ usage(void)
 static long
 now_ms(void)
 {
-	struct timespec t;
-
-	clock_gettime(CLOCK_MONOTONIC, &t);
-	return t.tv_sec * 1000L + t.tv_nsec / 1000000L;
+	return (long)(now_usec() / 1000);
 }
 
 static void
