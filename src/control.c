@@ -364,10 +364,12 @@ control_start(struct fanoutd *d)
 	const char *path = d->conf.control_socket;
 	int fd, r;
 
-	/* Another daemon that answers owns the socket; a dead one's file is
-	 * only in the way. */
-	if ((fd = unix_connect(path)) >= 0) {
-		close(fd);
+	/* Another daemon that answers owns the socket (one whose backlog
+	 * stays full is there too: -EAGAIN); a dead one's file is only in
+	 * the way. */
+	if ((fd = unix_connect(path, 1000)) >= 0 || fd == -EAGAIN) {
+		if (fd >= 0)
+			close(fd);
 		log_warnx("another fanoutd is already running on %s", path);
 		return -EADDRINUSE;
 	}

@@ -97,11 +97,15 @@ die(const char *fmt, ...)
 static void
 ctl_connect(struct ctl *ctl)
 {
-	int fd = unix_connect(ctl->path);
+	unsigned int wait_ms = ctl->timeout_ms + REPLY_GRACE_MS;
+	int fd = unix_connect(ctl->path, wait_ms);
 
 	if (fd == -EACCES || fd == -EPERM)
 		die("cannot connect to %s: %s (are you in the _fanout group?)",
 		    ctl->path, strerror(-fd));
+	if (fd == -EAGAIN)
+		die("cannot connect to %s: no room after %u ms (fanoutd is "
+		    "not accepting connections)", ctl->path, wait_ms);
 	if (fd < 0)
 		die("cannot connect to %s: %s (is fanoutd running?)",
 		    ctl->path, strerror(-fd));

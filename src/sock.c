@@ -4,6 +4,7 @@
 
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/time.h>
 #include <sys/un.h>
 #include <arpa/inet.h>
 #include <errno.h>
@@ -66,7 +67,10 @@ unix_listen(const char *path, mode_t mode)
 	old = umask(0777 & ~mode);
 	r = bind(fd, (struct sockaddr *)&sun, sizeof(sun));
 	umask(old);
-	if (r == -1 || chmod(path, mode) == -1 || listen(fd, 64) == -1) {
+	/* A full backlog makes clients' connects fail or wait: take the
+	 * kernel's maximum, the daemon accepts as fast as it can. */
+	if (r == -1 || chmod(path, mode) == -1 ||
+	    listen(fd, SOMAXCONN) == -1) {
 		r = -errno;
 		close(fd);
 		return r;
@@ -75,9 +79,13 @@ unix_listen(const char *path, mode_t mode)
 }
 
 int
-unix_connect(const char *path)
+unix_connect(const char *path, unsigned int timeout_ms)
 {
 	struct sockaddr_un sun;
+	struct timeval tv = {
+		.tv_sec = timeout_ms / 1000,
+		.tv_usec = (timeout_ms % 1000) * 1000,
+	};
 	int fd, r;
 
 	if ((r = unix_addr(path, &sun)) < 0)
@@ -85,7 +93,10 @@ unix_connect(const char *path)
 	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (fd == -1)
 		return -errno;
-	if (connect(fd, (struct sockaddr *)&sun, sizeof(sun)) == -1) {
+	/* connect() waits while the listener's backlog is full (a stopped or
+	 * swamped daemon); the send timeout bounds that wait. */
+	if (setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv)) == -1 ||
+	    connect(fd, (struct sockaddr *)&sun, sizeof(sun)) == -1) {
 		r = -errno;
 		close(fd);
 		return r;

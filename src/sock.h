@@ -13,8 +13,9 @@ int	sock_addr(const char *addr, uint16_t port, struct sockaddr_storage *,
 /* Non-blocking listening sockets. */
 int	unix_listen(const char *path, mode_t mode);
 int	tcp_listen(const char *addr, uint16_t port);
-/* Blocking connect to a Unix stream socket. */
-int	unix_connect(const char *path);
+/* Blocking connect to a Unix stream socket that waits at most timeout_ms
+ * for room in a full backlog (then -EAGAIN). */
+int	unix_connect(const char *path, unsigned int timeout_ms);
 /* Starts a non-blocking TCP connect (TCP_NODELAY set); completes on POLLOUT. */
 int	tcp_connect_nb(const char *addr, uint16_t port);
 /* The pending error of a non-blocking connect: 0 or -errno. */
