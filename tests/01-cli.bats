@@ -150,3 +150,40 @@ s = socket.socket(socket.AF_UNIX); s.bind(sys.argv[1])' "$T/dead.sock"
 	[[ $stderr == "fanoutctl: cannot connect to $T/dead.sock: Connection refused"* ]] ||
 	    fail "unexpected error text: $stderr"
 }
+
+# stuck_listener MODE: runs fanoutctl -t 100 status against a Unix listener
+# that never accepts and prints "exit=N" and fanoutctl's stderr.  MODE full:
+# the backlog (listen(0)) already holds one connection, so connect() has to
+# wait for room; MODE silent: connect() succeeds but no reply ever comes.
+stuck_listener() {
+	python3 - "$1" "$T/stuck.sock" "$FANOUTCTL" <<'PY'
+import socket, subprocess, sys
+mode, path, fanoutctl = sys.argv[1:]
+lsn = socket.socket(socket.AF_UNIX)
+lsn.bind(path)
+lsn.listen(0)
+if mode == "full":
+    filler = socket.socket(socket.AF_UNIX)
+    filler.connect(path)
+p = subprocess.run([fanoutctl, "-s", path, "-t", "100", "status"],
+                   capture_output=True, text=True, timeout=60)
+print("exit=%d" % p.returncode)
+print(p.stderr, end="")
+PY
+}
+
+@test "fanoutctl on a listener whose backlog stays full: exit 3, no hang" {
+	need_python
+	run stuck_listener full
+	assert_status 0
+	assert_line '^exit=3$'
+	assert_line "^fanoutctl: cannot connect to $T/stuck.sock: no room after 2100 ms \(fanoutd is not accepting connections\)$"
+}
+
+@test "fanoutctl on a daemon that never answers: exit 3 at its deadline" {
+	need_python
+	run stuck_listener silent
+	assert_status 0
+	assert_line '^exit=3$'
+	assert_line '^fanoutctl: no reply from fanoutd within 2100 ms$'
+}

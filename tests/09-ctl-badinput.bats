@@ -137,17 +137,40 @@ after_ok() {
 
 @test "past 128 control connections: 'too many' for the next, the rest served" {
 	need_python
-	# Hold 128 connections open, then ask for one more: its only frame
-	# must be CTL_END with CTL_RES_BUSY (6), then EOF.
+	# Hold 128 connections, each proven accepted by a status round trip
+	# (so none waits in the listen backlog), then open one more: its only
+	# frame must be CTL_END with CTL_RES_BUSY (6), then EOF.
 	run python3 - "$SOCK" <<'PY'
 import socket, struct, sys
+
+def read_until_end(s):
+    data = b""
+    while True:
+        while len(data) >= 16:
+            length = struct.unpack(">I", data[4:8])[0]
+            if len(data) < 16 + length:
+                break
+            frame, data = data[:16 + length], data[16 + length:]
+            if frame[1] == 19:
+                return frame
+        chunk = s.recv(65536)
+        if not chunk:
+            sys.exit("connection %d closed before CTL_END" % len(held))
+        data += chunk
+
 held = []
-for _ in range(128):
+for i in range(128):
     s = socket.socket(socket.AF_UNIX)
+    s.settimeout(60)
     s.connect(sys.argv[1])
     held.append(s)
+    s.sendall(struct.pack(">BBHIQ", 1, 17, 0, 0, i + 1))
+    end = read_until_end(s)
+    result = struct.unpack(">I", end[16:20])[0]
+    if result != 0:
+        sys.exit("connection %d: status answered with result %d" % (i + 1, result))
 s = socket.socket(socket.AF_UNIX)
-s.settimeout(5)
+s.settimeout(60)
 s.connect(sys.argv[1])
 data = b""
 while True:
