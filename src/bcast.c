@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * The broadcast lifecycle: give a message its id, queue it on every
- * connected worker in one pass, record each worker's outcome, and answer the
- * control client once every worker has acked or the deadline has passed.
+ * The broadcast lifecycle: give a message its id, put it on every worker's
+ * queue in one pass, record each worker's verdict, and answer the control
+ * client once every worker has one or the deadline has passed.  Answering
+ * does not take the message off any queue: only an ack does.
  */
 #include "config.h"
 
@@ -14,13 +15,6 @@
 #include "log.h"
 #include "util.h"
 
-void
-msg_unref(struct msg *m)
-{
-	if (--m->refs == 0)
-		free(m);
-}
-
 static void
 bcast_finish(struct bcast *b)
 {
@@ -30,8 +24,6 @@ bcast_finish(struct bcast *b)
 		control_reply_bcast(b->c, b);
 		control_bcast_done(b->c);
 	}
-	log_debug("message %llu: %u/%u acked",
-	    (unsigned long long)b->m->id, b->nacked, b->nworkers);
 	b->m->b = NULL;
 	msg_unref(b->m);
 	b->timer = sd_event_source_disable_unref(b->timer);
@@ -44,6 +36,8 @@ bcast_finish(struct bcast *b)
 	else
 		d->bcasts_tail = b->prev;
 	free(b);
+	if (d->stopping)
+		fanoutd_check_done(d);
 }
 
 void
@@ -56,11 +50,49 @@ bcast_settle(struct bcast *b, uint32_t index, uint8_t outcome)
 	res = &b->res[index];
 	res->outcome = outcome;
 	if (outcome == ACK_OK) {
-		res->rtt_us = (uint32_t)(now_usec() - b->start_usec);
+		res->rtt_us = (uint32_t)(now_usec() - b->m->accepted_usec);
 		b->nacked++;
-	}
+	} else if (outcome == ACK_QUEUED)
+		b->nqueued++;
 	if (--b->npending == 0)
 		bcast_finish(b);
+}
+
+/* What a worker that does not ack in time gets: kept, unless the daemon is
+ * going away and its queues with it. */
+static uint8_t
+unacked_outcome(const struct fanoutd *d)
+{
+	return d->stopping ? ACK_SHUTDOWN : ACK_QUEUED;
+}
+
+void
+bcast_acked(struct worker *w)
+{
+	struct msg *m = queue_pop(&w->q);
+	uint64_t now = now_usec();
+
+	w->acked++;
+	w->progress_usec = now;
+	w->last_rtt_us = (uint32_t)(now - m->accepted_usec);
+	if (m->b != NULL)
+		bcast_settle(m->b, w->index, ACK_OK);
+	msg_unref(m);
+}
+
+void
+bcast_worker_away(struct worker *w)
+{
+	struct fanoutd *d = w->d;
+	uint32_t i;
+
+	/* Settling may finish a broadcast, which never touches queues. */
+	for (i = 0; i < w->q.n; i++) {
+		struct msg *m = queue_at(&w->q, i);
+
+		if (m->b != NULL && (!m->b->wait || d->stopping))
+			bcast_settle(m->b, w->index, unacked_outcome(d));
+	}
 }
 
 static int
@@ -72,15 +104,18 @@ on_deadline(sd_event_source *s, uint64_t usec, void *arg)
 	(void)s;
 	(void)usec;
 	for (i = 0; i < b->nworkers; i++)
-		if (b->res[i].outcome == ACK_NONE)
-			b->res[i].outcome = ACK_TIMEOUT;
+		if (b->res[i].outcome == ACK_NONE) {
+			b->res[i].outcome = unacked_outcome(b->d);
+			if (b->res[i].outcome == ACK_QUEUED)
+				b->nqueued++;
+		}
 	bcast_finish(b);
 	return 0;
 }
 
 int
 bcast_start(struct fanoutd *d, struct ctl_conn *c, uint64_t req_id,
-    const uint8_t *data, size_t len, uint32_t timeout_ms)
+    const uint8_t *data, size_t len, uint32_t timeout_ms, bool wait)
 {
 	struct bcast *b;
 	struct msg *m;
@@ -96,17 +131,19 @@ bcast_start(struct fanoutd *d, struct ctl_conn *c, uint64_t req_id,
 	}
 	m->refs = 1;		/* the broadcast's own */
 	m->id = ++d->next_msg_id;
+	m->accepted_usec = now_usec();
 	m->b = b;
 	m->len = FANOUT_HDR_LEN + len;
 	frame_hdr_encode(m->frame, MSG_DATA, (uint32_t)len, m->id);
 	memcpy(m->frame + FANOUT_HDR_LEN, data, len);
+	d->accepted++;
 
 	b->d = d;
 	b->m = m;
 	b->c = c;
 	b->req_id = req_id;
-	b->start_usec = now_usec();
 	b->timeout_ms = timeout_ms;
+	b->wait = wait;
 	b->nworkers = d->nworkers;
 	b->prev = d->bcasts_tail;
 	if (d->bcasts_tail != NULL)
@@ -118,16 +155,18 @@ bcast_start(struct fanoutd *d, struct ctl_conn *c, uint64_t req_id,
 		c->ninflight++;
 
 	/* Queue on every worker first; npending covers them all before any
-	 * outcome is recorded, so the broadcast cannot finish half built. */
+	 * verdict is recorded, so the broadcast cannot finish half built. */
 	b->npending = b->nworkers + 1;
 	for (i = 0; i < b->nworkers; i++) {
-		struct worker *w = &d->workers[i];
+		struct worker *w = d->workers[i];
 
 		b->res[i].pid = w->pid;
-		if (w->state != W_UP)
-			bcast_settle(b, i, ACK_DOWN);
-		else if (peer_queue(w, m) < 0)
+		if (queue_push(&w->q, m) < 0)
 			bcast_settle(b, i, ACK_FULL);
+		else if (w->state == W_UP)
+			worker_kick(w);
+		else if (!wait)
+			bcast_settle(b, i, ACK_QUEUED);
 	}
 	r = sd_event_add_time_relative(d->ev, &b->timer, CLOCK_MONOTONIC,
 	    (uint64_t)timeout_ms * 1000, 1000, on_deadline, b);

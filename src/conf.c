@@ -22,7 +22,9 @@
 #include "sock.h"
 #include "util.h"
 
-enum conf_type { CT_INT, CT_ADDR, CT_PATH };
+enum conf_type { CT_INT, CT_ADDR, CT_PATH, CT_ENUM };
+
+static const char *const degraded_actions[] = DEGRADED_ACTION_NAMES;
 
 static const struct conf_setting {
 	const char	*name;
@@ -31,29 +33,51 @@ static const struct conf_setting {
 	long long	 min, max;	/* CT_INT; CT_PATH: max length */
 	long long	 defint;
 	const char	*defstr;
+	const char *const *names;	/* CT_ENUM: the values, NULL ended */
 } settings[] = {
 	{ "workers", CT_INT, offsetof(struct fanout_conf, workers),
-	    1, FANOUT_WORKERS_MAX, 3, NULL },
+	    1, FANOUT_WORKERS_MAX, 3, NULL, NULL },
 	{ "base_port", CT_INT, offsetof(struct fanout_conf, base_port),
-	    1, 65535, 8888, NULL },
+	    1, 65535, 8888, NULL, NULL },
 	{ "listen_address", CT_ADDR, offsetof(struct fanout_conf, listen_address),
-	    0, 0, 0, "127.0.0.1" },
+	    0, 0, 0, "127.0.0.1", NULL },
 	{ "control_socket", CT_PATH, offsetof(struct fanout_conf, control_socket),
 	    0, sizeof(((struct sockaddr_un *)0)->sun_path) - 1, 0,
-	    FANOUT_SOCKET_DEFAULT },
+	    FANOUT_SOCKET_DEFAULT, NULL },
 	{ "ack_timeout_ms", CT_INT, offsetof(struct fanout_conf, ack_timeout_ms),
-	    1, 3600000, 5000, NULL },
+	    1, 3600000, 5000, NULL, NULL },
 	{ "max_message_bytes", CT_INT,
 	    offsetof(struct fanout_conf, max_message_bytes),
-	    1, FANOUT_MESSAGE_MAX, 64 * 1024, NULL },
+	    1, FANOUT_MESSAGE_MAX, 64 * 1024, NULL, NULL },
 	{ "worker_path", CT_PATH, offsetof(struct fanout_conf, worker_path),
-	    0, 4095, 0, FANOUT_WORKER_DEFAULT },
+	    0, 4095, 0, FANOUT_WORKER_DEFAULT, NULL },
 	{ "start_timeout_ms", CT_INT,
 	    offsetof(struct fanout_conf, start_timeout_ms),
-	    100, 600000, 10000, NULL },
+	    100, 600000, 10000, NULL, NULL },
 	{ "stop_timeout_ms", CT_INT,
 	    offsetof(struct fanout_conf, stop_timeout_ms),
-	    100, 600000, 5000, NULL },
+	    100, 600000, 5000, NULL, NULL },
+	{ "restart_max_delay_ms", CT_INT,
+	    offsetof(struct fanout_conf, restart_max_delay_ms),
+	    100, 3600000, 30000, NULL, NULL },
+	{ "restart_reset_ms", CT_INT,
+	    offsetof(struct fanout_conf, restart_reset_ms),
+	    100, 86400000, 60000, NULL, NULL },
+	{ "stall_timeout_ms", CT_INT,
+	    offsetof(struct fanout_conf, stall_timeout_ms),
+	    100, 3600000, 30000, NULL, NULL },
+	{ "queue_max_messages", CT_INT,
+	    offsetof(struct fanout_conf, queue_max_messages),
+	    1, 10000000, 10000, NULL, NULL },
+	{ "queue_max_bytes", CT_INT,
+	    offsetof(struct fanout_conf, queue_max_bytes),
+	    1024, UINT32_MAX, 64 * 1024 * 1024, NULL, NULL },
+	{ "degraded_timeout_ms", CT_INT,
+	    offsetof(struct fanout_conf, degraded_timeout_ms),
+	    100, 86400000, 60000, NULL, NULL },
+	{ "degraded_action", CT_ENUM,
+	    offsetof(struct fanout_conf, degraded_action),
+	    0, 0, DEGRADED_QUEUE, NULL, degraded_actions },
 };
 
 static void
@@ -96,12 +120,32 @@ conf_set_defaults(struct fanout_conf *conf)
 		const struct conf_setting *cs = &settings[i];
 		void *field = (char *)conf + cs->off;
 
-		if (cs->type == CT_INT)
+		if (cs->type == CT_INT || cs->type == CT_ENUM)
 			*(uint32_t *)field = (uint32_t)cs->defint;
 		else if ((*(char **)field = strdup(cs->defstr)) == NULL)
 			return -1;
 	}
 	return 0;
+}
+
+static int
+conf_apply_enum(const struct conf_setting *cs, config_setting_t *s,
+    const char *str, void *field, const char *path, FILE *errs)
+{
+	char list[128] = "";
+	size_t i;
+
+	for (i = 0; cs->names[i] != NULL; i++) {
+		if (strcmp(cs->names[i], str) == 0) {
+			*(uint32_t *)field = (uint32_t)i;
+			return 0;
+		}
+		snprintf(list + strlen(list), sizeof(list) - strlen(list),
+		    "%s\"%s\"", i == 0 ? "" : cs->names[i + 1] ? ", " : " or ",
+		    cs->names[i]);
+	}
+	conf_error(errs, path, s, "\"%s\" is not one of %s", str, list);
+	return -1;
 }
 
 /* One setting from the file into conf: 0, or -1 after reporting why. */
@@ -136,6 +180,8 @@ conf_apply(const struct conf_setting *cs, config_setting_t *s,
 		conf_error(errs, path, s, "must be a string");
 		return -1;
 	}
+	if (cs->type == CT_ENUM)
+		return conf_apply_enum(cs, s, str, field, path, errs);
 	if (cs->type == CT_ADDR && sock_addr(str, 0, &ss, &sl) < 0) {
 		conf_error(errs, path, s,
 		    "\"%s\" is not a numeric IPv4 or IPv6 address", str);
@@ -159,7 +205,7 @@ conf_apply(const struct conf_setting *cs, config_setting_t *s,
 int
 conf_load(const char *path, struct fanout_conf *conf, FILE *errs)
 {
-	config_setting_t *root, *s, *port = NULL;
+	config_setting_t *root, *s, *port = NULL, *qbytes = NULL;
 	config_t cf;
 	FILE *fp;
 	int i, n, bad = 0;
@@ -202,6 +248,16 @@ conf_load(const char *path, struct fanout_conf *conf, FILE *errs)
 			bad = 1;
 		if (strcmp(cs->name, "base_port") == 0)
 			port = s;
+		if (strcmp(cs->name, "queue_max_bytes") == 0)
+			qbytes = s;
+	}
+	if (!bad && conf->queue_max_bytes < conf->max_message_bytes) {
+		s = qbytes ? qbytes : config_lookup(&cf, "max_message_bytes");
+		conf_error(errs, path, s, "queue_max_bytes (%u) must be at "
+		    "least max_message_bytes (%u), or the largest message "
+		    "never fits a queue", conf->queue_max_bytes,
+		    conf->max_message_bytes);
+		bad = 1;
 	}
 	if (!bad && conf->base_port + conf->workers - 1 > 65535) {
 		s = port ? port : config_lookup(&cf, "workers");

@@ -19,6 +19,13 @@
 #define FANOUT_SOCKET_DEFAULT	RUNSTATEDIR "/fanout/control.sock"
 #define FANOUT_WORKER_DEFAULT	PKGLIBEXECDIR "/fanout-worker"
 
+/* What fanoutd does once no worker has been up for degraded_timeout_ms. */
+enum degraded_action {
+	DEGRADED_QUEUE = 0,	/* say so, keep serving and queueing */
+	DEGRADED_EXIT,		/* exit 1, for systemd's Restart= */
+};
+#define DEGRADED_ACTION_NAMES	{ "queue", "exit", NULL }
+
 struct fanout_conf {
 	uint32_t	 workers;
 	uint32_t	 base_port;
@@ -26,6 +33,13 @@ struct fanout_conf {
 	uint32_t	 max_message_bytes;
 	uint32_t	 start_timeout_ms;
 	uint32_t	 stop_timeout_ms;
+	uint32_t	 restart_max_delay_ms;
+	uint32_t	 restart_reset_ms;
+	uint32_t	 stall_timeout_ms;
+	uint32_t	 queue_max_messages;
+	uint32_t	 queue_max_bytes;
+	uint32_t	 degraded_timeout_ms;
+	uint32_t	 degraded_action;	/* enum degraded_action */
 	char		*listen_address;
 	char		*control_socket;
 	char		*worker_path;

@@ -23,42 +23,30 @@
 static void	ctl_close(struct ctl_conn *);
 
 static int
-end_frame(struct wbuf *wb, uint64_t req_id, uint32_t result, uint32_t acked,
-    uint32_t workers, uint32_t limit, uint64_t msg_id)
+end_frame(struct wbuf *wb, uint64_t req_id, const struct ctl_end *e)
 {
 	uint8_t p[CTL_END_LEN];
 
-	put_u32(p, result);
-	put_u32(p + 4, acked);
-	put_u32(p + 8, workers);
-	put_u32(p + 12, limit);
-	put_u64(p + 16, msg_id);
+	ctl_end_encode(p, e);
 	return wbuf_frame(wb, CTL_END, req_id, p, sizeof(p));
 }
 
+/* A reply that is only a result (and, for CTL_RES_TOOBIG, the limit). */
 static void
-ctl_end(struct ctl_conn *c, uint64_t req_id, uint32_t result, uint32_t acked,
-    uint32_t workers, uint32_t limit, uint64_t msg_id)
+ctl_result(struct ctl_conn *c, uint64_t req_id, uint32_t result,
+    uint32_t limit)
 {
-	if (end_frame(&c->out, req_id, result, acked, workers, limit,
-	    msg_id) < 0)
+	struct ctl_end e = { .result = result, .limit = limit };
+
+	if (end_frame(&c->out, req_id, &e) < 0)
 		c->closing = true;
 }
 
 static void
-ctl_worker(struct ctl_conn *c, uint64_t req_id, const struct worker *w,
-    pid_t pid, uint8_t outcome, uint32_t rtt_us)
+ctl_frame(struct ctl_conn *c, uint8_t type, uint64_t req_id,
+    const uint8_t *p, size_t len)
 {
-	uint8_t p[CTL_WORKER_LEN];
-
-	put_u32(p, w->index);
-	put_u32(p + 4, (uint32_t)pid);
-	put_u16(p + 8, w->port);
-	p[10] = (uint8_t)w->state;
-	p[11] = outcome;
-	put_u32(p + 12, rtt_us);
-	put_u64(p + 16, w->acked);
-	if (wbuf_frame(&c->out, CTL_WORKER, req_id, p, sizeof(p)) < 0)
+	if (wbuf_frame(&c->out, type, req_id, p, len) < 0)
 		c->closing = true;
 }
 
@@ -76,13 +64,31 @@ ctl_schedule_flush(struct ctl_conn *c)
 void
 control_reply_bcast(struct ctl_conn *c, const struct bcast *b)
 {
+	struct fanoutd *d = c->d;
+	uint64_t now = now_usec();
+	uint8_t p[CTL_WORKER_LEN];
+	struct ctl_worker rec;
+	struct ctl_end e = {
+		.result = b->nacked == b->nworkers ? CTL_RES_OK :
+		    CTL_RES_PARTIAL,
+		.acked = b->nacked,
+		.workers = b->nworkers,
+		.limit = b->timeout_ms,
+		.msg_id = b->m->id,
+		.queued = b->nqueued,
+	};
 	uint32_t i;
 
-	for (i = 0; i < b->nworkers; i++)
-		ctl_worker(c, b->req_id, &c->d->workers[i], b->res[i].pid,
-		    b->res[i].outcome, b->res[i].rtt_us);
-	ctl_end(c, b->req_id, b->nacked == b->nworkers ? CTL_RES_OK :
-	    CTL_RES_PARTIAL, b->nacked, b->nworkers, b->timeout_ms, b->m->id);
+	for (i = 0; i < b->nworkers; i++) {
+		worker_record(d->workers[i], now, &rec);
+		rec.pid = (uint32_t)b->res[i].pid;
+		rec.outcome = b->res[i].outcome;
+		rec.rtt_us = b->res[i].rtt_us;
+		ctl_worker_encode(p, &rec);
+		ctl_frame(c, CTL_WORKER, b->req_id, p, sizeof(p));
+	}
+	if (end_frame(&c->out, b->req_id, &e) < 0)
+		c->closing = true;
 	ctl_schedule_flush(c);
 }
 
@@ -123,29 +129,30 @@ static void
 ctl_send(struct ctl_conn *c, const struct frame_hdr *h, const uint8_t *p)
 {
 	struct fanoutd *d = c->d;
+	struct ctl_send req;
 	uint32_t timeout, len;
 
-	if (h->len < CTL_SEND_HDR_LEN) {
-		ctl_end(c, h->id, CTL_RES_BADFRAME, 0, 0, 0, 0);
+	if (ctl_send_decode(p, h->len, &req) < 0) {
+		ctl_result(c, h->id, CTL_RES_BADFRAME, 0);
 		c->closing = true;
 		return;
 	}
-	len = h->len - CTL_SEND_HDR_LEN;
+	len = h->len - CTL_SEND_LEN;
 	if (len > d->conf.max_message_bytes) {
-		ctl_end(c, h->id, CTL_RES_TOOBIG, 0, 0,
-		    d->conf.max_message_bytes, 0);
+		ctl_result(c, h->id, CTL_RES_TOOBIG, d->conf.max_message_bytes);
 		return;
 	}
 	if (d->stopping) {
-		ctl_end(c, h->id, CTL_RES_SHUTDOWN, 0, 0, 0, 0);
+		ctl_result(c, h->id, CTL_RES_SHUTDOWN, 0);
 		return;
 	}
-	timeout = get_u32(p);
+	timeout = req.timeout_ms;
 	if (timeout == 0 || timeout > d->conf.ack_timeout_ms)
 		timeout = d->conf.ack_timeout_ms;
-	if (bcast_start(d, c, h->id, p + CTL_SEND_HDR_LEN, len, timeout) < 0) {
+	if (bcast_start(d, c, h->id, p + CTL_SEND_LEN, len, timeout,
+	    (req.flags & CTL_SEND_WAIT) != 0) < 0) {
 		log_warnx("out of memory: refusing a message of %u bytes", len);
-		ctl_end(c, h->id, CTL_RES_BUSY, 0, 0, 0, 0);
+		ctl_result(c, h->id, CTL_RES_BUSY, 0);
 	}
 }
 
@@ -153,18 +160,42 @@ static void
 ctl_status(struct ctl_conn *c, const struct frame_hdr *h, const uint8_t *p)
 {
 	struct fanoutd *d = c->d;
+	uint8_t buf[CTL_DAEMON_LEN + FANOUT_VERSION_MAX];
+	uint64_t now = now_usec();
+	struct ctl_worker rec;
+	struct ctl_daemon dm = {
+		.uptime_ms = (now - d->start_usec) / 1000,
+		.accepted = d->accepted,
+		.pid = (uint32_t)getpid(),
+		.degraded_ms = d->degraded ?
+		    (uint32_t)((now - d->none_up_usec) / 1000) : 0,
+	};
+	struct ctl_end e = {
+		.result = CTL_RES_OK,
+		.acked = d->nup,
+		.workers = d->nworkers,
+	};
+	size_t vlen = strlen(PACKAGE_VERSION);
 	uint32_t i;
 
 	(void)p;
 	if (h->len != 0) {
-		ctl_end(c, h->id, CTL_RES_BADFRAME, 0, 0, 0, 0);
+		ctl_result(c, h->id, CTL_RES_BADFRAME, 0);
 		c->closing = true;
 		return;
 	}
-	for (i = 0; i < d->nworkers; i++)
-		ctl_worker(c, h->id, &d->workers[i], d->workers[i].pid,
-		    ACK_NONE, 0);
-	ctl_end(c, h->id, CTL_RES_OK, d->nup, d->nworkers, 0, 0);
+	for (i = 0; i < d->nworkers; i++) {
+		worker_record(d->workers[i], now, &rec);
+		ctl_worker_encode(buf, &rec);
+		ctl_frame(c, CTL_WORKER, h->id, buf, CTL_WORKER_LEN);
+	}
+	if (vlen > FANOUT_VERSION_MAX)
+		vlen = FANOUT_VERSION_MAX;
+	ctl_daemon_encode(buf, &dm);
+	memcpy(buf + CTL_DAEMON_LEN, PACKAGE_VERSION, vlen);
+	ctl_frame(c, CTL_DAEMON, h->id, buf, CTL_DAEMON_LEN + vlen);
+	if (end_frame(&c->out, h->id, &e) < 0)
+		c->closing = true;
 }
 
 static const struct ctl_handler {
@@ -196,10 +227,9 @@ ctl_process(struct ctl_conn *c)
 		if (r < 0) {
 			/* The header was decoded: its id is worth echoing. */
 			log_debug("control client: %s", frame_strerror(r));
-			ctl_end(c, h.id, r == -EMSGSIZE ? CTL_RES_TOOBIG :
+			ctl_result(c, h.id, r == -EMSGSIZE ? CTL_RES_TOOBIG :
 			    r == -EBADMSG ? CTL_RES_BADTYPE : CTL_RES_BADFRAME,
-			    0, 0, r == -EMSGSIZE ?
-			    c->d->conf.max_message_bytes : 0, 0);
+			    r == -EMSGSIZE ? c->d->conf.max_message_bytes : 0);
 			c->closing = true;
 			break;
 		}
@@ -207,7 +237,7 @@ ctl_process(struct ctl_conn *c)
 			if (handlers[i].type == h.type)
 				break;
 		if (i == nitems(handlers)) {
-			ctl_end(c, h.id, CTL_RES_BADTYPE, 0, 0, 0, 0);
+			ctl_result(c, h.id, CTL_RES_BADTYPE, 0);
 			c->closing = true;
 			break;
 		}
@@ -260,6 +290,7 @@ ctl_accept_one(struct fanoutd *d, int fd)
 
 	/* (No stopping case: the listener is closed when stopping begins.) */
 	if (d->nctls >= CTL_CONNS_MAX || (c = calloc(1, sizeof(*c))) == NULL) {
+		struct ctl_end e = { .result = CTL_RES_BUSY };
 		struct wbuf wb;
 
 		log_warnx("refusing a control connection: too many "
@@ -267,7 +298,7 @@ ctl_accept_one(struct fanoutd *d, int fd)
 		/* One try: a client that cannot take 40 bytes learns
 		 * nothing, but it does not hold the daemon up. */
 		wbuf_init(&wb);
-		if (end_frame(&wb, 0, CTL_RES_BUSY, 0, 0, 0, 0) == 0)
+		if (end_frame(&wb, 0, &e) == 0)
 			(void)wbuf_flush(&wb, fd);
 		wbuf_free(&wb);
 		close(fd);
@@ -275,7 +306,7 @@ ctl_accept_one(struct fanoutd *d, int fd)
 	}
 	c->d = d;
 	c->fd = fd;
-	rbuf_init(&c->in, d->conf.max_message_bytes + CTL_SEND_HDR_LEN);
+	rbuf_init(&c->in, d->conf.max_message_bytes + CTL_SEND_LEN);
 	wbuf_init(&c->out);
 	if (sd_event_add_io(d->ev, &c->io_src, fd, EPOLLIN, on_ctl_io, c) < 0 ||
 	    sd_event_add_defer(d->ev, &c->resume_src, on_ctl_resume, c) < 0) {

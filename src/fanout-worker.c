@@ -2,7 +2,9 @@
 /*
  * fanout-worker: listens on its port, tells its supervisor it is ready once
  * it listens, and acknowledges every message fanoutd sends it, in order.
- * On SIGTERM it acks what it has read, then exits.
+ * A message it has already handled (a resend after a lost link) is acked
+ * without being handled again.  On SIGTERM it acks what it has read, then
+ * exits.
  */
 #include "config.h"
 
@@ -21,6 +23,7 @@
 #include "frame.h"
 #include "log.h"
 #include "notify.h"
+#include "payload.h"
 #include "sock.h"
 #include "util.h"
 
@@ -44,6 +47,10 @@ struct wk {
 	sd_event_source	*lsrc;
 	struct conn	*conns;
 	unsigned	 nconns;
+	/* Ids grow in the order fanoutd accepted the messages and each
+	 * worker gets them in that order: one number tells what is done. */
+	uint64_t	 last_id;
+	pid_t		 pid;
 };
 
 static void __attribute__((noreturn))
@@ -78,36 +85,54 @@ conn_close(struct conn *c)
 	free(c);
 }
 
+/* What handling a message means until handlers exist: a debug line. */
+static void
+handle_message(struct wk *wk, const struct frame_hdr *h, const uint8_t *p)
+{
+	char preview[LOG_PREVIEW * 4 + 1];
+
+	if (log_getverbose() == 0)
+		return;
+	str_escape(preview, sizeof(preview), p,
+	    h->len < LOG_PREVIEW ? h->len : LOG_PREVIEW);
+	log_debug("worker %u (pid %d): message %llu, %u bytes: \"%s\"%s",
+	    wk->index, (int)wk->pid, (unsigned long long)h->id, h->len,
+	    preview, h->len > LOG_PREVIEW ? "..." : "");
+}
+
 /* Handles every complete frame read so far: 0, or -1 on a protocol error. */
 static int
 conn_process(struct conn *c)
 {
-	char preview[LOG_PREVIEW * 4 + 1];
+	struct wk *wk = c->wk;
+	struct msg_ack ack = { .status = 0 };
+	uint8_t buf[MSG_ACK_LEN];
 	struct frame_hdr h;
 	const uint8_t *p;
-	uint8_t ack[MSG_ACK_LEN];
 	int r;
 
+	msg_ack_encode(buf, &ack);
 	while ((r = rbuf_next(&c->in, &h, &p)) == 1) {
 		if (h.type != MSG_DATA) {
 			log_warnx("worker %u: unexpected frame type %u; "
-			    "closing the connection", c->wk->index, h.type);
+			    "closing the connection", wk->index, h.type);
 			return -1;
 		}
-		str_escape(preview, sizeof(preview), p,
-		    h.len < LOG_PREVIEW ? h.len : LOG_PREVIEW);
-		log_info("worker %u: message %llu, %u bytes: \"%s\"%s",
-		    c->wk->index, (unsigned long long)h.id, h.len, preview,
-		    h.len > LOG_PREVIEW ? "..." : "");
-		put_u32(ack, 0);
-		if (wbuf_frame(&c->out, MSG_ACK, h.id, ack, sizeof(ack)) < 0) {
-			log_warnx("worker %u: out of memory", c->wk->index);
+		if (h.id > wk->last_id) {
+			handle_message(wk, &h, p);
+			wk->last_id = h.id;
+		} else
+			log_debug("worker %u (pid %d): message %llu again: "
+			    "acked without handling it", wk->index,
+			    (int)wk->pid, (unsigned long long)h.id);
+		if (wbuf_frame(&c->out, MSG_ACK, h.id, buf, sizeof(buf)) < 0) {
+			log_warnx("worker %u: out of memory", wk->index);
 			return -1;
 		}
 	}
 	if (r < 0) {
 		log_warnx("worker %u: bad frame: %s; closing the connection",
-		    c->wk->index, frame_strerror(r));
+		    wk->index, frame_strerror(r));
 		return -1;
 	}
 	return 0;
@@ -271,6 +296,7 @@ main(int argc, char *argv[])
 	log_init("fanout-worker", verbose);
 	memset(&wk, 0, sizeof(wk));
 	wk.index = (uint32_t)index;
+	wk.pid = getpid();
 
 	sigemptyset(&set);
 	sigaddset(&set, SIGTERM);

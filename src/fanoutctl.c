@@ -19,6 +19,7 @@
 #include "conf.h"
 #include "fanoutctl.h"
 #include "frame.h"
+#include "payload.h"
 #include "sock.h"
 #include "util.h"
 
@@ -31,9 +32,16 @@
 #define REPLY_GRACE_MS		2000	/* beyond the ack timeout */
 #define PIPELINE_WINDOW		32	/* send -: requests in flight */
 
+#define LARGER(a, b)		((a) > (b) ? (a) : (b))
+/* Longest reply frame: a worker record or end record, or a daemon record
+ * with the longest version string. */
+#define REPLY_PAYLOAD_MAX	LARGER(LARGER(CTL_WORKER_LEN, CTL_END_LEN), \
+				    CTL_DAEMON_LEN + FANOUT_VERSION_MAX)
+
 struct ctl {
 	const char	*path;
 	uint32_t	 timeout_ms;
+	uint32_t	 send_flags;	/* CTL_SEND_WAIT */
 	bool		 json;
 	int		 fd;
 	struct rbuf	 in;
@@ -42,21 +50,45 @@ struct ctl {
 static int	cmd_send(struct ctl *, int, char **);
 static int	cmd_status(struct ctl *, int, char **);
 
+/* send's own options, after the command name; "--" ends them. */
+static const struct option send_opts[] = {
+	{ "wait",	no_argument,		NULL, 'w' },
+	{ NULL,		0,			NULL, 0 }
+};
+
+/*
+ * A command may have several rows, one per argument shape; rows of one
+ * name share its options, which cmd_options() parses before the
+ * arguments are counted.
+ */
 static const struct cmd {
 	const char	*name;
+	const char	*optstring;	/* getopt letters, or NULL: none */
+	const struct option *longopts;
 	int		 min_args, max_args;
 	int		(*run)(struct ctl *, int, char **);
 	const char	*args;
 	const char	*help;
 } cmds[] = {
-	{ "send", 1, -1, cmd_send, "MESSAGE...",
+	{ "send", "+w", send_opts, 1, -1, cmd_send, "[-w] MESSAGE...",
 	    "broadcast MESSAGE (arguments joined by spaces); report the acks" },
-	{ "send", 1, 1, cmd_send, "-",
+	{ "send", "+w", send_opts, 1, 1, cmd_send, "[-w] -",
 	    "broadcast each line of standard input as a message" },
-	{ "status", 0, 0, cmd_status, "",
-	    "show each worker's pid, port, state and messages acked" },
-	{ NULL, 0, 0, NULL, NULL, NULL }
+	{ "status", NULL, NULL, 0, 0, cmd_status, "",
+	    "show fanoutd and each worker's state, queue and restarts" },
+	{ NULL, NULL, NULL, 0, 0, NULL, NULL, NULL }
 };
+
+/* "send [-w] -": a row of the table as usage shows it. */
+static const char *
+cmd_synopsis(const struct cmd *c)
+{
+	static char buf[64];
+
+	snprintf(buf, sizeof(buf), "%s%s%s", c->name, c->args[0] ? " " : "",
+	    c->args);
+	return buf;
+}
 
 static void __attribute__((noreturn))
 usage(FILE *f, int code)
@@ -75,8 +107,14 @@ usage(FILE *f, int code)
 	    "  -V, --version          show the version and exit\n\n"
 	    "commands:\n", FANOUT_SOCKET_DEFAULT, TIMEOUT_DEFAULT_MS);
 	for (c = cmds; c->name != NULL; c++)
-		fprintf(f, "  %s %-12s %s\n", c->name, c->args, c->help);
-	fprintf(f, "\nexit status: 0 all workers acked, 1 some did not, "
+		fprintf(f, "  %-22s %s\n", cmd_synopsis(c), c->help);
+	fprintf(f, "\nsend options (-- ends them, for a message that starts "
+	    "with '-'):\n"
+	    "  -w, --wait             wait for every worker's ack until the "
+	    "timeout,\n"
+	    "                         also of workers that are away\n");
+	fprintf(f, "\nexit status: 0 all workers acked, 1 some did not "
+	    "(queued, full, shutdown),\n"
 	    "2 usage error, 3 daemon unreachable or refused\n");
 	exit(code);
 }
@@ -112,8 +150,7 @@ ctl_connect(struct ctl *ctl)
 	if (fd_nonblock(fd) < 0)
 		die("cannot set up the connection: %s", strerror(errno));
 	ctl->fd = fd;
-	rbuf_init(&ctl->in, CTL_END_LEN > CTL_WORKER_LEN ? CTL_END_LEN :
-	    CTL_WORKER_LEN);
+	rbuf_init(&ctl->in, REPLY_PAYLOAD_MAX);
 }
 
 static uint64_t
@@ -150,7 +187,7 @@ ctl_pump(struct ctl *ctl, struct wbuf *wb, uint64_t deadline, bool want_read,
 				return r > 0 ? 0 : r;
 		}
 		if (r < 0)
-			return -EBADMSG;
+			return r;	/* a frame error: die_io() tells which */
 		if (wb != NULL && (w = wbuf_flush(wb, ctl->fd)) < 0) {
 			/* The daemon may have answered before it closed. */
 			if (w != -EPIPE && w != -ECONNRESET)
@@ -180,6 +217,9 @@ reply_reset(struct reply *rp, uint64_t req_id)
 {
 	rp->req_id = req_id;
 	rp->nrec = 0;
+	rp->has_daemon = false;
+	rp->version_len = 0;
+	memset(&rp->end, 0, sizeof(rp->end));
 	rp->done = false;
 }
 
@@ -187,35 +227,37 @@ reply_reset(struct reply *rp, uint64_t req_id)
 static int
 reply_add(struct reply *rp, const struct frame_hdr *h, const uint8_t *p)
 {
-	if (h->type == CTL_WORKER && h->len == CTL_WORKER_LEN) {
+	switch (h->type) {
+	case CTL_WORKER:
+		/* One record per worker: more is a daemon gone wrong. */
+		if (rp->nrec == FANOUT_WORKERS_MAX)
+			break;
 		if (rp->nrec == rp->caprec) {
 			rp->caprec = rp->caprec ? rp->caprec * 2 : 16;
-			rp->rec = realloc(rp->rec, rp->caprec *
+			rp->rec = reallocarray(rp->rec, rp->caprec,
 			    sizeof(*rp->rec));
 			if (rp->rec == NULL)
 				die("out of memory");
 		}
-		rp->rec[rp->nrec++] = (struct worker_rec){
-			.index = get_u32(p),
-			.pid = get_u32(p + 4),
-			.port = get_u16(p + 8),
-			.state = p[10],
-			.outcome = p[11],
-			.rtt_us = get_u32(p + 12),
-			.acked = get_u64(p + 16),
-		};
+		if (ctl_worker_decode(p, h->len, &rp->rec[rp->nrec]) < 0)
+			break;
+		rp->nrec++;
 		return 0;
-	}
-	if (h->type == CTL_END && h->len == CTL_END_LEN) {
-		rp->result = get_u32(p);
-		rp->acked = get_u32(p + 4);
-		rp->workers = get_u32(p + 8);
-		rp->limit = get_u32(p + 12);
-		rp->msg_id = get_u64(p + 16);
+	case CTL_DAEMON:
+		if (ctl_daemon_decode(p, h->len, &rp->daemon) < 0 ||
+		    h->len - CTL_DAEMON_LEN > FANOUT_VERSION_MAX)
+			break;
+		rp->version_len = h->len - CTL_DAEMON_LEN;
+		memcpy(rp->version, p + CTL_DAEMON_LEN, rp->version_len);
+		rp->has_daemon = true;
+		return 0;
+	case CTL_END:
+		if (ctl_end_decode(p, h->len, &rp->end) < 0)
+			break;
 		rp->done = true;
 		return 1;
 	}
-	die("unexpected reply from fanoutd (frame type %u, %u bytes)",
+	die("malformed reply from fanoutd (frame type %u, %u bytes)",
 	    h->type, h->len);
 }
 
@@ -223,24 +265,29 @@ reply_add(struct reply *rp, const struct frame_hdr *h, const uint8_t *p)
 static void __attribute__((noreturn))
 die_result(const struct reply *rp, size_t msglen)
 {
-	if (rp->result == CTL_RES_TOOBIG)
+	if (rp->end.result == CTL_RES_TOOBIG)
 		die("message of %zu bytes refused: larger than "
-		    "max_message_bytes (%u)", msglen, rp->limit);
-	die("fanoutd refused the request: %s", output_result(rp->result));
+		    "max_message_bytes (%u)", msglen, rp->end.limit);
+	die("fanoutd refused the request: %s",
+	    output_result(rp->end.result));
 }
 
 static int
-frame_send(struct wbuf *wb, uint64_t req_id, uint32_t timeout_ms,
+frame_send(struct wbuf *wb, uint64_t req_id, const struct ctl *ctl,
     const char *msg, size_t len)
 {
-	uint8_t *p = malloc(CTL_SEND_HDR_LEN + len);
+	const struct ctl_send cs = {
+		.timeout_ms = ctl->timeout_ms,
+		.flags = ctl->send_flags,
+	};
+	uint8_t *p = malloc(CTL_SEND_LEN + len);
 	int r;
 
 	if (p == NULL)
 		return -ENOMEM;
-	put_u32(p, timeout_ms);
-	memcpy(p + CTL_SEND_HDR_LEN, msg, len);
-	r = wbuf_frame(wb, CTL_SEND, req_id, p, CTL_SEND_HDR_LEN + len);
+	ctl_send_encode(p, &cs);
+	memcpy(p + CTL_SEND_LEN, msg, len);
+	r = wbuf_frame(wb, CTL_SEND, req_id, p, CTL_SEND_LEN + len);
 	free(p);
 	return r;
 }
@@ -253,8 +300,12 @@ die_io(const struct ctl *ctl, int r)
 		    ctl->timeout_ms + REPLY_GRACE_MS);
 	if (r == -ECONNRESET)
 		die("fanoutd closed the connection without answering");
-	if (r == -EBADMSG)
-		die("malformed reply from fanoutd");
+	if (r == -EPROTO)
+		die("fanoutd speaks another protocol version than fanoutctl "
+		    "(%d); was only one of them upgraded?",
+		    FANOUT_PROTO_VERSION);
+	if (r == -EBADMSG || r == -EMSGSIZE)
+		die("malformed reply from fanoutd: %s", frame_strerror(r));
 	die("talking to fanoutd: %s", strerror(-r));
 }
 
@@ -289,14 +340,14 @@ send_one(struct ctl *ctl, const char *msg, size_t len)
 		die("message of %zu bytes refused: larger than %d bytes, "
 		    "the most fanoutd ever takes", len, FANOUT_MESSAGE_MAX);
 	wbuf_init(&wb);
-	if (frame_send(&wb, 1, ctl->timeout_ms, msg, len) < 0)
+	if (frame_send(&wb, 1, ctl, msg, len) < 0)
 		die("out of memory");
 	ctl_request(ctl, &wb, &rp);
-	if (rp.result != CTL_RES_OK && rp.result != CTL_RES_PARTIAL)
+	if (rp.end.result != CTL_RES_OK && rp.end.result != CTL_RES_PARTIAL)
 		die_result(&rp, len);
 	output_send(&rp, ctl->json);
 	free(rp.rec);
-	return rp.result == CTL_RES_OK ? EXIT_ACKED : EXIT_PARTIAL;
+	return rp.end.result == CTL_RES_OK ? EXIT_ACKED : EXIT_PARTIAL;
 }
 
 /* send -: requests pipelined over one connection, results in input order. */
@@ -324,11 +375,12 @@ handle_stream(const struct frame_hdr *h, const uint8_t *p, void *arg)
 		st->progress = true;
 	while (st->next_out < st->next_req &&
 	    (rp = &st->slot[st->next_out % PIPELINE_WINDOW])->done) {
-		if (rp->result != CTL_RES_OK && rp->result != CTL_RES_PARTIAL)
+		if (rp->end.result != CTL_RES_OK &&
+		    rp->end.result != CTL_RES_PARTIAL)
 			die_result(rp, st->lens[st->next_out %
 			    PIPELINE_WINDOW]);
 		output_send_line(rp, st->ctl->json);
-		if (rp->result == CTL_RES_PARTIAL)
+		if (rp->end.result == CTL_RES_PARTIAL)
 			st->status = EXIT_PARTIAL;
 		st->next_out++;
 	}
@@ -368,7 +420,7 @@ send_stream(struct ctl *ctl)
 			reply_reset(&st.slot[st.next_req % PIPELINE_WINDOW],
 			    st.next_req);
 			st.lens[st.next_req % PIPELINE_WINDOW] = (size_t)len;
-			if (frame_send(&wb, st.next_req, ctl->timeout_ms, line,
+			if (frame_send(&wb, st.next_req, ctl, line,
 			    (size_t)len) < 0)
 				die("out of memory");
 			st.next_req++;
@@ -436,11 +488,45 @@ cmd_status(struct ctl *ctl, int argc, char **argv)
 	if (wbuf_frame(&wb, CTL_STATUS, 1, NULL, 0) < 0)
 		die("out of memory");
 	ctl_request(ctl, &wb, &rp);
-	if (rp.result != CTL_RES_OK)
+	if (rp.end.result != CTL_RES_OK)
 		die_result(&rp, 0);
 	output_status(&rp, ctl->json);
 	free(rp.rec);
 	return EXIT_ACKED;
+}
+
+/*
+ * Parses the options of command c; argv[0] is its name.  Returns the index
+ * of its first argument.
+ */
+static int
+cmd_options(struct ctl *ctl, const struct cmd *c, int argc, char **argv)
+{
+	int ch;
+
+	if (c->optstring == NULL)
+		return 1;
+	optind = 0;	/* glibc: start afresh with new option tables */
+	opterr = 0;	/* our message names the command */
+	while ((ch = getopt_long(argc, argv, c->optstring, c->longopts,
+	    NULL)) != -1) {
+		switch (ch) {
+		case 'w':
+			ctl->send_flags |= CTL_SEND_WAIT;
+			break;
+		default:
+			if (optopt != 0)
+				fprintf(stderr, "fanoutctl: %s: unknown option "
+				    "-%c", c->name, optopt);
+			else
+				fprintf(stderr, "fanoutctl: %s: unknown option "
+				    "%s", c->name, argv[optind - 1]);
+			fprintf(stderr, " (put -- before an argument that "
+			    "starts with '-')\n");
+			usage(stderr, EXIT_USAGE);
+		}
+	}
+	return optind;
 }
 
 int
@@ -456,8 +542,9 @@ main(int argc, char *argv[])
 	};
 	struct ctl ctl = { .timeout_ms = TIMEOUT_DEFAULT_MS, .fd = -1 };
 	const struct cmd *c;
+	const char *name;
 	uint64_t v;
-	int ch, nargs, r;
+	int ch, first, nargs = 0, r;
 
 	ctl.path = getenv("FANOUT_SOCKET");
 	if (ctl.path == NULL || ctl.path[0] == '\0')
@@ -493,19 +580,27 @@ main(int argc, char *argv[])
 		fprintf(stderr, "fanoutctl: missing command\n");
 		usage(stderr, EXIT_USAGE);
 	}
-	nargs = argc - optind - 1;
+	/* cmd_options() reuses getopt: optind is its own from here on. */
+	first = optind;
+	name = argv[first];
 	for (c = cmds; c->name != NULL; c++)
-		if (strcmp(c->name, argv[optind]) == 0 &&
-		    nargs >= c->min_args &&
+		if (strcmp(c->name, name) == 0)
+			break;
+	if (c->name != NULL) {
+		first += cmd_options(&ctl, c, argc - first, argv + first);
+		nargs = argc - first;
+	}
+	for (; c->name != NULL; c++)
+		if (strcmp(c->name, name) == 0 && nargs >= c->min_args &&
 		    (c->max_args < 0 || nargs <= c->max_args))
 			break;
 	if (c->name == NULL) {
 		fprintf(stderr, "fanoutctl: %s: unknown command or wrong "
-		    "number of arguments\n", argv[optind]);
+		    "number of arguments\n", name);
 		usage(stderr, EXIT_USAGE);
 	}
 	signal(SIGPIPE, SIG_IGN);
-	r = c->run(&ctl, nargs, argv + optind + 1);
+	r = c->run(&ctl, nargs, argv + first);
 	rbuf_free(&ctl.in);
 	if (ctl.fd >= 0)
 		close(ctl.fd);

@@ -4,28 +4,24 @@
 #define FANOUT_FANOUTCTL_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
-#include "proto.h"
+#include "payload.h"
 
-/* A CTL_WORKER record, decoded. */
-struct worker_rec {
-	uint32_t	 index;
-	uint32_t	 pid;
-	uint16_t	 port;
-	uint8_t		 state;		/* enum worker_state */
-	uint8_t		 outcome;	/* enum ack_outcome */
-	uint32_t	 rtt_us;
-	uint64_t	 acked;
-};
-
-/* One reply: the CTL_WORKER records and the CTL_END that closed it. */
+/*
+ * One reply: the CTL_WORKER records, the CTL_DAEMON record of a status
+ * reply, and the CTL_END that closed it, all as payload.h decoded them.
+ */
 struct reply {
 	uint64_t	 req_id;
-	uint32_t	 result, acked, workers, limit;
-	uint64_t	 msg_id;
+	struct ctl_worker *rec;
 	uint32_t	 nrec, caprec;
-	struct worker_rec *rec;
+	bool		 has_daemon;
+	struct ctl_daemon daemon;
+	char		 version[FANOUT_VERSION_MAX];	/* no NUL */
+	size_t		 version_len;
+	struct ctl_end	 end;
 	bool		 done;
 };
 

@@ -17,9 +17,26 @@
 #include "fanoutd.h"
 #include "log.h"
 #include "notify.h"
+#include "util.h"
 
 /* After SIGKILL, how long to wait for the last reaps and replies. */
 #define FINAL_GRACE_USEC	(1000 * 1000)
+/* The supervision tick: a quarter of the shortest timeout it watches,
+ * within these bounds. */
+#define TICK_MIN_USEC		(25 * 1000)
+#define TICK_MAX_USEC		(1000 * 1000)
+
+static uint64_t
+tick_usec(const struct fanoutd *d)
+{
+	uint32_t ms = d->conf.stall_timeout_ms < d->conf.degraded_timeout_ms ?
+	    d->conf.stall_timeout_ms : d->conf.degraded_timeout_ms;
+	uint64_t usec = (uint64_t)ms * 1000 / 4;
+
+	if (usec < TICK_MIN_USEC)
+		return TICK_MIN_USEC;
+	return usec > TICK_MAX_USEC ? TICK_MAX_USEC : usec;
+}
 
 static void __attribute__((noreturn))
 usage(FILE *f, int code)
@@ -42,18 +59,65 @@ fanoutd_workers_changed(struct fanoutd *d)
 {
 	if (d->stopping)
 		return;
+	if (d->nup > 0)
+		d->none_up_usec = 0;
+	else if (d->none_up_usec == 0)
+		d->none_up_usec = now_usec();
 	if (!d->ready && d->nup == d->nworkers) {
 		char status[64];
 
 		snprintf(status, sizeof(status), "%u/%u workers connected",
 		    d->nup, d->nworkers);
 		d->ready = true;
+		d->none_up_usec = 0;
 		notify_ready(status);
 		log_info("ready: %s, control socket %s", status,
 		    d->conf.control_socket);
 	} else if (d->ready) {
+		if (d->degraded && d->nup > 0) {
+			d->degraded = false;
+			log_info("no longer degraded: %u/%u workers up",
+			    d->nup, d->nworkers);
+		}
 		notify_status("%u/%u workers connected", d->nup, d->nworkers);
 	}
+}
+
+/* No worker up for degraded_timeout_ms: say so, and exit if so asked. */
+static void
+check_degraded(struct fanoutd *d, uint64_t now)
+{
+	uint64_t away;
+
+	if (!d->ready || d->stopping || d->degraded || d->none_up_usec == 0)
+		return;
+	away = (now - d->none_up_usec) / 1000;
+	if (away < d->conf.degraded_timeout_ms)
+		return;
+	d->degraded = true;
+	log_warnx("degraded: no worker has been up for %llu ms%s",
+	    (unsigned long long)away,
+	    d->conf.degraded_action == DEGRADED_EXIT ? "; exiting "
+	    "(degraded_action \"exit\")" : "; messages are queued");
+	notify_status("degraded: no worker up for %llu s",
+	    (unsigned long long)(away / 1000));
+	if (d->conf.degraded_action == DEGRADED_EXIT)
+		fanoutd_stop(d, 1);
+}
+
+static int
+on_tick(sd_event_source *s, uint64_t usec, void *arg)
+{
+	struct fanoutd *d = arg;
+	uint64_t now = now_usec();
+
+	(void)usec;
+	if (!d->stopping)
+		pool_tick(d, now);
+	check_degraded(d, now);
+	(void)sd_event_source_set_time_relative(s, tick_usec(d));
+	(void)sd_event_source_set_enabled(s, SD_EVENT_ON);
+	return 0;
 }
 
 static int
@@ -63,13 +127,13 @@ on_flush(sd_event_source *s, void *arg)
 
 	(void)s;
 	/* Flushing a peer may answer a client; loop until both are clean. */
-	while (d->dirty_peers != NULL || d->dirty_ctls != NULL) {
-		while (d->dirty_peers != NULL) {
-			struct worker *w = d->dirty_peers;
+	while (d->dirty_workers != NULL || d->dirty_ctls != NULL) {
+		while (d->dirty_workers != NULL) {
+			struct worker *w = d->dirty_workers;
 
-			d->dirty_peers = w->next_dirty;
+			d->dirty_workers = w->next_dirty;
 			w->dirty = false;
-			peer_flush(w);
+			w->link.ops->flush(w);
 		}
 		while (d->dirty_ctls != NULL) {
 			struct ctl_conn *c = d->dirty_ctls;
@@ -92,23 +156,23 @@ on_stop_deadline(sd_event_source *s, uint64_t usec, void *arg)
 {
 	struct fanoutd *d = arg;
 
+	(void)s;
 	(void)usec;
-	if (d->nalive > 0 && !d->killed) {
-		d->killed = true;
-		pool_kill(d);
-		(void)sd_event_source_set_time_relative(s, FINAL_GRACE_USEC);
-		(void)sd_event_source_set_enabled(s, SD_EVENT_ONESHOT);
-		return 0;
-	}
 	log_warnx("shutdown did not complete in time; exiting anyway");
 	(void)sd_event_exit(d->ev, d->exit_code);
 	return 0;
 }
 
+/*
+ * Shutdown, in order: stop accepting; let the broadcasts in flight finish
+ * or reach their deadlines and answer them; then stop the workers (each
+ * gets SIGTERM, SIGKILL after stop_timeout_ms); once all are reaped,
+ * flush the last replies and exit.  A failed startup skips the wait.
+ */
 void
 fanoutd_stop(struct fanoutd *d, int exit_code)
 {
-	int r;
+	uint32_t i;
 
 	if (d->stopping)
 		return;
@@ -116,25 +180,42 @@ fanoutd_stop(struct fanoutd *d, int exit_code)
 	d->exit_code = exit_code;
 	if (exit_code == 0)
 		log_info("shutting down");
-	else
+	else if (!d->ready)
 		log_warnx("startup failed; stopping the workers");
+	else
+		log_warnx("stopping the workers");
 	notify_stopping();
 	control_close_listener(d);
-	pool_stop(d);
-	r = sd_event_add_time_relative(d->ev, &d->stop_timer, CLOCK_MONOTONIC,
-	    (uint64_t)d->conf.stop_timeout_ms * 1000, 1000, on_stop_deadline,
-	    d);
-	if (r < 0)
-		log_warnx("cannot arm the shutdown deadline: %s", strerror(-r));
+	/* Workers that are away will not ack before the end. */
+	for (i = 0; i < d->nworkers; i++)
+		if (d->workers[i]->state != W_UP)
+			bcast_worker_away(d->workers[i]);
+	if (exit_code != 0)
+		bcast_abort_all(d);
 	fanoutd_check_done(d);
 }
 
-/* Shutdown ends once every worker is reaped and every reply written. */
-void
-fanoutd_check_done(struct fanoutd *d)
+static int
+on_check_done(sd_event_source *s, void *arg)
 {
-	if (!d->stopping || d->nalive > 0)
-		return;
+	struct fanoutd *d = arg;
+	int r;
+
+	(void)s;
+	if (!d->stopping)
+		return 0;
+	if (!d->workers_stopped && d->bcasts == NULL) {
+		d->workers_stopped = true;
+		pool_stop(d);
+		r = sd_event_add_time_relative(d->ev, &d->stop_timer,
+		    CLOCK_MONOTONIC, (uint64_t)d->conf.stop_timeout_ms * 1000 +
+		    FINAL_GRACE_USEC, 1000, on_stop_deadline, d);
+		if (r < 0)
+			log_warnx("cannot arm the shutdown deadline: %s",
+			    strerror(-r));
+	}
+	if (!d->workers_stopped || d->nalive > 0)
+		return 0;
 	if (!d->closing_ctls) {
 		d->closing_ctls = true;
 		bcast_abort_all(d);
@@ -142,6 +223,17 @@ fanoutd_check_done(struct fanoutd *d)
 	}
 	if (control_idle(d))
 		(void)sd_event_exit(d->ev, d->exit_code);
+	return 0;
+}
+
+/* Shutdown moves on from the loop, never from inside the event that made
+ * it possible: callers may be deep in a worker's or a broadcast's code. */
+void
+fanoutd_check_done(struct fanoutd *d)
+{
+	if (d->stopping)
+		(void)sd_event_source_set_enabled(d->done_src,
+		    SD_EVENT_ONESHOT);
 }
 
 static int
@@ -203,11 +295,22 @@ fanoutd_run(struct fanoutd *d)
 	if (sd_event_add_signal(d->ev, NULL, SIGTERM, on_signal, d) < 0 ||
 	    sd_event_add_signal(d->ev, NULL, SIGINT, on_signal, d) < 0 ||
 	    sd_event_add_signal(d->ev, NULL, SIGHUP, on_signal, d) < 0 ||
-	    sd_event_add_defer(d->ev, &d->flush_src, on_flush, d) < 0) {
+	    sd_event_add_defer(d->ev, &d->flush_src, on_flush, d) < 0 ||
+	    sd_event_add_defer(d->ev, &d->done_src, on_check_done, d) < 0 ||
+	    sd_event_add_time_relative(d->ev, &d->tick_src, CLOCK_MONOTONIC,
+	    tick_usec(d), tick_usec(d) / 2, on_tick, d) < 0) {
 		log_warnx("cannot set up the event loop");
 		return 1;
 	}
 	(void)sd_event_source_set_enabled(d->flush_src, SD_EVENT_OFF);
+	(void)sd_event_source_set_enabled(d->done_src, SD_EVENT_OFF);
+	/* Flushes run before the shutdown check in the same turn. */
+	(void)sd_event_source_set_priority(d->done_src,
+	    SD_EVENT_PRIORITY_IDLE);
+	/* WATCHDOG=1 from the loop itself, when systemd asks for it. */
+	if ((r = sd_event_set_watchdog(d->ev, true)) < 0)
+		log_warnx("cannot enable the systemd watchdog: %s",
+		    strerror(-r));
 	if (control_start(d) < 0)
 		return 1;
 	notify_status("starting %u workers", d->conf.workers);
@@ -229,6 +332,8 @@ fanoutd_free(struct fanoutd *d)
 	pool_free(d);
 	d->stop_timer = sd_event_source_disable_unref(d->stop_timer);
 	d->flush_src = sd_event_source_disable_unref(d->flush_src);
+	d->done_src = sd_event_source_disable_unref(d->done_src);
+	d->tick_src = sd_event_source_disable_unref(d->tick_src);
 	d->ev = sd_event_unref(d->ev);
 	conf_free(&d->conf);
 }
@@ -249,6 +354,7 @@ main(int argc, char *argv[])
 
 	memset(&d, 0, sizeof(d));
 	d.ctl_fd = -1;
+	d.start_usec = now_usec();
 	d.conf_path = FANOUT_CONF_DEFAULT;
 	while ((ch = getopt_long(argc, argv, "c:tvhV", longopts, NULL)) != -1) {
 		switch (ch) {

@@ -3,6 +3,13 @@
  * fanoutd's private structures and the prototypes of its modules, grouped by
  * the file that defines them.  The modules are tightly coupled; one header
  * keeps that coupling in view.
+ *
+ * Ownership: a worker slot (struct worker, pool.c) owns its process, its
+ * link (struct link, reached through link_ops; peer.c is the TCP one) and
+ * its queue (struct wqueue, queue.c).  The queue outlives links and
+ * processes: only an ack takes a message off it.  Lower modules report
+ * events up through the pool_link_* and bcast_* functions; fanoutd.c wires
+ * them together.
  */
 #ifndef FANOUT_FANOUTD_H
 #define FANOUT_FANOUTD_H
@@ -16,6 +23,7 @@
 #include "conf.h"
 #include "frame.h"
 #include "notify.h"
+#include "payload.h"
 #include "proto.h"
 
 /* Control connections served at once; more are refused with CTL_RES_BUSY. */
@@ -23,9 +31,9 @@
 /* Broadcasts one control client may have unanswered; past this the daemon
  * stops reading from it (backpressure, not an error). */
 #define CTL_INFLIGHT_MAX	64
-/* Messages queued to one worker, unsent or unacknowledged.  A broadcast
- * that finds the queue full reports ACK_FULL for that worker. */
-#define PEER_QUEUE_MAX		4096
+/* The first restart or reconnect delay; it doubles up to
+ * restart_max_delay_ms with each failure in a row. */
+#define RESTART_DELAY_MIN_MS	100
 
 /*
  * One broadcast message, encoded once as a MSG_DATA frame and shared by the
@@ -34,20 +42,72 @@
 struct msg {
 	unsigned	 refs;
 	uint64_t	 id;
+	uint64_t	 accepted_usec;
 	struct bcast	*b;		/* NULL once the broadcast is answered */
 	size_t		 len;		/* of frame */
 	uint8_t		 frame[];
 };
 
-/* A worker's output queue: a ring of messages, oldest first.  The first
- * nsent are written and wait for their ack, in order; the rest are unsent. */
-struct outq {
+/*
+ * A worker's queue: a ring of the messages it has not acked, oldest first.
+ * The first nsent were written on the current link and wait for their ack,
+ * in order; the rest wait to be written.  Bounded by count and bytes.
+ */
+struct wqueue {
 	struct msg	**ring;
 	uint32_t	 cap;		/* a power of two */
 	uint32_t	 head;
 	uint32_t	 n;
 	uint32_t	 nsent;
 	size_t		 woff;		/* bytes of the first unsent one written */
+	uint64_t	 bytes;		/* message bytes of all n */
+	uint32_t	 max_n;
+	uint64_t	 max_bytes;
+};
+
+struct worker;
+
+/* A worker's link: how queued messages reach it and acks come back.  The
+ * TCP link is peer.c's; a link reports pool_link_up, pool_link_lost and
+ * bcast_acked, and never touches the process. */
+struct link_ops {
+	/* start connecting; the outcome is reported later */
+	int	(*connect)(struct worker *);
+	/* write what is queued and unsent, as far as the link takes it */
+	void	(*flush)(struct worker *);
+	/* drop the link; drain: handle acks already received first.  What
+	 * was sent and not acked becomes unsent again. */
+	void	(*close)(struct worker *, bool drain);
+};
+
+struct link {
+	const struct link_ops *ops;
+	int		 fd;
+	sd_event_source	*io_src;
+	struct rbuf	 in;
+	bool		 connected;
+};
+
+enum worker_state {
+	W_DEAD = 0,		/* no process, none scheduled */
+	W_STARTING,		/* spawned, waiting for READY=1 */
+	W_CONNECTING,		/* process ready, link being set up */
+	W_UP,			/* link up: takes messages */
+	W_BACKOFF,		/* failed; retry when the timer fires */
+	W_STALLED,		/* stopped acking: SIGTERM sent, will restart */
+	W_RESTARTING,		/* could not be brought up: being stopped */
+	W_STOPPING,		/* shutdown: SIGTERM sent */
+};
+
+enum worker_ev {
+	WE_SPAWNED,		/* fork succeeded */
+	WE_NOTIFIED,		/* READY=1 from the worker's own pid */
+	WE_CONNECTED,		/* link established */
+	WE_LINK_LOST,		/* connect failed, EOF, error or garbage */
+	WE_EXITED,		/* process reaped */
+	WE_TIMEOUT,		/* the state's timer fired */
+	WE_STALL,		/* acks stopped with messages outstanding */
+	WE_STOP,		/* daemon shutting down */
 };
 
 struct worker {
@@ -55,20 +115,28 @@ struct worker {
 	uint32_t	 index;
 	uint16_t	 port;
 	enum worker_state state;
+	uint64_t	 state_usec;	/* when it entered state */
+	/* the process (pool.c) */
 	pid_t		 pid;
-	uint64_t	 acked;
 	sd_event_source	*child_src;
 	sd_event_source	*notify_src;
-	sd_event_source	*timer_src;	/* start deadline */
+	sd_event_source	*timer_src;	/* the current state's deadline */
 	int		 notify_fd;
-	/* the TCP link (peer.c) */
-	int		 fd;
-	sd_event_source	*io_src;
-	struct rbuf	 in;
-	struct outq	 q;
-	bool		 dirty;		/* on d->dirty_peers */
+	uint32_t	 spawns;
+	uint32_t	 failures;	/* in a row: sets the backoff */
+	uint64_t	 up_usec;	/* when it last came up */
+	uint64_t	 retry_usec;	/* W_BACKOFF: when it is tried again */
+	uint8_t		 exit_kind;	/* enum worker_exit */
+	uint8_t		 exit_code;
+	char		 why[NOTIFY_STATUS_MAX];	/* its own words on a failure */
+	/* the link and the queue */
+	struct link	 link;
+	struct wqueue	 q;
+	uint64_t	 acked;
+	uint64_t	 progress_usec;	/* last ack, or first send after idle */
+	uint32_t	 last_rtt_us;
+	bool		 dirty;		/* on d->dirty_workers */
 	struct worker	*next_dirty;
-	char		 why[NOTIFY_STATUS_MAX];	/* what the worker said of a failure */
 };
 
 struct bcast_res {
@@ -82,12 +150,13 @@ struct bcast {
 	struct msg	*m;
 	struct ctl_conn	*c;		/* NULL if the client went away */
 	uint64_t	 req_id;
-	uint64_t	 start_usec;
 	uint32_t	 timeout_ms;
+	bool		 wait;		/* CTL_SEND_WAIT: wait for queued too */
 	sd_event_source	*timer;
 	uint32_t	 nworkers;
 	uint32_t	 npending;
 	uint32_t	 nacked;
+	uint32_t	 nqueued;
 	struct bcast	*prev, *next;	/* d->bcasts */
 	struct bcast_res res[];
 };
@@ -112,11 +181,14 @@ struct fanoutd {
 	sd_event	*ev;
 	struct fanout_conf conf;
 	const char	*conf_path;
-	struct worker	*workers;
+	uint64_t	 start_usec;
+	/* Pointers, so that a worker's address never moves. */
+	struct worker	**workers;
 	uint32_t	 nworkers;
 	uint32_t	 nup;		/* workers in W_UP */
 	uint32_t	 nalive;	/* workers with a process */
 	uint64_t	 next_msg_id;
+	uint64_t	 accepted;
 	struct bcast	*bcasts;	/* in flight, oldest first */
 	struct bcast	*bcasts_tail;
 	int		 ctl_fd;
@@ -124,12 +196,16 @@ struct fanoutd {
 	struct ctl_conn	*ctls;
 	uint32_t	 nctls;
 	sd_event_source	*flush_src;	/* one write pass per loop turn */
-	struct worker	*dirty_peers;
+	sd_event_source	*tick_src;	/* stall and degraded checks */
+	sd_event_source	*done_src;	/* moves shutdown on, from the loop */
+	struct worker	*dirty_workers;
 	struct ctl_conn	*dirty_ctls;
 	sd_event_source	*stop_timer;
+	uint64_t	 none_up_usec;	/* since when no worker is up; 0: some */
+	bool		 degraded;
 	bool		 ready;		/* READY=1 sent */
 	bool		 stopping;
-	bool		 killed;	/* SIGKILL sent to stragglers */
+	bool		 workers_stopped;	/* pool_stop done */
 	bool		 closing_ctls;	/* workers gone: closing clients */
 	int		 exit_code;
 };
@@ -143,26 +219,45 @@ void	fanoutd_schedule_flush(struct fanoutd *);
 /* pool.c */
 int	pool_start(struct fanoutd *);
 void	pool_stop(struct fanoutd *);
-void	pool_kill(struct fanoutd *);
+void	pool_tick(struct fanoutd *, uint64_t now);
 void	pool_free(struct fanoutd *);
-void	worker_link_up(struct worker *);
-void	worker_link_lost(struct worker *, const char *why);
+void	pool_link_up(struct worker *);
+void	pool_link_lost(struct worker *, const char *why);
+void	worker_event(struct worker *, enum worker_ev);
+/* Queue the worker's link for a write pass at the end of this loop turn. */
+void	worker_kick(struct worker *);
+void	worker_record(const struct worker *, uint64_t now,
+	    struct ctl_worker *);
+enum wire_state	worker_wire_state(const struct worker *);
 const char *worker_state_name(enum worker_state);
 
-/* peer.c */
-int	peer_connect(struct worker *);
-int	peer_queue(struct worker *, struct msg *);
-void	peer_flush(struct worker *);
-void	peer_drain(struct worker *);
-void	peer_close(struct worker *, uint8_t outcome);
+/* peer.c: the TCP link */
+extern const struct link_ops tcp_link_ops;
+
+/* queue.c */
+void	queue_init(struct wqueue *, uint32_t max_n, uint64_t max_bytes);
+/* -ENOBUFS when m does not fit the bounds, -ENOMEM */
+int	queue_push(struct wqueue *, struct msg *);
+struct msg *queue_at(const struct wqueue *, uint32_t i);
+/* Takes the oldest message off (it was acked); the caller owns its ref. */
+struct msg *queue_pop(struct wqueue *);
+/* The link was lost: everything unacked is unsent again. */
+void	queue_rewind(struct wqueue *);
+/* Drops every message; returns how many there were. */
+uint32_t queue_clear(struct wqueue *);
+size_t	msg_payload_len(const struct msg *);
+void	msg_unref(struct msg *);
 
 /* bcast.c */
 int	bcast_start(struct fanoutd *, struct ctl_conn *, uint64_t req_id,
-	    const uint8_t *msg, size_t len, uint32_t timeout_ms);
+	    const uint8_t *msg, size_t len, uint32_t timeout_ms, bool wait);
 void	bcast_settle(struct bcast *, uint32_t index, uint8_t outcome);
+/* A worker acked the oldest message of its queue. */
+void	bcast_acked(struct worker *);
+/* A worker left W_UP: what waits on it needs no waiting. */
+void	bcast_worker_away(struct worker *);
 void	bcast_detach_client(struct fanoutd *, struct ctl_conn *);
 void	bcast_abort_all(struct fanoutd *);
-void	msg_unref(struct msg *);
 
 /* control.c */
 int	control_start(struct fanoutd *);

@@ -77,6 +77,7 @@ type_known(uint8_t t)
 	case CTL_STATUS:
 	case CTL_WORKER:
 	case CTL_END:
+	case CTL_DAEMON:
 		return 1;
 	}
 	return 0;

@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * The daemon's TCP link to each worker: non-blocking connect, the worker's
- * output queue of shared messages written with writev, and the acks coming
- * back, in order.  Losing the link is reported to pool.c.
+ * The TCP link to a worker: non-blocking connect, writing the worker's
+ * queue with writev, and the acks coming back in order.  It reports what
+ * happens through pool_link_up, pool_link_lost and bcast_acked; the queue
+ * and the process are not its business.
  */
 #include "config.h"
 
@@ -16,85 +17,49 @@
 #include "fanoutd.h"
 #include "log.h"
 #include "sock.h"
+#include "util.h"
 
-#define OUTQ_INIT	16
 #define PEER_IOV_MAX	64	/* messages per writev */
 
-static struct msg *
-outq_at(const struct outq *q, uint32_t i)
-{
-	return q->ring[(q->head + i) & (q->cap - 1)];
-}
-
-static int
-outq_push(struct outq *q, struct msg *m)
-{
-	if (q->n == PEER_QUEUE_MAX)
-		return -ENOBUFS;
-	if (q->n == q->cap) {
-		uint32_t ncap = q->cap ? q->cap * 2 : OUTQ_INIT, i;
-		struct msg **nr = malloc(ncap * sizeof(*nr));
-
-		if (nr == NULL)
-			return -ENOMEM;
-		for (i = 0; i < q->n; i++)
-			nr[i] = outq_at(q, i);
-		free(q->ring);
-		q->ring = nr;
-		q->cap = ncap;
-		q->head = 0;
-	}
-	q->ring[(q->head + q->n) & (q->cap - 1)] = m;
-	q->n++;
-	m->refs++;
-	return 0;
-}
-
-static struct msg *
-outq_pop(struct outq *q)
-{
-	struct msg *m = q->ring[q->head];
-
-	q->head = (q->head + 1) & (q->cap - 1);
-	q->n--;
-	return m;
-}
-
 static void
-peer_set_events(struct worker *w)
+tcp_set_events(struct worker *w)
 {
 	uint32_t ev = EPOLLIN;
 
-	/* Only a worker that is up is written to; a stopping one is read. */
 	if (w->state == W_UP && w->q.nsent < w->q.n)
 		ev |= EPOLLOUT;
-	(void)sd_event_source_set_io_events(w->io_src, ev);
+	(void)sd_event_source_set_io_events(w->link.io_src, ev);
 }
 
 /* The worker acknowledged message id: it must be the oldest one sent. */
 static int
-peer_ack(struct worker *w, uint64_t id)
+tcp_ack(struct worker *w, const struct frame_hdr *h, const uint8_t *p)
 {
-	struct msg *m;
+	struct msg_ack ack;
 
-	if (w->q.nsent == 0 || outq_at(&w->q, 0)->id != id)
+	if (msg_ack_decode(p, h->len, &ack) < 0)
 		return -EBADMSG;
-	m = outq_pop(&w->q);
-	w->q.nsent--;
-	w->acked++;
-	if (m->b != NULL)
-		bcast_settle(m->b, w->index, ACK_OK);
-	msg_unref(m);
+	if (w->q.nsent == 0 || queue_at(&w->q, 0)->id != h->id)
+		return -ENOENT;
+	bcast_acked(w);
 	return 0;
+}
+
+static void
+tcp_lost(struct worker *w, const char *why)
+{
+	w->link.ops->close(w, false);
+	pool_link_lost(w, why);
 }
 
 /*
  * Reads and handles what the worker sent: 0, or -1 once the link is lost.
- * A dead worker's link is only drained: its end is no news.
+ * When draining (the process is gone) its end is no news.
  */
 static int
-peer_read(struct worker *w, bool draining)
+tcp_read(struct worker *w, bool draining)
 {
+	struct link *l = &w->link;
 	struct frame_hdr h;
 	const uint8_t *p;
 	char why[128];
@@ -102,7 +67,7 @@ peer_read(struct worker *w, bool draining)
 	int r;
 
 	for (;;) {
-		n = rbuf_read(&w->in, w->fd);
+		n = rbuf_read(&l->in, l->fd);
 		if (n == -EAGAIN)
 			return 0;
 		if (n <= 0 && draining)
@@ -111,114 +76,107 @@ peer_read(struct worker *w, bool draining)
 			snprintf(why, sizeof(why), "link lost: %s",
 			    n == 0 ? "connection closed by the worker" :
 			    strerror((int)-n));
-			worker_link_lost(w, why);
+			tcp_lost(w, why);
 			return -1;
 		}
-		while ((r = rbuf_next(&w->in, &h, &p)) == 1) {
-			if (h.type != MSG_ACK || h.len != MSG_ACK_LEN) {
+		while ((r = rbuf_next(&l->in, &h, &p)) == 1) {
+			if (h.type != MSG_ACK || (r = tcp_ack(w, &h, p)) ==
+			    -EBADMSG) {
 				snprintf(why, sizeof(why), "sent an unexpected "
 				    "frame (type %u, %u bytes)", h.type, h.len);
-				worker_link_lost(w, why);
+				if (!draining)
+					tcp_lost(w, why);
 				return -1;
 			}
-			if (peer_ack(w, h.id) < 0) {
+			if (r < 0) {
 				snprintf(why, sizeof(why), "acknowledged "
 				    "message %llu, which it was not waiting "
 				    "for", (unsigned long long)h.id);
-				worker_link_lost(w, why);
+				if (!draining)
+					tcp_lost(w, why);
 				return -1;
 			}
 		}
 		if (r < 0) {
 			snprintf(why, sizeof(why), "sent a bad frame: %s",
 			    frame_strerror(r));
-			worker_link_lost(w, why);
+			if (!draining)
+				tcp_lost(w, why);
 			return -1;
 		}
 	}
 }
 
 static int
-on_peer_io(sd_event_source *s, int fd, uint32_t revents, void *arg)
+on_tcp_io(sd_event_source *s, int fd, uint32_t revents, void *arg)
 {
 	struct worker *w = arg;
 	char why[160];
 	int r;
 
 	(void)s;
-	if (w->state == W_READY) {
+	if (!w->link.connected) {
 		if ((r = sock_error(fd)) < 0) {
 			snprintf(why, sizeof(why), "cannot connect to %s:%u: %s",
 			    w->d->conf.listen_address, w->port, strerror(-r));
-			worker_link_lost(w, why);
+			tcp_lost(w, why);
 			return 0;
 		}
-		peer_set_events(w);
-		worker_link_up(w);
+		w->link.connected = true;
+		(void)sd_event_source_set_io_events(w->link.io_src, EPOLLIN);
+		pool_link_up(w);
 		return 0;
 	}
-	if ((revents & (EPOLLIN | EPOLLHUP | EPOLLERR)) && peer_read(w, false) < 0)
+	if ((revents & (EPOLLIN | EPOLLHUP | EPOLLERR)) && tcp_read(w, false) < 0)
 		return 0;
 	if (revents & EPOLLOUT)
-		peer_flush(w);
+		w->link.ops->flush(w);
 	return 0;
 }
 
-int
-peer_connect(struct worker *w)
+static int
+tcp_connect(struct worker *w)
 {
+	struct link *l = &w->link;
 	int fd, r;
 
 	if ((fd = tcp_connect_nb(w->d->conf.listen_address, w->port)) < 0)
 		return fd;
-	r = sd_event_add_io(w->d->ev, &w->io_src, fd, EPOLLOUT, on_peer_io, w);
+	r = sd_event_add_io(w->d->ev, &l->io_src, fd, EPOLLOUT, on_tcp_io, w);
 	if (r < 0) {
 		close(fd);
 		return r;
 	}
-	w->fd = fd;
-	rbuf_init(&w->in, MSG_ACK_LEN);
+	l->fd = fd;
+	l->connected = false;
+	rbuf_init(&l->in, MSG_ACK_LEN);
 	return 0;
 }
 
-int
-peer_queue(struct worker *w, struct msg *m)
+static void
+tcp_flush(struct worker *w)
 {
-	struct fanoutd *d = w->d;
-	int r;
-
-	if ((r = outq_push(&w->q, m)) < 0)
-		return r;
-	/* Written once per loop turn, with everything else queued by then. */
-	if (!w->dirty) {
-		w->dirty = true;
-		w->next_dirty = d->dirty_peers;
-		d->dirty_peers = w;
-		fanoutd_schedule_flush(d);
-	}
-	return 0;
-}
-
-void
-peer_flush(struct worker *w)
-{
-	struct outq *q = &w->q;
+	struct wqueue *q = &w->q;
 	struct iovec iov[PEER_IOV_MAX];
 	char why[128];
 	ssize_t n;
 	int cnt;
 
-	while (w->fd >= 0 && w->state == W_UP && q->nsent < q->n) {
+	if (w->link.fd < 0 || w->state != W_UP)
+		return;
+	if (q->nsent == 0 && q->n > 0)
+		w->progress_usec = now_usec();	/* the stall clock starts */
+	while (q->nsent < q->n) {
 		for (cnt = 0; cnt < PEER_IOV_MAX &&
 		    q->nsent + (uint32_t)cnt < q->n; cnt++) {
-			struct msg *m = outq_at(q, q->nsent + (uint32_t)cnt);
+			struct msg *m = queue_at(q, q->nsent + (uint32_t)cnt);
 
 			iov[cnt].iov_base = m->frame;
 			iov[cnt].iov_len = m->len;
 		}
 		iov[0].iov_base = (uint8_t *)iov[0].iov_base + q->woff;
 		iov[0].iov_len -= q->woff;
-		n = writev(w->fd, iov, cnt);
+		n = writev(w->link.fd, iov, cnt);
 		if (n == -1) {
 			if (errno == EINTR)
 				continue;
@@ -226,11 +184,11 @@ peer_flush(struct worker *w)
 				break;
 			snprintf(why, sizeof(why), "link lost: %s",
 			    strerror(errno));
-			worker_link_lost(w, why);
+			tcp_lost(w, why);
 			return;
 		}
 		while (n > 0) {
-			size_t left = outq_at(q, q->nsent)->len - q->woff;
+			size_t left = queue_at(q, q->nsent)->len - q->woff;
 
 			if ((size_t)n < left) {
 				q->woff += (size_t)n;
@@ -241,35 +199,30 @@ peer_flush(struct worker *w)
 			q->nsent++;
 		}
 	}
-	if (w->fd >= 0)
-		peer_set_events(w);
+	tcp_set_events(w);
 }
 
-void
-peer_drain(struct worker *w)
+static void
+tcp_close(struct worker *w, bool drain)
 {
-	if (w->fd >= 0 && w->state != W_READY)
-		(void)peer_read(w, true);
+	struct link *l = &w->link;
+
+	if (l->fd < 0)
+		return;
+	/* Acks the worker wrote before it died still count. */
+	if (drain && l->connected)
+		(void)tcp_read(w, true);
+	l->io_src = sd_event_source_disable_unref(l->io_src);
+	close(l->fd);
+	l->fd = -1;
+	l->connected = false;
+	rbuf_free(&l->in);
+	/* Whatever was written and not acked is lost with the connection. */
+	queue_rewind(&w->q);
 }
 
-void
-peer_close(struct worker *w, uint8_t outcome)
-{
-	struct outq *q = &w->q;
-
-	/* Whatever is still queued will never be acknowledged. */
-	while (q->n > 0) {
-		struct msg *m = outq_pop(q);
-
-		if (m->b != NULL)
-			bcast_settle(m->b, w->index, outcome);
-		msg_unref(m);
-	}
-	free(q->ring);
-	memset(q, 0, sizeof(*q));
-	w->io_src = sd_event_source_disable_unref(w->io_src);
-	if (w->fd >= 0)
-		close(w->fd);
-	w->fd = -1;
-	rbuf_free(&w->in);
-}
+const struct link_ops tcp_link_ops = {
+	.connect = tcp_connect,
+	.flush = tcp_flush,
+	.close = tcp_close,
+};

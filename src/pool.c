@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * The worker process pool: spawning, readiness on each worker's own notify
- * socket, reaping, and an orderly stop.  Every change of a worker's state
- * goes through worker_event(); the TCP link itself lives in peer.c.
+ * The worker pool: one slot per worker, each with its process (spawned here,
+ * ready on a notify socket of its own, reaped through a pidfd), its link and
+ * its queue.  Every change of a slot's state goes through worker_event();
+ * this file decides when a process is started, stopped or restarted.
  */
 #include "config.h"
 
@@ -18,24 +19,39 @@
 #include "fanoutd.h"
 #include "log.h"
 #include "notify.h"
+#include "util.h"
 
-enum worker_ev {
-	WE_SPAWNED,		/* fork succeeded */
-	WE_NOTIFIED,		/* READY=1 from the worker's own pid */
-	WE_CONNECTED,		/* TCP link established */
-	WE_LINK_LOST,		/* connect failed, EOF, error or garbage */
-	WE_EXITED,		/* process reaped */
-	WE_TIMEOUT,		/* not up within start_timeout_ms */
-	WE_STOP,		/* daemon shutting down */
+static const char *const state_names[] = {
+	"dead", "starting", "connecting", "up", "backoff", "stalled",
+	"restarting", "stopping",
 };
-
-static const char *const state_names[] = W_STATE_NAMES;
 
 const char *
 worker_state_name(enum worker_state s)
 {
-	return (unsigned)s < sizeof(state_names) / sizeof(state_names[0]) ?
-	    state_names[s] : "unknown";
+	return (unsigned)s < nitems(state_names) ? state_names[s] : "unknown";
+}
+
+enum wire_state
+worker_wire_state(const struct worker *w)
+{
+	switch (w->state) {
+	case W_DEAD:
+		return WS_DOWN;
+	case W_STARTING:
+	case W_CONNECTING:
+		return WS_STARTING;
+	case W_UP:
+		return WS_UP;
+	case W_BACKOFF:
+	case W_RESTARTING:
+		return WS_BACKOFF;
+	case W_STALLED:
+		return WS_STALLED;
+	case W_STOPPING:
+		return WS_STOPPING;
+	}
+	return WS_DOWN;
 }
 
 static void
@@ -55,20 +71,130 @@ worker_stop_notify(struct worker *w)
 	w->notify_fd = -1;
 }
 
-/*
- * The worker lifecycle.  Restarting a dead worker is not done yet: a worker
- * that is lost stays W_DEAD and is reported as down.
- *
- * state \ event  SPAWNED   NOTIFIED  CONNECTED  LINK_LOST  EXITED  TIMEOUT  STOP
- * W_DEAD         STARTING     -          -          -        -        -       -
- * W_STARTING        -       READY        -          -       DEAD   STOPPING STOPPING
- * W_READY           -         -         UP       STOPPING   DEAD   STOPPING STOPPING
- * W_UP              -         -          -       STOPPING   DEAD      -     STOPPING
- * W_STOPPING        -         -          -          -       DEAD      -       -
- *
- * Before the daemon is ready, any way out of the happy path fails startup.
- */
+static int	on_timer(sd_event_source *, uint64_t, void *);
+
 static void
+worker_arm(struct worker *w, uint64_t usec)
+{
+	int r;
+
+	w->timer_src = sd_event_source_disable_unref(w->timer_src);
+	r = sd_event_add_time_relative(w->d->ev, &w->timer_src,
+	    CLOCK_MONOTONIC, usec, 1000, on_timer, w);
+	if (r < 0)
+		log_warnx("worker %u: cannot arm a timer: %s", w->index,
+		    strerror(-r));
+}
+
+/* Backoff: 100 ms, doubling with each failure in a row, up to the cap; a
+ * worker that stayed up for restart_reset_ms starts again from 100 ms. */
+static uint64_t
+worker_backoff_usec(struct worker *w, uint64_t now)
+{
+	const struct fanout_conf *cf = &w->d->conf;
+	uint64_t ms = RESTART_DELAY_MIN_MS;
+	uint32_t i;
+
+	if (w->up_usec != 0 && now - w->up_usec >= cf->restart_reset_ms * 1000ULL)
+		w->failures = 0;
+	w->up_usec = 0;
+	for (i = 0; i < w->failures && ms < cf->restart_max_delay_ms; i++)
+		ms *= 2;
+	if (ms > cf->restart_max_delay_ms)
+		ms = cf->restart_max_delay_ms;
+	w->failures++;
+	return ms * 1000;
+}
+
+static int	worker_spawn(struct worker *);
+
+static void	worker_set_state(struct worker *, enum worker_state);
+
+/* W_BACKOFF is over: respawn, or reconnect to a process that lives on. */
+static void
+worker_retry(struct worker *w)
+{
+	char why[128];
+	int r;
+
+	if (w->pid > 0) {
+		worker_set_state(w, W_CONNECTING);
+		if ((r = w->link.ops->connect(w)) < 0) {
+			snprintf(why, sizeof(why), "cannot connect: %s",
+			    strerror(-r));
+			pool_link_lost(w, why);
+		}
+		return;
+	}
+	if ((r = worker_spawn(w)) < 0) {
+		log_warnx("worker %u: cannot start: %s", w->index,
+		    strerror(-r));
+		w->exit_kind = WX_STARTFAIL;
+		w->exit_code = 0;
+		worker_set_state(w, W_BACKOFF);	/* the next, longer wait */
+	}
+}
+
+/* Entry actions of a state. */
+static void
+worker_enter(struct worker *w, enum worker_state old)
+{
+	struct fanoutd *d = w->d;
+	uint64_t now = w->state_usec, delay;
+
+	switch (w->state) {
+	case W_STARTING:
+	case W_CONNECTING:
+		if (old != W_STARTING)
+			worker_arm(w, d->conf.start_timeout_ms * 1000ULL);
+		break;
+	case W_UP:
+		w->timer_src = sd_event_source_disable_unref(w->timer_src);
+		w->up_usec = now;
+		w->progress_usec = now;
+		worker_kick(w);
+		break;
+	case W_BACKOFF:
+		delay = worker_backoff_usec(w, now);
+		w->retry_usec = now + delay;
+		worker_arm(w, delay);
+		log_warnx("worker %u (port %u): %s again in %llu ms",
+		    w->index, w->port, w->pid > 0 ? "reconnecting" :
+		    "restarting", (unsigned long long)(delay / 1000));
+		break;
+	case W_STALLED:
+	case W_RESTARTING:
+	case W_STOPPING:
+		/* TERM first, and CONT so that a stopped process gets it;
+		 * KILL when the timer fires. */
+		worker_signal(w, SIGTERM);
+		worker_signal(w, SIGCONT);
+		worker_arm(w, d->conf.stop_timeout_ms * 1000ULL);
+		break;
+	case W_DEAD:
+		w->timer_src = sd_event_source_disable_unref(w->timer_src);
+		break;
+	}
+}
+
+/*
+ * The worker lifecycle.  After the daemon is ready a failure leads to
+ * W_BACKOFF and a retry; before it, any failure fails the startup.
+ *
+ * state \ event SPAWNED  NOTIFIED   CONNECTED LINK_LOST  EXITED  TIMEOUT     STALL   STOP
+ * DEAD          STARTING    -          -         -         -        -          -       -
+ * STARTING         -    CONNECTING     -         -      BACKOFF RESTARTING     -    STOPPING
+ * CONNECTING       -        -          UP    RESTARTING BACKOFF RESTARTING     -    STOPPING
+ * UP               -        -          -      BACKOFF   BACKOFF     -       STALLED STOPPING
+ * BACKOFF      STARTING     -          -         -      BACKOFF  (retry)       -    STOPPING/DEAD
+ * STALLED          -        -          -         -      BACKOFF  (SIGKILL)     -    STOPPING
+ * RESTARTING       -        -          -         -      BACKOFF  (SIGKILL)     -    STOPPING
+ * STOPPING         -        -          -         -       DEAD    (SIGKILL)     -       -
+ *
+ * BACKOFF's retry reconnects (-> CONNECTING) while the process lives, and
+ * spawns (-> STARTING) once it is gone.
+ */
+void
 worker_event(struct worker *w, enum worker_ev ev)
 {
 	struct fanoutd *d = w->d;
@@ -76,44 +202,99 @@ worker_event(struct worker *w, enum worker_ev ev)
 
 	switch (ev) {
 	case WE_SPAWNED:
-		new = W_STARTING;
+		if (old == W_DEAD || old == W_BACKOFF)
+			new = W_STARTING;
 		break;
 	case WE_NOTIFIED:
 		if (old == W_STARTING)
-			new = W_READY;
+			new = W_CONNECTING;
 		break;
 	case WE_CONNECTED:
-		if (old == W_READY)
+		if (old == W_CONNECTING)
 			new = W_UP;
 		break;
 	case WE_LINK_LOST:
-	case WE_TIMEOUT:
-	case WE_STOP:
-		if (old == W_STARTING || old == W_READY || old == W_UP) {
-			worker_signal(w, SIGTERM);
-			new = W_STOPPING;
-		}
+		if (old == W_UP)
+			new = W_BACKOFF;
+		else if (old == W_CONNECTING)
+			new = W_RESTARTING;
 		break;
 	case WE_EXITED:
-		new = W_DEAD;
+		/* In W_BACKOFF already (its link went first): the retry
+		 * that is due respawns instead of reconnecting. */
+		if (old == W_BACKOFF && !d->stopping)
+			return;
+		new = old == W_STOPPING || d->stopping ? W_DEAD : W_BACKOFF;
+		break;
+	case WE_TIMEOUT:
+		switch (old) {
+		case W_STARTING:
+		case W_CONNECTING:
+			new = W_RESTARTING;
+			w->exit_kind = WX_STARTFAIL;
+			break;
+		case W_BACKOFF:
+			if (!d->stopping)
+				worker_retry(w);
+			return;
+		case W_STALLED:
+		case W_RESTARTING:
+		case W_STOPPING:
+			log_warnx("worker %u (pid %d) did not stop within "
+			    "%u ms; killing it", w->index, (int)w->pid,
+			    d->conf.stop_timeout_ms);
+			worker_signal(w, SIGKILL);
+			return;
+		default:
+			return;
+		}
+		break;
+	case WE_STALL:
+		if (old == W_UP)
+			new = W_STALLED;
+		break;
+	case WE_STOP:
+		if (w->pid <= 0)
+			new = W_DEAD;
+		else if (old != W_STOPPING)
+			new = W_STOPPING;
 		break;
 	}
 	if (new == old)
 		return;
+	if (!d->ready && !d->stopping &&
+	    (new == W_BACKOFF || new == W_RESTARTING || new == W_STALLED)) {
+		/* Not ready yet: a worker that fails fails the startup, and
+		 * stopping the pool takes this one along. */
+		fanoutd_stop(d, 1);
+		return;
+	}
+	worker_set_state(w, new);
+}
+
+/* The bookkeeping of every transition, then the new state's entry. */
+static void
+worker_set_state(struct worker *w, enum worker_state new)
+{
+	struct fanoutd *d = w->d;
+	enum worker_state old = w->state;
+
 	w->state = new;
+	w->state_usec = now_usec();
 	log_debug("worker %u (pid %d): %s -> %s", w->index, (int)w->pid,
 	    worker_state_name(old), worker_state_name(new));
 	if (old == W_UP)
 		d->nup--;
 	if (new == W_UP)
 		d->nup++;
-	if (new != W_STARTING && new != W_READY)
-		w->timer_src = sd_event_source_disable_unref(w->timer_src);
 	if (new != W_STARTING)
 		worker_stop_notify(w);
+	if (new != W_UP && new != W_CONNECTING)
+		w->link.ops->close(w, false);
+	if (old == W_UP)
+		bcast_worker_away(w);
+	worker_enter(w, old);
 	fanoutd_workers_changed(d);
-	if (!d->ready && !d->stopping && (new == W_STOPPING || new == W_DEAD))
-		fanoutd_stop(d, 1);
 }
 
 /* Reads queued notifications; true once READY=1 came from the worker. */
@@ -153,6 +334,7 @@ static int
 on_notify(sd_event_source *s, int fd, uint32_t revents, void *arg)
 {
 	struct worker *w = arg;
+	char why[128];
 	int r;
 
 	(void)s;
@@ -164,11 +346,9 @@ on_notify(sd_event_source *s, int fd, uint32_t revents, void *arg)
 	    w->why);
 	w->why[0] = '\0';
 	worker_event(w, WE_NOTIFIED);
-	if ((r = peer_connect(w)) < 0) {
-		char why[128];
-
+	if ((r = w->link.ops->connect(w)) < 0) {
 		snprintf(why, sizeof(why), "cannot connect: %s", strerror(-r));
-		worker_link_lost(w, why);
+		pool_link_lost(w, why);
 	}
 	return 0;
 }
@@ -197,14 +377,19 @@ on_child(sd_event_source *s, const siginfo_t *si, void *arg)
 		log_warnx("worker %u (port %u) failed to start: %s%s%s",
 		    w->index, w->port, w->why[0] ? w->why : how,
 		    w->why[0] ? "; " : "", w->why[0] ? how : "");
-	else if (w->state == W_STOPPING)
+	else if (w->state == W_STOPPING || d->stopping)
 		log_info("worker %u (pid %d) %s", w->index, (int)w->pid, how);
 	else
 		log_warnx("worker %u (pid %d, port %u) %s", w->index,
 		    (int)w->pid, w->port, how);
-	/* Acks the worker wrote before it died still count. */
-	peer_drain(w);
-	peer_close(w, d->stopping ? ACK_SHUTDOWN : ACK_DOWN);
+	/* Why it was being restarted says more than how it ended. */
+	if (w->state == W_STALLED)
+		w->exit_kind = WX_STALLED;
+	else if (w->state != W_RESTARTING)
+		w->exit_kind = si->si_code == CLD_EXITED ? WX_EXITED :
+		    WX_KILLED;
+	w->exit_code = (uint8_t)si->si_status;
+	w->link.ops->close(w, true);
 	w->child_src = sd_event_source_disable_unref(w->child_src);
 	w->pid = 0;
 	d->nalive--;
@@ -214,16 +399,17 @@ on_child(sd_event_source *s, const siginfo_t *si, void *arg)
 }
 
 static int
-on_start_timeout(sd_event_source *s, uint64_t usec, void *arg)
+on_timer(sd_event_source *s, uint64_t usec, void *arg)
 {
 	struct worker *w = arg;
 
 	(void)s;
 	(void)usec;
-	log_warnx("worker %u (pid %d, port %u) not %s within %u ms",
-	    w->index, (int)w->pid, w->port,
-	    w->state == W_STARTING ? "ready" : "connected",
-	    w->d->conf.start_timeout_ms);
+	if (w->state == W_STARTING || w->state == W_CONNECTING)
+		log_warnx("worker %u (pid %d, port %u) not %s within %u ms",
+		    w->index, (int)w->pid, w->port,
+		    w->state == W_STARTING ? "ready" : "connected",
+		    w->d->conf.start_timeout_ms);
 	worker_event(w, WE_TIMEOUT);
 	return 0;
 }
@@ -277,10 +463,15 @@ worker_spawn(struct worker *w)
 		return w->notify_fd;
 	r = sd_event_add_io(d->ev, &w->notify_src, w->notify_fd, EPOLLIN,
 	    on_notify, w);
-	if (r < 0)
+	if (r < 0) {
+		worker_stop_notify(w);
 		return r;
-	if ((pid = fork()) == -1)
-		return -errno;
+	}
+	if ((pid = fork()) == -1) {
+		r = -errno;
+		worker_stop_notify(w);
+		return r;
+	}
 	if (pid == 0)
 		worker_exec(w, parent, name);
 	w->pid = pid;
@@ -288,16 +479,19 @@ worker_spawn(struct worker *w)
 	/* pidfd based: no reaping loop, no pid reuse race. */
 	r = sd_event_add_child(d->ev, &w->child_src, pid, WEXITED, on_child, w);
 	if (r < 0) {
+		/* Without a watch it cannot be reaped here: wait for it. */
 		kill(pid, SIGKILL);
+		(void)waitpid(pid, NULL, 0);
+		w->pid = 0;
+		d->nalive--;
+		worker_stop_notify(w);
 		return r;
 	}
-	r = sd_event_add_time_relative(d->ev, &w->timer_src, CLOCK_MONOTONIC,
-	    (uint64_t)d->conf.start_timeout_ms * 1000, 1000,
-	    on_start_timeout, w);
-	if (r < 0)
-		return r;
-	log_debug("worker %u spawned: pid %d, port %u", w->index, (int)pid,
-	    w->port);
+	if (w->spawns++ > 0)
+		log_info("worker %u restarted: pid %d", w->index, (int)pid);
+	else
+		log_debug("worker %u spawned: pid %d, port %u", w->index,
+		    (int)pid, w->port);
 	worker_event(w, WE_SPAWNED);
 	return 0;
 }
@@ -308,22 +502,28 @@ pool_start(struct fanoutd *d)
 	uint32_t i;
 	int r;
 
-	d->nworkers = d->conf.workers;
-	d->workers = calloc(d->nworkers, sizeof(*d->workers));
+	d->workers = calloc(d->conf.workers, sizeof(*d->workers));
 	if (d->workers == NULL)
 		return -ENOMEM;
-	for (i = 0; i < d->nworkers; i++) {
-		struct worker *w = &d->workers[i];
+	for (i = 0; i < d->conf.workers; i++) {
+		struct worker *w = calloc(1, sizeof(*w));
 
+		if (w == NULL)
+			return -ENOMEM;
 		w->d = d;
 		w->index = i;
 		w->port = (uint16_t)(d->conf.base_port + i);
 		w->state = W_DEAD;
-		w->notify_fd = w->fd = -1;
+		w->state_usec = now_usec();
+		w->notify_fd = w->link.fd = -1;
+		w->link.ops = &tcp_link_ops;
+		queue_init(&w->q, d->conf.queue_max_messages,
+		    d->conf.queue_max_bytes);
+		d->workers[d->nworkers++] = w;
 	}
 	/* All at once: readiness and connects proceed in parallel. */
 	for (i = 0; i < d->nworkers; i++) {
-		if ((r = worker_spawn(&d->workers[i])) < 0) {
+		if ((r = worker_spawn(d->workers[i])) < 0) {
 			log_warnx("cannot start worker %u: %s", i,
 			    strerror(-r));
 			return r;
@@ -333,7 +533,21 @@ pool_start(struct fanoutd *d)
 }
 
 void
-worker_link_up(struct worker *w)
+worker_kick(struct worker *w)
+{
+	struct fanoutd *d = w->d;
+
+	/* Written once per loop turn, with everything else queued by then. */
+	if (!w->dirty) {
+		w->dirty = true;
+		w->next_dirty = d->dirty_workers;
+		d->dirty_workers = w;
+		fanoutd_schedule_flush(d);
+	}
+}
+
+void
+pool_link_up(struct worker *w)
 {
 	log_debug("worker %u (pid %d) connected on port %u", w->index,
 	    (int)w->pid, w->port);
@@ -341,16 +555,61 @@ worker_link_up(struct worker *w)
 }
 
 void
-worker_link_lost(struct worker *w, const char *why)
+pool_link_lost(struct worker *w, const char *why)
 {
 	struct fanoutd *d = w->d;
 
-	if (!d->stopping || w->state != W_STOPPING)
-		log_warnx("worker %u (pid %d, port %u): %s%s", w->index,
-		    (int)w->pid, w->port, why,
-		    d->stopping ? "" : "; stopping it");
-	peer_close(w, d->stopping ? ACK_SHUTDOWN : ACK_DOWN);
+	if (!d->stopping)
+		log_warnx("worker %u (pid %d, port %u): %s", w->index,
+		    (int)w->pid, w->port, why);
+	if (w->state == W_UP || w->state == W_CONNECTING) {
+		w->exit_kind = WX_LINK;
+		w->exit_code = 0;
+	}
 	worker_event(w, WE_LINK_LOST);
+}
+
+/* Stalls are found by looking, not by a timer per message: one pass over
+ * the pool per tick costs less than re-arming on every ack. */
+void
+pool_tick(struct fanoutd *d, uint64_t now)
+{
+	uint64_t limit = d->conf.stall_timeout_ms * 1000ULL;
+	uint32_t i;
+
+	for (i = 0; i < d->nworkers; i++) {
+		struct worker *w = d->workers[i];
+
+		if (w->state != W_UP || w->q.nsent == 0 ||
+		    now - w->progress_usec < limit)
+			continue;
+		log_warnx("worker %u (pid %d, port %u) stalled: no ack for "
+		    "%llu ms with %u messages outstanding; restarting it",
+		    w->index, (int)w->pid, w->port,
+		    (unsigned long long)((now - w->progress_usec) / 1000),
+		    w->q.nsent);
+		worker_event(w, WE_STALL);
+	}
+}
+
+void
+worker_record(const struct worker *w, uint64_t now, struct ctl_worker *r)
+{
+	memset(r, 0, sizeof(*r));
+	r->index = w->index;
+	r->pid = (uint32_t)(w->pid > 0 ? w->pid : 0);
+	r->port = w->port;
+	r->state = (uint8_t)worker_wire_state(w);
+	r->acked = w->acked;
+	r->restarts = w->spawns > 0 ? w->spawns - 1 : 0;
+	r->state_ms = (now - w->state_usec) / 1000;
+	r->queued = w->q.n;
+	r->queued_bytes = w->q.bytes;
+	r->last_rtt_us = w->last_rtt_us;
+	if (w->state == W_BACKOFF && w->retry_usec > now)
+		r->next_try_ms = (uint32_t)((w->retry_usec - now) / 1000);
+	r->exit_kind = w->exit_kind;
+	r->exit_code = w->exit_code;
 }
 
 void
@@ -358,24 +617,14 @@ pool_stop(struct fanoutd *d)
 {
 	uint32_t i;
 
-	for (i = 0; i < d->nworkers; i++)
-		worker_event(&d->workers[i], WE_STOP);
-}
-
-void
-pool_kill(struct fanoutd *d)
-{
-	uint32_t i;
-
 	for (i = 0; i < d->nworkers; i++) {
-		struct worker *w = &d->workers[i];
+		struct worker *w = d->workers[i];
 
-		if (w->pid > 0) {
-			log_warnx("worker %u (pid %d) did not stop within "
-			    "%u ms; killing it", w->index, (int)w->pid,
-			    d->conf.stop_timeout_ms);
-			worker_signal(w, SIGKILL);
-		}
+		if (w->q.n > 0)
+			log_warnx("worker %u: %u messages (%llu bytes) still "
+			    "queued; dropped at shutdown", w->index, w->q.n,
+			    (unsigned long long)w->q.bytes);
+		worker_event(w, WE_STOP);
 	}
 }
 
@@ -385,12 +634,14 @@ pool_free(struct fanoutd *d)
 	uint32_t i;
 
 	for (i = 0; i < d->nworkers; i++) {
-		struct worker *w = &d->workers[i];
+		struct worker *w = d->workers[i];
 
-		peer_close(w, ACK_SHUTDOWN);
+		w->link.ops->close(w, false);
+		queue_clear(&w->q);
 		worker_stop_notify(w);
 		w->timer_src = sd_event_source_disable_unref(w->timer_src);
 		w->child_src = sd_event_source_disable_unref(w->child_src);
+		free(w);
 	}
 	free(d->workers);
 	d->workers = NULL;

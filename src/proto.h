@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * The fanout wire protocol, version 1: the only file a third-party peer
+ * The fanout wire protocol, version 2: the only file a third-party peer
  * needs.  One framing for every fanout socket: the daemon's TCP links to its
  * workers and the control Unix socket that fanoutctl talks to.
  *
@@ -34,14 +34,16 @@
 
 #include <stdint.h>
 
-#define FANOUT_PROTO_VERSION	1
+#define FANOUT_PROTO_VERSION	2	/* 2: supervision fields, CTL_DAEMON */
 #define FANOUT_HDR_LEN		16
 
 /* Hard cap on max_message_bytes: bounds every buffer the daemon allocates. */
 #define FANOUT_MESSAGE_MAX	(16 * 1024 * 1024)
 /* Largest payload of any frame: a CTL_SEND carrying the largest message. */
-#define FANOUT_PAYLOAD_MAX	(FANOUT_MESSAGE_MAX + CTL_SEND_HDR_LEN)
+#define FANOUT_PAYLOAD_MAX	(FANOUT_MESSAGE_MAX + CTL_SEND_LEN)
 #define FANOUT_WORKERS_MAX	1024
+/* Longest version string in a CTL_DAEMON record. */
+#define FANOUT_VERSION_MAX	32
 
 enum msg_type {
 	/* daemon <-> worker (TCP) */
@@ -53,66 +55,160 @@ enum msg_type {
 	CTL_STATUS = 17,	/* c->d  payload: none */
 	CTL_WORKER = 18,	/* d->c  payload: worker record (below) */
 	CTL_END = 19,		/* d->c  last frame of a reply: end record */
+	CTL_DAEMON = 20,	/* d->c  status replies: daemon record */
 };
 
 /*
- * MSG_ACK payload:
- *	u32 status	0: handled.  Later: a handler's exit status.
+ * Payload layouts.  Each is a field list, F(type, name), in wire order;
+ * payload.h turns every list into a struct, its length and one encoder and
+ * one decoder, so a length is never written down twice.
  */
-#define MSG_ACK_LEN		4
 
 /*
- * CTL_SEND payload:
- *	u32 timeout_ms	0: the daemon's ack_timeout_ms; otherwise the smaller
- *			of the two
- *	... message	the rest of the payload, 0..max_message_bytes bytes
+ * MSG_DATA id: the message id.  Ids never repeat within one fanoutd
+ * instance and grow in the order the messages were accepted; a resend
+ * after a lost link carries the same id, so a worker that has handled an id
+ * acks it again without handling it twice.
+ *
+ * MSG_ACK payload:
+ *	status		0: handled.  Later: a handler's exit status.
  */
-#define CTL_SEND_HDR_LEN	4
+#define MSG_ACK_FIELDS(F) \
+	F(u32, status)
+
+/*
+ * CTL_SEND payload, then the message itself (0..max_message_bytes bytes):
+ *	timeout_ms	0: the daemon's ack_timeout_ms; otherwise the smaller
+ *			of the two
+ *	flags		CTL_SEND_WAIT...; unknown bits are ignored
+ */
+#define CTL_SEND_FIELDS(F) \
+	F(u32, timeout_ms) \
+	F(u32, flags)
+/* Hold the reply until every worker acked, queued ones included, or the
+ * timeout passed; without it a worker known to be away is "queued" at once. */
+#define CTL_SEND_WAIT		0x1
 
 /*
  * CTL_WORKER payload, one per worker in reply to CTL_SEND or CTL_STATUS:
- *	u32 index	worker index, 0..workers-1
- *	u32 pid		0 if no process
- *	u16 port
- *	u8  state	enum worker_state
- *	u8  outcome	enum ack_outcome (CTL_SEND replies; 0 for CTL_STATUS)
- *	u32 rtt_us	send to ack, microseconds (acked outcomes only)
- *	u64 acked	messages this worker has acknowledged since it started
+ *	index		worker index, 0..workers-1
+ *	pid		0 if no process
+ *	port
+ *	state		enum wire_state
+ *	outcome		enum ack_outcome (CTL_SEND replies; 0 for CTL_STATUS)
+ *	rtt_us		accepted to acked, microseconds (ACK_OK only):
+ *			the wait in the queue included
+ *	acked		messages this worker slot has acknowledged in all
+ *	restarts	processes started after the first one
+ *	state_ms	time in the current state, milliseconds
+ *	queued		messages waiting for this worker's ack
+ *	queued_bytes	their size
+ *	last_rtt_us	accepted to acked of the last ack, microseconds;
+ *			0: none yet
+ *	next_try_ms	WS_BACKOFF: milliseconds until the next try
+ *	exit_kind	enum worker_exit: why the last process or link ended
+ *	exit_code	WX_EXITED: exit status; WX_KILLED, WX_STALLED: signal
+ *	reserved	0
  */
-#define CTL_WORKER_LEN		24
+#define CTL_WORKER_FIELDS(F) \
+	F(u32, index) \
+	F(u32, pid) \
+	F(u16, port) \
+	F(u8, state) \
+	F(u8, outcome) \
+	F(u32, rtt_us) \
+	F(u64, acked) \
+	F(u32, restarts) \
+	F(u64, state_ms) \
+	F(u32, queued) \
+	F(u64, queued_bytes) \
+	F(u32, last_rtt_us) \
+	F(u32, next_try_ms) \
+	F(u8, exit_kind) \
+	F(u8, exit_code) \
+	F(u16, reserved)
+
+/*
+ * CTL_DAEMON payload, once per CTL_STATUS reply before CTL_END, then the
+ * version string (at most FANOUT_VERSION_MAX bytes, no NUL):
+ *	uptime_ms	since fanoutd started
+ *	accepted	messages accepted for broadcast since it started
+ *	pid		fanoutd's own
+ *	degraded_ms	0, or how long no worker has been up (once that is
+ *			longer than degraded_timeout_ms)
+ */
+#define CTL_DAEMON_FIELDS(F) \
+	F(u64, uptime_ms) \
+	F(u64, accepted) \
+	F(u32, pid) \
+	F(u32, degraded_ms)
 
 /*
  * CTL_END payload, ends every reply:
- *	u32 result	enum ctl_result
- *	u32 acked	CTL_SEND: workers that acknowledged;
+ *	result		enum ctl_result
+ *	acked		CTL_SEND: workers that acknowledged;
  *			CTL_STATUS: workers up
- *	u32 workers	CTL_SEND: workers the message was for;
+ *	workers		CTL_SEND: workers the message was for;
  *			CTL_STATUS: the pool size
- *	u32 limit	CTL_RES_TOOBIG: max_message_bytes; CTL_SEND replies:
+ *	limit		CTL_RES_TOOBIG: max_message_bytes; CTL_SEND replies:
  *			the ack timeout applied, in ms; otherwise 0
- *	u64 msg_id	the message id given to the broadcast (CTL_SEND), or 0
+ *	msg_id		the message id given to the broadcast (CTL_SEND), or 0
+ *	queued		CTL_SEND: workers with outcome ACK_QUEUED
  */
-#define CTL_END_LEN		24
+#define CTL_END_FIELDS(F) \
+	F(u32, result) \
+	F(u32, acked) \
+	F(u32, workers) \
+	F(u32, limit) \
+	F(u64, msg_id) \
+	F(u32, queued)
 
-enum worker_state {
-	W_DEAD = 0,		/* no process */
-	W_STARTING,		/* spawned, waiting for READY=1 */
-	W_READY,		/* READY=1 seen, TCP connect in progress */
-	W_UP,			/* connected: takes messages */
-	W_STOPPING,		/* SIGTERM sent, waiting for exit */
+/* Lengths, computed from the field lists. */
+#define PROTO_LEN_u8		1
+#define PROTO_LEN_u16		2
+#define PROTO_LEN_u32		4
+#define PROTO_LEN_u64		8
+#define PROTO_FIELD_LEN(t, n)	+ PROTO_LEN_##t
+#define MSG_ACK_LEN		(0 MSG_ACK_FIELDS(PROTO_FIELD_LEN))
+#define CTL_SEND_LEN		(0 CTL_SEND_FIELDS(PROTO_FIELD_LEN))
+#define CTL_WORKER_LEN		(0 CTL_WORKER_FIELDS(PROTO_FIELD_LEN))
+#define CTL_DAEMON_LEN		(0 CTL_DAEMON_FIELDS(PROTO_FIELD_LEN))
+#define CTL_END_LEN		(0 CTL_END_FIELDS(PROTO_FIELD_LEN))
+
+/* A worker's state as the wire shows it; fanoutd maps its own onto these,
+ * so that a new internal state never changes the protocol by accident. */
+enum wire_state {
+	WS_DOWN = 0,		/* no process, none scheduled (shutdown) */
+	WS_STARTING,		/* spawned or connecting, not yet up */
+	WS_UP,			/* connected: takes messages */
+	WS_BACKOFF,		/* failed; next try after next_try_ms */
+	WS_STALLED,		/* stopped acking: being killed, restarts */
+	WS_STOPPING,		/* SIGTERM sent, waiting for exit */
 };
-#define W_STATE_NAMES	{ "dead", "starting", "ready", "up", "stopping" }
+#define WIRE_STATE_NAMES \
+	{ "down", "starting", "up", "backoff", "stalled", "stopping" }
+
+/* Why a worker's last process or link ended. */
+enum worker_exit {
+	WX_NONE = 0,		/* nothing has ended yet */
+	WX_EXITED,		/* the process exited: exit_code is its status */
+	WX_KILLED,		/* killed by signal exit_code */
+	WX_STALLED,		/* stalled, then killed by signal exit_code */
+	WX_LINK,		/* the link was lost; the process lived on */
+	WX_STARTFAIL,		/* not ready or not connected in time */
+};
 
 enum ack_outcome {
 	ACK_NONE = 0,		/* status reply: not a send */
 	ACK_OK,			/* acknowledged */
-	ACK_TIMEOUT,		/* no ack before the deadline */
-	ACK_DOWN,		/* worker not connected, or the link was lost */
-	ACK_SHUTDOWN,		/* daemon stopping, worker exited first */
-	ACK_FULL,		/* worker's output queue full: not sent */
+	ACK_TIMEOUT,		/* protocol 1 only; not sent any more */
+	ACK_DOWN,		/* protocol 1 only; not sent any more */
+	ACK_SHUTDOWN,		/* daemon stopping: the message is dropped */
+	ACK_FULL,		/* worker's queue full: refused for it */
+	ACK_QUEUED,		/* not acked yet, kept: will be delivered */
 };
 #define ACK_OUTCOME_NAMES \
-	{ "none", "acked", "timeout", "down", "shutdown", "full" }
+	{ "none", "acked", "timeout", "down", "shutdown", "full", "queued" }
 
 enum ctl_result {
 	CTL_RES_OK = 0,		/* done; for CTL_SEND: every worker acked */

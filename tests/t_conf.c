@@ -79,7 +79,58 @@ test_defaults(void **state)
 	assert_string_equal(c.worker_path, FANOUT_WORKER_DEFAULT);
 	assert_int_equal(c.start_timeout_ms, 10000);
 	assert_int_equal(c.stop_timeout_ms, 5000);
+	assert_int_equal(c.restart_max_delay_ms, 30000);
+	assert_int_equal(c.restart_reset_ms, 60000);
+	assert_int_equal(c.stall_timeout_ms, 30000);
+	assert_int_equal(c.queue_max_messages, 10000);
+	assert_int_equal(c.queue_max_bytes, 64 * 1024 * 1024);
+	assert_int_equal(c.degraded_timeout_ms, 60000);
+	assert_int_equal(c.degraded_action, DEGRADED_QUEUE);
 	conf_free(&c);
+}
+
+static void
+test_supervision_settings(void **state)
+{
+	struct fanout_conf c;
+	char err[256];
+
+	(void)state;
+	assert_int_equal(load(
+	    "restart_max_delay_ms = 100;\n"
+	    "restart_reset_ms = 86400000;\n"
+	    "stall_timeout_ms = 3600000;\n"
+	    "queue_max_messages = 1;\n"
+	    "queue_max_bytes = 4294967295L;\n"
+	    "degraded_timeout_ms = 100;\n"
+	    "degraded_action = \"exit\";\n", &c, err, sizeof(err)), 0);
+	assert_string_equal(err, "");
+	assert_int_equal(c.restart_max_delay_ms, 100);
+	assert_int_equal(c.restart_reset_ms, 86400000);
+	assert_int_equal(c.stall_timeout_ms, 3600000);
+	assert_int_equal(c.queue_max_messages, 1);
+	assert_true(c.queue_max_bytes == 4294967295u);
+	assert_int_equal(c.degraded_timeout_ms, 100);
+	assert_int_equal(c.degraded_action, DEGRADED_EXIT);
+	conf_free(&c);
+
+	assert_string_equal(error_of("restart_max_delay_ms = 99;\n"),
+	    "F:1: restart_max_delay_ms: must be between 100 and 3600000\n");
+	assert_string_equal(error_of("queue_max_messages = 0;\n"),
+	    "F:1: queue_max_messages: must be between 1 and 10000000\n");
+	assert_string_equal(error_of("queue_max_bytes = 4294967296L;\n"),
+	    "F:1: queue_max_bytes: must be between 1024 and 4294967295\n");
+	assert_string_equal(error_of("degraded_action = \"restart\";\n"),
+	    "F:1: degraded_action: \"restart\" is not one of \"queue\" or "
+	    "\"exit\"\n");
+	assert_string_equal(error_of("degraded_action = 1;\n"),
+	    "F:1: degraded_action: must be a string\n");
+	/* the largest message must fit a queue */
+	assert_string_equal(error_of("max_message_bytes = 4096;\n"
+	    "queue_max_bytes = 2048;\n"),
+	    "F:2: queue_max_bytes: queue_max_bytes (2048) must be at least "
+	    "max_message_bytes (4096), or the largest message never fits a "
+	    "queue\n");
 }
 
 static void
@@ -233,6 +284,7 @@ main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_defaults),
+		cmocka_unit_test(test_supervision_settings),
 		cmocka_unit_test(test_all_set),
 		cmocka_unit_test(test_range_errors),
 		cmocka_unit_test(test_type_errors),

@@ -67,7 +67,7 @@ test_header_checks(void **state)
 	assert_true(h.id == 42);
 	/* max and one over max */
 	assert_int_equal(frame_hdr_decode(b, 99, &h), -EMSGSIZE);
-	b[0] = 2;
+	b[0] = FANOUT_PROTO_VERSION + 1;
 	assert_int_equal(frame_hdr_decode(b, 100, &h), -EPROTO);
 	b[0] = FANOUT_PROTO_VERSION;
 	b[1] = 99;
