@@ -160,7 +160,7 @@ static void
 ctl_status(struct ctl_conn *c, const struct frame_hdr *h, const uint8_t *p)
 {
 	struct fanoutd *d = c->d;
-	uint8_t buf[CTL_DAEMON_LEN + FANOUT_VERSION_MAX];
+	uint8_t wbuf[CTL_WORKER_LEN], buf[CTL_DAEMON_LEN + FANOUT_VERSION_MAX];
 	uint64_t now = now_usec();
 	struct ctl_worker rec;
 	struct ctl_daemon dm = {
@@ -186,8 +186,8 @@ ctl_status(struct ctl_conn *c, const struct frame_hdr *h, const uint8_t *p)
 	}
 	for (i = 0; i < d->nworkers; i++) {
 		worker_record(d->workers[i], now, &rec);
-		ctl_worker_encode(buf, &rec);
-		ctl_frame(c, CTL_WORKER, h->id, buf, CTL_WORKER_LEN);
+		ctl_worker_encode(wbuf, &rec);
+		ctl_frame(c, CTL_WORKER, h->id, wbuf, sizeof(wbuf));
 	}
 	if (vlen > FANOUT_VERSION_MAX)
 		vlen = FANOUT_VERSION_MAX;
