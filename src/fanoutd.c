@@ -99,8 +99,9 @@ check_degraded(struct fanoutd *d, uint64_t now)
 	    (unsigned long long)away,
 	    d->conf.degraded_action == DEGRADED_EXIT ? "; exiting "
 	    "(degraded_action \"exit\")" : "; messages are queued");
-	notify_status("degraded: no worker up for %llu s",
-	    (unsigned long long)(away / 1000));
+	notify_status("degraded: no worker up for %llu.%llu s",
+	    (unsigned long long)(away / 1000),
+	    (unsigned long long)(away % 1000 / 100));
 	if (d->conf.degraded_action == DEGRADED_EXIT)
 		fanoutd_stop(d, 1);
 }

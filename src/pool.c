@@ -389,6 +389,9 @@ on_child(sd_event_source *s, const siginfo_t *si, void *arg)
 		w->exit_kind = si->si_code == CLD_EXITED ? WX_EXITED :
 		    WX_KILLED;
 	w->exit_code = (uint8_t)si->si_status;
+	/* A stalled worker that obeyed the SIGTERM was still ended by it. */
+	if (w->exit_kind == WX_STALLED && si->si_code == CLD_EXITED)
+		w->exit_code = SIGTERM;
 	w->link.ops->close(w, true);
 	w->child_src = sd_event_source_disable_unref(w->child_src);
 	w->pid = 0;

@@ -18,12 +18,26 @@
  *	badack		acknowledge a message id that was never sent
  *	close		close the connection without acknowledging
  *	fail		do not listen: send STATUS= and ERRNO=98, exit 1
+ *	dropafter:N	a link that breaks while the process lives on: on its
+ *			first connection it handles and acks N messages,
+ *			handles one more without acking it and closes the
+ *			connection; it goes on listening, and on every later
+ *			connection acks each message, handling only ids above
+ *			the highest it handled (a resend is acked without
+ *			being handled again, like fanout-worker)
+ *	crashloop	needs --touch DIR: the first start creates
+ *			DIR/worker-N.started and behaves as ack; every later
+ *			start, finding that file, exits 1 before READY=1
  * --ready-after FIFO	create FIFO.waiting, then block opening FIFO for
  *			reading before READY=1 (a test releases it)
  * --ready-from-child	READY=1 comes from a forked child, never from the
  *			worker's own pid (which the daemon must not accept)
  * --ignore-term	ignore SIGTERM (only SIGKILL stops it)
- * --touch DIR		create DIR/worker-N.msg-ID for each message
+ * --touch DIR		create DIR/worker-N.msg-ID for each message; in
+ *			dropafter mode DIR/worker-N.msg-ID for each message
+ *			handled, DIR/worker-N.dup-ID for each one acked
+ *			without handling it, and DIR/worker-N.twice-ID should
+ *			an id ever be handled a second time
  *
  * After its connection is gone it stays until SIGTERM, so the daemon sees
  * the link fail, not the process exit.  It dies with its parent.
@@ -48,6 +62,10 @@
 #include "frame.h"
 
 static int	 idx = -1;
+
+/* dropafter mode: what this process has done so far. */
+static unsigned		 conns;		/* connections served */
+static unsigned long long highest;	/* highest id handled */
 
 static void
 usage(int st)
@@ -141,15 +159,38 @@ ack(int fd, uint64_t id)
 	write_full(fd, f, sizeof(f));
 }
 
-/* Serve one daemon connection until it ends; returns when it does. */
+/* With --touch DIR: create DIR/worker-N.WHAT-ID.  Exclusive: -1 if it
+ * existed already. */
+static int
+record(const char *touch, const char *what, unsigned long long id, int excl)
+{
+	char path[4096];
+	int fd;
+
+	if (touch == NULL)
+		return 0;
+	snprintf(path, sizeof(path), "%s/worker-%d.%s-%llu", touch, idx, what,
+	    id);
+	fd = open(path, O_CREAT | O_WRONLY | O_CLOEXEC | (excl ? O_EXCL : 0),
+	    0644);
+	if (fd == -1)
+		return errno == EEXIST ? -1 : 0;
+	close(fd);
+	return 0;
+}
+
+/* Serve one daemon connection until it ends; returns when it does.
+ * dropafter: -1, or N of dropafter:N. */
 static void
-serve(int c, const char *mode, const char *touch)
+serve(int c, const char *mode, const char *touch, int dropafter)
 {
 	uint8_t hdr[FANOUT_HDR_LEN], *payload;
 	struct frame_hdr h;
+	unsigned nread = 0;
 
 	if ((payload = malloc(FANOUT_MESSAGE_MAX)) == NULL)
 		die("malloc");
+	conns++;
 	for (;;) {
 		if (read_full(c, hdr, sizeof(hdr)) == -1)
 			break;
@@ -158,18 +199,33 @@ serve(int c, const char *mode, const char *touch)
 			break;
 		if (h.type != MSG_DATA)
 			continue;
+		if (dropafter >= 0) {
+			/* Handled, unless a resend of what was handled. */
+			if (h.id > highest) {
+				fprintf(stderr, "fake-worker %d: message %llu, "
+				    "%u bytes\n", idx,
+				    (unsigned long long)h.id, h.len);
+				highest = h.id;
+				if (record(touch, "msg", h.id, 1) == -1)
+					(void)record(touch, "twice", h.id, 0);
+			} else {
+				fprintf(stderr, "fake-worker %d: message %llu "
+				    "again: acked without handling it\n", idx,
+				    (unsigned long long)h.id);
+				(void)record(touch, "dup", h.id, 0);
+			}
+			if (conns == 1 && nread++ == (unsigned)dropafter) {
+				fprintf(stderr, "fake-worker %d: dropping the "
+				    "connection without acking %llu\n", idx,
+				    (unsigned long long)h.id);
+				break;
+			}
+			ack(c, h.id);
+			continue;
+		}
 		fprintf(stderr, "fake-worker %d: message %llu, %u bytes\n",
 		    idx, (unsigned long long)h.id, h.len);
-		if (touch) {
-			char path[4096];
-			int fd;
-
-			snprintf(path, sizeof(path), "%s/worker-%d.msg-%llu",
-			    touch, idx, (unsigned long long)h.id);
-			if ((fd = open(path, O_CREAT | O_WRONLY | O_CLOEXEC,
-			    0644)) != -1)
-				close(fd);
-		}
+		(void)record(touch, "msg", h.id, 0);
 		if (strcmp(mode, "ack") == 0) {
 			ack(c, h.id);
 		} else if (strcmp(mode, "badack") == 0) {
@@ -211,6 +267,7 @@ main(int argc, char **argv)
 	socklen_t sslen;
 	pid_t ppid = getppid();
 	int ch, port = -1, from_child = 0, ignore_term = 0, one = 1, fd, c;
+	int dropafter = -1;
 	char buf[128];
 
 	while ((ch = getopt_long(argc, argv, "vh", opts, NULL)) != -1) {
@@ -250,6 +307,16 @@ main(int argc, char **argv)
 	}
 	if (optind != argc || idx < 0 || port <= 0 || port > 65535)
 		usage(2);
+	if (strncmp(mode, "dropafter:", 10) == 0) {
+		char *end;
+		long n = strtol(mode + 10, &end, 10);
+
+		if (end == mode + 10 || *end != '\0' || n < 0 || n > 1000000)
+			usage(2);
+		dropafter = (int)n;
+	}
+	if (strcmp(mode, "crashloop") == 0 && touch == NULL)
+		usage(2);
 
 	/* No orphans, like the real worker. */
 	prctl(PR_SET_PDEATHSIG, SIGKILL);
@@ -258,6 +325,24 @@ main(int argc, char **argv)
 	signal(SIGPIPE, SIG_IGN);
 	signal(SIGTERM, ignore_term ? SIG_IGN : on_term);
 	signal(SIGINT, on_term);
+
+	if (strcmp(mode, "crashloop") == 0) {
+		char path[4096];
+		int m;
+
+		snprintf(path, sizeof(path), "%s/worker-%d.started", touch,
+		    idx);
+		if (access(path, F_OK) == 0) {
+			fprintf(stderr, "fake-worker %d: crashing at start "
+			    "(%s exists)\n", idx, path);
+			exit(1);
+		}
+		if ((m = open(path, O_CREAT | O_WRONLY | O_CLOEXEC,
+		    0644)) == -1)
+			die(path);
+		close(m);
+		mode = "ack";
+	}
 
 	if (strcmp(mode, "fail") == 0) {
 		snprintf(buf, sizeof(buf), "STATUS=fake worker %d: simulated "
@@ -332,7 +417,7 @@ main(int argc, char **argv)
 		}
 		setsockopt(c, IPPROTO_TCP, 1 /* TCP_NODELAY */, &one,
 		    sizeof(one));
-		serve(c, mode, touch);
+		serve(c, mode, touch, dropafter);
 		if (strcmp(mode, "ack") == 0 && !from_child)
 			exit(0);
 	}
