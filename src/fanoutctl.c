@@ -168,15 +168,16 @@ ms_left(uint64_t deadline)
 }
 
 /* Writes wb out, reading replies meanwhile so that neither side blocks;
- * handle() gets each reply frame.  0, or -errno. */
+ * handle() gets each reply frame.  0, 1 as soon as in_fd (if not -1) is
+ * readable, or -errno. */
 static int
 ctl_pump(struct ctl *ctl, struct wbuf *wb, uint64_t deadline, bool want_read,
     int (*handle)(const struct frame_hdr *, const uint8_t *, void *),
-    void *arg)
+    void *arg, int in_fd)
 {
 	struct frame_hdr h;
 	const uint8_t *p;
-	struct pollfd pfd = { .fd = ctl->fd };
+	struct pollfd pfd[2] = { { .fd = ctl->fd }, { .fd = in_fd } };
 	int r, w = 1;
 	ssize_t n;
 
@@ -196,13 +197,20 @@ ctl_pump(struct ctl *ctl, struct wbuf *wb, uint64_t deadline, bool want_read,
 		}
 		if (!want_read && (wb == NULL || w == 0))
 			return 0;
-		pfd.events = POLLIN | (wb != NULL && w == 1 ? POLLOUT : 0);
-		if ((r = poll(&pfd, 1, ms_left(deadline))) == -1 &&
-		    errno != EINTR)
+		/* Results seen so far go out before any wait: a stream's
+		 * reader sees each one when it is known, not at exit. */
+		(void)fflush(stdout);
+		pfd[0].events = POLLIN | (wb != NULL && w == 1 ? POLLOUT : 0);
+		pfd[1].events = POLLIN;
+		if ((r = poll(pfd, in_fd >= 0 ? 2 : 1, ms_left(deadline))) ==
+		    -1 && errno != EINTR)
 			return -errno;
 		if (r == 0)
 			return -ETIMEDOUT;
-		if (!(pfd.revents & (POLLIN | POLLHUP | POLLERR)))
+		if (r > 0 && in_fd >= 0 &&
+		    (pfd[1].revents & (POLLIN | POLLHUP | POLLERR)))
+			return 1;
+		if (!(pfd[0].revents & (POLLIN | POLLHUP | POLLERR)))
 			continue;
 		n = rbuf_read(&ctl->in, ctl->fd);
 		if (n == -EAGAIN)
@@ -324,7 +332,7 @@ ctl_request(struct ctl *ctl, struct wbuf *wb, struct reply *rp)
 	ctl_connect(ctl);
 	reply_reset(rp, 1);
 	r = ctl_pump(ctl, wb, deadline_in(ctl->timeout_ms + REPLY_GRACE_MS),
-	    true, handle_one, rp);
+	    true, handle_one, rp, -1);
 	wbuf_free(wb);
 	if (r < 0 && !rp->done)
 		die_io(ctl, r);
@@ -388,63 +396,120 @@ handle_stream(const struct frame_hdr *h, const uint8_t *p, void *arg)
 	return st->next_req - st->next_out < PIPELINE_WINDOW ? 1 : 0;
 }
 
+/*
+ * Standard input as lines, read with read(2) so that poll(2) can tell when
+ * more has come: a line is sent as soon as it is complete, whatever the
+ * replies are doing (stdio's buffer would hide what it holds).
+ */
+struct lines {
+	int		 fd;
+	char		*buf;
+	size_t		 off, len, cap;
+	bool		 eof;
+};
+
+/* One read(2), which blocks only if nothing is there: 0 or -errno. */
+static int
+lines_fill(struct lines *in)
+{
+	ssize_t n;
+	char *nb;
+
+	if (in->off > 0) {
+		memmove(in->buf, in->buf + in->off, in->len - in->off);
+		in->len -= in->off;
+		in->off = 0;
+	}
+	if (in->len == in->cap) {
+		in->cap = in->cap ? in->cap * 2 : 64 * 1024;
+		if ((nb = realloc(in->buf, in->cap)) == NULL)
+			return -ENOMEM;
+		in->buf = nb;
+	}
+	while ((n = read(in->fd, in->buf + in->len, in->cap - in->len)) == -1)
+		if (errno != EINTR)
+			return -errno;
+	if (n == 0)
+		in->eof = true;
+	in->len += (size_t)n;
+	return 0;
+}
+
+/* 1 and the next line (its newline dropped; the last one may have none),
+ * 0 if more input is needed, -1 at the end of input. */
+static int
+lines_next(struct lines *in, uint64_t lineno, char **line, size_t *len)
+{
+	char *s = in->buf + in->off, *nl;
+	size_t avail = in->len - in->off;
+
+	if ((nl = memchr(s, '\n', avail)) != NULL) {
+		*line = s;
+		*len = (size_t)(nl - s);
+		in->off += *len + 1;
+		return 1;
+	}
+	if (avail > FANOUT_MESSAGE_MAX)
+		die("line %llu: message of more than %d bytes refused: larger "
+		    "than fanoutd ever takes", (unsigned long long)lineno,
+		    FANOUT_MESSAGE_MAX);
+	if (!in->eof)
+		return 0;
+	if (avail == 0)
+		return -1;
+	*line = s;
+	*len = avail;
+	in->off = in->len;
+	return 1;
+}
+
 static int
 send_stream(struct ctl *ctl)
 {
 	struct stream st = { .ctl = ctl, .next_req = 1, .next_out = 1 };
-	char *line = NULL;
-	size_t cap = 0;
-	ssize_t len;
+	struct lines in = { .fd = STDIN_FILENO };
 	struct wbuf wb;
+	size_t len;
+	char *line;
 	uint32_t i;
-	int r;
+	int r, more = 0;
 
 	ctl_connect(ctl);
 	wbuf_init(&wb);
 	for (;;) {
-		bool eof = false;
+		bool room, busy;
 
-		/* Queue lines while the window has room. */
-		while (st.next_req - st.next_out < PIPELINE_WINDOW) {
-			if ((len = getline(&line, &cap, stdin)) == -1) {
-				eof = true;
-				break;
-			}
-			if (len > 0 && line[len - 1] == '\n')
-				line[--len] = '\0';
-			if ((size_t)len > FANOUT_MESSAGE_MAX)
-				die("line %llu: message of %zd bytes refused: "
-				    "larger than %d bytes",
-				    (unsigned long long)st.next_req, len,
-				    FANOUT_MESSAGE_MAX);
+		/* Queue the complete lines while the window has room. */
+		while (st.next_req - st.next_out < PIPELINE_WINDOW &&
+		    (more = lines_next(&in, st.next_req, &line, &len)) == 1) {
 			reply_reset(&st.slot[st.next_req % PIPELINE_WINDOW],
 			    st.next_req);
-			st.lens[st.next_req % PIPELINE_WINDOW] = (size_t)len;
-			if (frame_send(&wb, st.next_req, ctl, line,
-			    (size_t)len) < 0)
+			st.lens[st.next_req % PIPELINE_WINDOW] = len;
+			if (frame_send(&wb, st.next_req, ctl, line, len) < 0)
 				die("out of memory");
 			st.next_req++;
 		}
-		if (st.next_out == st.next_req && eof)
+		room = st.next_req - st.next_out < PIPELINE_WINDOW;
+		busy = st.next_out < st.next_req || wbuf_pending(&wb) > 0;
+		if (more < 0 && !busy)
 			break;
+		if (!busy) {
+			/* Nothing in flight: wait for input as long as it
+			 * takes to come. */
+			(void)fflush(stdout);
+			if ((r = lines_fill(&in)) < 0)
+				die("reading standard input: %s", strerror(-r));
+			continue;
+		}
 		r = ctl_pump(ctl, &wb, deadline_in(ctl->timeout_ms +
 		    REPLY_GRACE_MS), st.next_out < st.next_req, handle_stream,
-		    &st);
+		    &st, room && more == 0 ? in.fd : -1);
 		if (r < 0)
 			die_io(ctl, r);
-		if (eof) {
-			/* Nothing more to queue: wait for the rest. */
-			while (st.next_out < st.next_req) {
-				r = ctl_pump(ctl, &wb, deadline_in(
-				    ctl->timeout_ms + REPLY_GRACE_MS), true,
-				    handle_stream, &st);
-				if (r < 0)
-					die_io(ctl, r);
-			}
-			break;
-		}
+		if (r == 1 && (r = lines_fill(&in)) < 0)
+			die("reading standard input: %s", strerror(-r));
 	}
-	free(line);
+	free(in.buf);
 	wbuf_free(&wb);
 	for (i = 0; i < PIPELINE_WINDOW; i++)
 		free(st.slot[i].rec);
