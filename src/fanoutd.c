@@ -164,9 +164,25 @@ on_stop_deadline(sd_event_source *s, uint64_t usec, void *arg)
 	return 0;
 }
 
+/* An ack_timeout_ms of an hour must not hold a shutdown for an hour. */
+static int
+on_drain_deadline(sd_event_source *s, uint64_t usec, void *arg)
+{
+	struct fanoutd *d = arg;
+
+	(void)s;
+	(void)usec;
+	if (d->bcasts != NULL) {
+		log_warnx("broadcasts still waiting for acks after %u ms of "
+		    "shutdown; answering them now", d->conf.stop_timeout_ms);
+		bcast_abort_all(d);
+	}
+	return 0;
+}
+
 /*
  * Shutdown, in order: stop accepting; let the broadcasts in flight finish
- * or reach their deadlines and answer them; then stop the workers (each
+ * or reach their deadlines (stop_timeout_ms at most) and answer them; then stop the workers (each
  * gets SIGTERM, SIGKILL after stop_timeout_ms); once all are reaped,
  * flush the last replies and exit.  A failed startup skips the wait.
  */
@@ -193,6 +209,11 @@ fanoutd_stop(struct fanoutd *d, int exit_code)
 			bcast_worker_away(d->workers[i]);
 	if (exit_code != 0)
 		bcast_abort_all(d);
+	else if (d->bcasts != NULL &&
+	    sd_event_add_time_relative(d->ev, &d->drain_timer,
+	    CLOCK_MONOTONIC, (uint64_t)d->conf.stop_timeout_ms * 1000, 1000,
+	    on_drain_deadline, d) < 0)
+		log_warnx("cannot arm the shutdown deadline");
 	fanoutd_check_done(d);
 }
 
@@ -334,6 +355,7 @@ fanoutd_free(struct fanoutd *d)
 	d->stop_timer = sd_event_source_disable_unref(d->stop_timer);
 	d->flush_src = sd_event_source_disable_unref(d->flush_src);
 	d->done_src = sd_event_source_disable_unref(d->done_src);
+	d->drain_timer = sd_event_source_disable_unref(d->drain_timer);
 	d->tick_src = sd_event_source_disable_unref(d->tick_src);
 	d->ev = sd_event_unref(d->ev);
 	conf_free(&d->conf);

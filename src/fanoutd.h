@@ -200,6 +200,7 @@ struct fanoutd {
 	sd_event_source	*done_src;	/* moves shutdown on, from the loop */
 	struct worker	*dirty_workers;
 	struct ctl_conn	*dirty_ctls;
+	sd_event_source	*drain_timer;	/* shutdown: in-flight broadcasts */
 	sd_event_source	*stop_timer;
 	uint64_t	 none_up_usec;	/* since when no worker is up; 0: some */
 	bool		 degraded;

@@ -624,8 +624,9 @@ pool_stop(struct fanoutd *d)
 		struct worker *w = d->workers[i];
 
 		if (w->q.n > 0)
-			log_warnx("worker %u: %u messages (%llu bytes) still "
-			    "queued; dropped at shutdown", w->index, w->q.n,
+			log_warnx("worker %u: %u queued message%s (%llu bytes) "
+			    "dropped at shutdown", w->index, w->q.n,
+			    w->q.n == 1 ? "" : "s",
 			    (unsigned long long)w->q.bytes);
 		worker_event(w, WE_STOP);
 	}
