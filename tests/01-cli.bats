@@ -30,7 +30,7 @@ version() {
 	assert_status 0
 	local w
 
-	for w in send status -s -t --json; do
+	for w in send status -s -t --json --wait; do
 		[[ $output == *"$w"* ]] ||
 		    fail "fanoutctl --help does not mention $w" "$output"
 	done
@@ -69,7 +69,8 @@ version() {
 	local args
 
 	for args in "" "frobnicate" "send" "status extra" "-x status" \
-	    "--bogus status" "-t abc status" "-t -5 status" "-t" "-s"; do
+	    "--bogus status" "-t abc status" "-t -5 status" "-t" "-s" \
+	    "send --wait" "send -w" "send --bogus hi" "status --wait"; do
 		# shellcheck disable=SC2086
 		run --separate-stderr "$FANOUTCTL" -s "$T/none.sock" $args
 		[ "$status" -eq 2 ] ||

@@ -72,6 +72,18 @@ check_error() {
 	check_ok
 	conf_file "base_port = 1;"
 	check_ok
+	# The supervision settings.
+	conf_file "restart_max_delay_ms = 100;" "restart_reset_ms = 100;" \
+	    "stall_timeout_ms = 100;" "queue_max_messages = 1;" \
+	    "max_message_bytes = 1024;" "queue_max_bytes = 1024;" \
+	    "degraded_timeout_ms = 100;" 'degraded_action = "queue";'
+	check_ok
+	conf_file "restart_max_delay_ms = 3600000;" \
+	    "restart_reset_ms = 86400000;" "stall_timeout_ms = 3600000;" \
+	    "queue_max_messages = 10000000;" \
+	    "max_message_bytes = 16777216;" "queue_max_bytes = 16777216;" \
+	    "degraded_timeout_ms = 86400000;" 'degraded_action = "exit";'
+	check_ok
 }
 
 @test "workers out of range: 'PATH:2: workers: must be between 1 and 1024'" {
@@ -117,7 +129,38 @@ check_error() {
 	start_timeout_ms|600001
 	stop_timeout_ms|99
 	stop_timeout_ms|600001
+	restart_max_delay_ms|99
+	restart_max_delay_ms|3600001
+	restart_reset_ms|99
+	restart_reset_ms|86400001
+	stall_timeout_ms|99
+	stall_timeout_ms|3600001
+	queue_max_messages|0
+	queue_max_messages|10000001
+	queue_max_bytes|1023
+	queue_max_bytes|-1
+	degraded_timeout_ms|99
+	degraded_timeout_ms|86400001
+	degraded_action|"restart"
+	degraded_action|""
+	degraded_action|1
 	EOF
+}
+
+@test "degraded_action: 'PATH:2: degraded_action: \"x\" is not one of ...'" {
+	conf_file "# fanout" 'degraded_action = "Exit";'
+	check_error "$CONF:2: degraded_action: \"Exit\" is not one of \"queue\" or \"exit\""
+}
+
+@test "queue_max_bytes below max_message_bytes is an error naming both" {
+	conf_file "max_message_bytes = 4096;" "queue_max_bytes = 2048;"
+	check_error "$CONF:2: queue_max_bytes: .*max_message_bytes.*"
+	# One byte short of the largest message max_message_bytes allows.
+	conf_file "max_message_bytes = 16777216;" "queue_max_bytes = 16777215;"
+	check_error "$CONF:2: queue_max_bytes: .*max_message_bytes.*"
+	# Equal is enough: the largest message fits an empty queue.
+	conf_file "max_message_bytes = 4096;" "queue_max_bytes = 4096;"
+	check_ok
 }
 
 @test "the last worker's port must fit: base_port + workers - 1 <= 65535" {

@@ -6,9 +6,9 @@
 load helpers
 
 @test "send: every worker acks, one line each, 'delivered to 3/3 workers'" {
-	local i
+	local i pid
 
-	start_fanoutd
+	start_fanoutd -v
 	run --separate-stderr ctl send hello world
 	assert_status 0
 	assert_send 3 "$ACKED" "$ACKED" "$ACKED"
@@ -16,11 +16,25 @@ load helpers
 	[ "$(pids_of_output | sort)" = "$(printf '%s\n' "${WORKER_PIDS[@]}" | sort)" ] ||
 	    fail "the pids shown are not fanoutd's children (${WORKER_PIDS[*]})" \
 	    "$(show_run)"
-	# Each worker logged the message before it acknowledged it.
+	# With -v each worker logged the message (at debug level, with its
+	# pid) before it acknowledged it.
 	for i in 0 1 2; do
+		pid=$(pids_of_output | sed -n "$((i + 1))p")
 		assert_file_line "$FANOUTD_LOG" \
-		    "worker $i: message $MSG_ID, 11 bytes: \"hello world\""
+		    "worker $i \\(pid $pid\\): message $MSG_ID, 11 bytes: \"hello world\"\$"
 	done
+}
+
+@test "without -v the workers log nothing per message" {
+	start_fanoutd
+	run ctl send quiet please
+	assert_status 0
+	assert_send 3 "$ACKED" "$ACKED" "$ACKED"
+	run ctl send twice
+	assert_status 0
+	assert_send 3 "$ACKED" "$ACKED" "$ACKED"
+	! grep -E 'message [0-9]+|quiet please' "$FANOUTD_LOG" ||
+	    fail "a worker logged a message without -v" "$(cat "$FANOUTD_LOG")"
 }
 
 @test "the workers are fanout-worker --index I --port BASE+I, listening" {
@@ -60,53 +74,68 @@ load helpers
 }
 
 @test "send joins its arguments with single spaces" {
-	start_fanoutd
+	start_fanoutd -v
 	run ctl send a b "c  d"
 	assert_status 0
 	assert_send 3 "$ACKED" "$ACKED" "$ACKED"
 	assert_file_line "$FANOUTD_LOG" \
-	    "worker 0: message $MSG_ID, 8 bytes: \"a b c  d\""
+	    "worker 0 \\(pid [0-9]+\\): message $MSG_ID, 8 bytes: \"a b c  d\"\$"
 }
 
 @test "the worker log shows at most 32 bytes, escaped" {
 	local x40
 
 	x40=$(printf 'x%.0s' $(seq 40))
-	start_fanoutd
+	start_fanoutd -v
 	run ctl send "$x40"
 	assert_status 0
 	assert_send 3 "$ACKED" "$ACKED" "$ACKED"
 	assert_file_line "$FANOUTD_LOG" \
-	    "worker 1: message $MSG_ID, 40 bytes: \"x{32}([^x]|$)"
+	    "worker 1 \\(pid [0-9]+\\): message $MSG_ID, 40 bytes: \"x{32}([^x]|$)"
 
 	run ctl send $'tab\there\001'
 	assert_status 0
 	assert_send 3 "$ACKED" "$ACKED" "$ACKED"
-	assert_file_line "$FANOUTD_LOG" "worker 2: message $MSG_ID, 9 bytes: \"tab"
+	assert_file_line "$FANOUTD_LOG" \
+	    "worker 2 \\(pid [0-9]+\\): message $MSG_ID, 9 bytes: \"tab"
 	! grep -q $'\t' "$FANOUTD_LOG" ||
 	    fail "a raw tab reached the log" "$(grep $'\t' "$FANOUTD_LOG")"
 	! grep -q $'\001' "$FANOUTD_LOG" || fail "a raw ^A reached the log"
 }
 
 @test "an empty message is delivered too" {
-	start_fanoutd
+	start_fanoutd -v
 	run ctl send ""
 	assert_status 0
 	assert_send 3 "$ACKED" "$ACKED" "$ACKED"
-	assert_file_line "$FANOUTD_LOG" "worker 0: message $MSG_ID, 0 bytes"
+	assert_file_line "$FANOUTD_LOG" \
+	    "worker 0 \\(pid [0-9]+\\): message $MSG_ID, 0 bytes"
 }
 
-@test "status: one line per worker, up, acked count follows the sends" {
-	local i pid
+# status_re I STATE ACKED QUEUED: the documented status line of worker I.
+status_re() {
+	printf '%s' "^worker $1  pid ([0-9]+)  port $((BASE_PORT + $1))  $2 +" \
+	    "acked $3  queued $4  bytes [0-9]+  restarts 0  for [0-9.hms]+  " \
+	    "rtt ([0-9]+\\.[0-9]{3}ms|-)  last -\$"
+}
+
+@test "status: the daemon, then one line per worker; counts follow the sends" {
+	local i pid re
 
 	start_fanoutd
 	run --separate-stderr ctl status
 	assert_status 0
-	[ "${#lines[@]}" -eq 3 ] || fail "expected 3 lines" "$(show_run)"
+	[ -z "$stderr" ] || fail "stderr: $stderr"
+	[ "${#lines[@]}" -eq 4 ] || fail "expected 4 lines" "$(show_run)"
+	re="^fanoutd [^ ]+  pid $FANOUTD_PID  up 3/3  uptime [0-9.hms]+  accepted 0\$"
+	[[ ${lines[0]} =~ $re ]] || fail "bad daemon line, not /$re/" "$(show_run)"
 	for i in 0 1 2; do
-		[[ ${lines[i]} =~ ^worker\ $i\ \ pid\ ([0-9]+)\ \ port\ $((BASE_PORT + i))\ \ up\ +acked\ 0$ ]] ||
-		    fail "bad status line $((i + 1))" "$(show_run)"
+		re=$(status_re "$i" up 0 0)
+		[[ ${lines[i + 1]} =~ $re ]] ||
+		    fail "bad status line $((i + 2)), not /$re/" "$(show_run)"
 		pid=${BASH_REMATCH[1]}
+		[ "${BASH_REMATCH[2]}" = - ] ||
+		    fail "worker $i has an rtt before any ack" "$(show_run)"
 		[[ " ${WORKER_PIDS[*]} " == *" $pid "* ]] ||
 		    fail "worker $i pid $pid is no child of fanoutd"
 	done
@@ -116,22 +145,30 @@ load helpers
 	assert_status 0
 	run ctl status
 	assert_status 0
+	[[ ${lines[0]} =~ \ \ up\ 3/3\ .*\ \ accepted\ 2$ ]] ||
+	    fail "the daemon should have accepted 2" "$(show_run)"
 	for i in 0 1 2; do
-		[[ ${lines[i]} =~ ^worker\ $i\ \ pid\ [0-9]+\ \ port\ [0-9]+\ \ up\ +acked\ 2$ ]] ||
-		    fail "worker $i should have acked 2" "$(show_run)"
+		re=$(status_re "$i" up 2 0)
+		[[ ${lines[i + 1]} =~ $re ]] ||
+		    fail "worker $i should have acked 2, queued 0" "$(show_run)"
+		[ "${BASH_REMATCH[2]}" != - ] ||
+		    fail "worker $i shows no rtt after two acks" "$(show_run)"
 	done
 }
 
 @test "send --json: one object with the documented fields" {
 	need_python
 	start_fanoutd
-	run --separate-stderr ctl --json send hello
+	# timeout_ms: the ack timeout applied, ack_timeout_ms here.
+	run --separate-stderr ctl -t "$(ms 5000)" --json send hello
 	assert_status 0
 	[ "${#lines[@]}" -eq 1 ] || fail "expected one line" "$(show_run)"
 	json_check 'o["result"] == "ok" and o["acked"] == 3 and o["workers"] == 3'
+	json_check 'o["queued"] == 0 and o["timeout_ms"] == '"$(ms 5000)"
 	json_check 'isinstance(o["request"], int) and isinstance(o["message_id"], int)'
 	json_check '[w["index"] for w in o["outcomes"]] == [0, 1, 2]'
 	json_check 'all(w["outcome"] == "acked" and w["rtt_ms"] >= 0 for w in o["outcomes"])'
+	json_check 'all(w["state"] == "up" for w in o["outcomes"])'
 	json_check "[w['port'] for w in o['outcomes']] == [$BASE_PORT, $((BASE_PORT + 1)), $((BASE_PORT + 2))]"
 	json_check "sorted(w['pid'] for w in o['outcomes']) == sorted([${WORKER_PIDS[*]/%/,}])"
 
@@ -140,7 +177,7 @@ load helpers
 	json_check 'o["result"] == "ok"'
 }
 
-@test "status --json: one object listing every worker" {
+@test "status --json: one object, the daemon and every worker" {
 	need_python
 	start_fanoutd
 	run ctl send x
@@ -148,8 +185,13 @@ load helpers
 	run --separate-stderr ctl -j status
 	assert_status 0
 	[ "${#lines[@]}" -eq 1 ] || fail "expected one line" "$(show_run)"
-	json_check 'len(o["workers"]) == 3'
+	json_check 'o["up"] == 3 and o["total"] == 3 and len(o["workers"]) == 3'
+	json_check "o['daemon']['pid'] == $FANOUTD_PID and o['daemon']['accepted'] == 1"
+	json_check 'isinstance(o["daemon"]["version"], str) and o["daemon"]["uptime_ms"] >= 0 and o["daemon"]["degraded_ms"] == 0'
 	json_check 'all(w["state"] == "up" and w["acked"] == 1 for w in o["workers"])'
+	json_check 'all(w["queued"] == 0 and w["queued_bytes"] == 0 and w["restarts"] == 0 for w in o["workers"])'
+	json_check 'all(w["last_rtt_ms"] >= 0 and w["next_try_ms"] == 0 and w["state_ms"] >= 0 for w in o["workers"])'
+	json_check 'all(w["last_exit"] == {"kind": "none", "code": 0} for w in o["workers"])'
 	json_check "[(w['index'], w['port']) for w in o['workers']] == [(i, $BASE_PORT + i) for i in range(3)]"
 	json_check "sorted(w['pid'] for w in o['workers']) == sorted([${WORKER_PIDS[*]/%/,}])"
 }
@@ -197,8 +239,9 @@ load helpers
 	    fail "$(show_run)"
 	run ctl status
 	assert_status 0
-	[ "$(printf '%s\n' "${lines[@]}" | grep -cE '  up +acked 1$')" -eq 20 ] ||
+	[ "$(printf '%s\n' "${lines[@]}" | grep -cE '^worker .*  up +acked 1  queued 0  ')" -eq 20 ] ||
 	    fail "$(show_run)"
+	[[ ${lines[0]} =~ \ \ up\ 20/20\  ]] || fail "$(show_run)"
 }
 
 @test "IPv6: listen_address ::1" {

@@ -29,7 +29,7 @@ check_stream() {
 @test "send - : one result line per input line, all delivered" {
 	local i
 
-	start_fanoutd
+	start_fanoutd -v
 	lines_file "$T/in" 5 stream
 	run --separate-stderr ctl send - <"$T/in"
 	assert_status 0
@@ -37,7 +37,7 @@ check_stream() {
 	check_stream "$T/out" 5
 	for i in 1 5; do
 		assert_file_line "$FANOUTD_LOG" \
-		    "worker 2: message [0-9]+, 13 bytes: \"stream line $i\""
+		    "worker 2 \\(pid [0-9]+\\): message [0-9]+, 13 bytes: \"stream line $i\""
 	done
 }
 
@@ -62,7 +62,7 @@ assert len(set(reqs)) == 50, reqs
 @test "2 concurrent senders x 500 messages: every one acked by every worker" {
 	local a b sa=0 sb=0 i
 
-	start_fanoutd
+	start_fanoutd -v
 	lines_file "$T/in.a" 500 alpha
 	lines_file "$T/in.b" 500 beta
 	spawn ctl send - <"$T/in.a" >"$T/out.a" 2>"$T/err.a"
@@ -82,17 +82,22 @@ assert len(set(reqs)) == 50, reqs
 	    fail "message ids are not unique across the two senders"
 	run ctl status
 	assert_status 0
+	[[ ${lines[0]} =~ \ \ accepted\ 1000$ ]] ||
+	    fail "fanoutd did not accept 1000" "$(show_run)"
 	for i in 0 1 2; do
-		[[ ${lines[i]} =~ \ \ up\ +acked\ 1000$ ]] ||
-		    fail "worker $i did not ack 1000" "$(show_run)"
-		[ "$(grep -cE "worker $i: message [0-9]+, [0-9]+ bytes: \"(alpha|beta) line" "$FANOUTD_LOG")" -eq 1000 ] ||
+		[[ ${lines[i + 1]} =~ ^worker\ $i\ .*\ \ up\ +acked\ 1000\ \ queued\ 0\ \ bytes\ 0\  ]] ||
+		    fail "worker $i did not ack 1000, or has some queued" \
+		    "$(show_run)"
+		# Each handled once: 1000 distinct ids.
+		[ "$(grep -E "worker $i \(pid [0-9]+\): message [0-9]+, [0-9]+ bytes: \"(alpha|beta) line" "$FANOUTD_LOG" |
+		    sed -E 's/.*: message ([0-9]+),.*/\1/' | sort -u | wc -l)" -eq 1000 ] ||
 		    fail "worker $i did not log 1000 messages"
 	done
 }
 
 @test "send - with a 1 MiB line: large messages go through whole" {
 	write_config max_message_bytes=2097152
-	start_fanoutd
+	start_fanoutd -v
 	head -c 1048576 /dev/zero | tr '\0' 'y' >"$T/in"
 	echo >>"$T/in"
 	echo small >>"$T/in"
@@ -100,8 +105,10 @@ assert len(set(reqs)) == 50, reqs
 	assert_status 0
 	printf '%s\n' "${lines[@]}" >"$T/out"
 	check_stream "$T/out" 2
-	assert_file_line "$FANOUTD_LOG" "worker 0: message [0-9]+, 1048576 bytes: \"y"
-	assert_file_line "$FANOUTD_LOG" "worker 2: message [0-9]+, 5 bytes: \"small\""
+	assert_file_line "$FANOUTD_LOG" \
+	    "worker 0 \\(pid [0-9]+\\): message [0-9]+, 1048576 bytes: \"y{32}\"\\.\\.\\.\$"
+	assert_file_line "$FANOUTD_LOG" \
+	    "worker 2 \\(pid [0-9]+\\): message [0-9]+, 5 bytes: \"small\"\$"
 }
 
 @test "send - with an oversized line: clear error, exit 3" {
@@ -116,4 +123,25 @@ assert len(set(reqs)) == 50, reqs
 	    fail "the first message was not delivered" "$(show_run)"
 	run ctl send fine
 	assert_status 0
+}
+
+@test "send - : each line goes out as soon as it is complete, not in batches" {
+	local c
+
+	start_fanoutd
+	mkfifo "$T/in"
+	# The writer end stays open between lines, as with tail -f (opened
+	# read-write, so that neither side waits for the other to open).
+	exec {w}<>"$T/in"
+	spawn ctl send - <"$T/in" >"$T/out" 2>&1 {w}>&-
+	c=$BG_PID
+	echo first >&"$w"
+	# Answered while the input is still open and nothing else has come.
+	wait_for "grep -qE '^message [0-9]+: delivered to 3/3 workers$' '$T/out'" \
+	    "$(ms 5000)"
+	echo second >&"$w"
+	exec {w}>&-
+	wait_pid_gone "$c" "$(ms 5000)"
+	wait "$c" || fail "fanoutctl send - exited $?" "$(cat "$T/out")"
+	check_stream "$T/out" 2
 }

@@ -31,68 +31,137 @@ clean_stop() {
 	clean_stop INT
 }
 
-@test "SIGTERM with a request in flight: the client gets its reply" {
-	local c st=0
+@test "SIGTERM with a request in flight: answered at its deadline, then exit 0" {
+	local c st=0 t0
 
-	# Worker 1 never acks; the ack timeout is far away.
+	# Worker 1 never acks: the broadcast runs to its deadline, which
+	# fanoutd lets it reach before it stops the workers.
 	write_config "worker_path=\"$(worker_wrapper "1:--mode noack --touch $T")\"" \
-	    ack_timeout_ms=600000
+	    ack_timeout_ms="$(ms 3000)"
 	start_fanoutd
-	spawn ctl -t 600000 send in flight >"$T/out" 2>"$T/err"
+	t0=$(now_ms)
+	spawn ctl -t "$(ms 3000)" send in flight >"$T/out" 2>"$T/err"
 	c=$BG_PID
 	got_message 1
-	alive "$c" || fail "fanoutctl returned before worker 1 acked" \
-	    "$(cat "$T/out" "$T/err")"
 	kill -TERM "$FANOUTD_PID"
+	wait_for "grep -q ' STOPPING=1$' '$NOTIFY_LOG'" "$(ms 2000)"
+	alive "$c" || fail "fanoutctl was answered before the deadline" \
+	    "$(cat "$T/out" "$T/err")"
+	alive "$FANOUTD_PID" || fail "fanoutd did not wait for the broadcast"
 	wait_pid_gone "$c" "$(ms 10000)" ||
 	    fail "fanoutctl got no reply after SIGTERM"
+	[ $(($(now_ms) - t0)) -ge "$(ms 2900)" ] ||
+	    fail "answered after $(($(now_ms) - t0)) ms, before the deadline"
 	wait "$c" || st=$?
 	run cat "$T/out"
 	[ "$st" -eq 1 ] || fail "fanoutctl exit $st, expected 1" \
 	    "$(show_run)" "$(cat "$T/err")"
+	# Not acked by the deadline and fanoutd stopping: dropped, not queued.
 	assert_send 2 "$ACKED" "$SHUTDOWN" "$ACKED"
 	wait_pid_gone "$FANOUTD_PID" "$(ms 10000)" || fail "fanoutd still running"
 	[ "$(exit_of_fanoutd)" = "exited status=0" ] ||
 	    fail "fanoutd: $(exit_of_fanoutd)" "$(cat "$FANOUTD_LOG")"
+	# What was still queued is logged per worker, then dropped.
+	assert_file_line "$FANOUTD_LOG" \
+	    "worker 1: 1 queued message \\(9 bytes\\) dropped at shutdown"
+	! grep -E 'worker [02]: .* dropped at shutdown' "$FANOUTD_LOG" ||
+	    fail "workers 0 and 2 had nothing queued"
 	[ ! -e "$SOCK" ] || fail "$SOCK left behind"
 	nothing_left "$(ms 3000)"
 }
 
 @test "SIGTERM: a worker ignoring SIGTERM is killed after stop_timeout_ms" {
-	local c st=0 t0
+	local c st=0 t1 victim
 
 	write_config "worker_path=\"$(worker_wrapper \
 	    "1:--mode noack --ignore-term --touch $T")\"" \
-	    ack_timeout_ms=600000 stop_timeout_ms="$(ms 1000)"
+	    ack_timeout_ms="$(ms 2000)" stop_timeout_ms="$(ms 1000)"
 	start_fanoutd
-	spawn ctl -t 600000 send stuck >"$T/out" 2>"$T/err"
+	victim=$(worker_pid 1)
+	spawn ctl -t "$(ms 2000)" send stuck >"$T/out" 2>"$T/err"
 	c=$BG_PID
 	got_message 1
-	t0=$(now_ms)
 	kill -TERM "$FANOUTD_PID"
-	wait_pid_gone "$FANOUTD_PID" "$(ms 10000)" ||
-	    fail "fanoutd did not exit"
-	[ $(($(now_ms) - t0)) -ge 900 ] ||
-	    fail "fanoutd exited before stop_timeout_ms"
-	[ "$(exit_of_fanoutd)" = "exited status=0" ] ||
-	    fail "fanoutd: $(exit_of_fanoutd)" "$(cat "$FANOUTD_LOG")"
-	wait_pid_gone "$c" "$(ms 5000)" || fail "fanoutctl got no reply"
+	# The broadcast ends at its deadline; then the workers get SIGTERM.
+	wait_pid_gone "$c" "$(ms 10000)" || fail "fanoutctl got no reply"
+	t1=$(now_ms)
 	wait "$c" || st=$?
 	run cat "$T/out"
 	[ "$st" -eq 1 ] || fail "fanoutctl exit $st, expected 1" "$(show_run)"
-	assert_send 2 "$ACKED" "(shutdown|down).*" "$ACKED"
+	assert_send 2 "$ACKED" "$SHUTDOWN" "$ACKED"
+	wait_pid_gone "$FANOUTD_PID" "$(ms 10000)" ||
+	    fail "fanoutd did not exit"
+	[ $(($(now_ms) - t1)) -ge 900 ] ||
+	    fail "fanoutd exited $(($(now_ms) - t1)) ms after stopping the" \
+	    "workers, before stop_timeout_ms"
+	[ "$(exit_of_fanoutd)" = "exited status=0" ] ||
+	    fail "fanoutd: $(exit_of_fanoutd)" "$(cat "$FANOUTD_LOG")"
+	assert_file_line "$FANOUTD_LOG" \
+	    "worker 1 \\(pid $victim\\) did not stop within $(ms 1000) ms; killing it"
+	assert_file_line "$FANOUTD_LOG" "worker 1 \\(pid $victim\\) killed by signal 9"
 	nothing_left "$(ms 3000)"
 }
 
+# held_client: connect to the control socket, prove it accepted with a
+# status round trip and print "held"; after a line on stdin, send a
+# CTL_SEND on that same connection and print "result=N" of its CTL_END.
+held_client() {
+	python3 -c '
+import socket, struct, sys
+
+def end_result(s):
+    data = b""
+    while True:
+        while len(data) >= 16:
+            length = struct.unpack(">I", data[4:8])[0]
+            if len(data) < 16 + length:
+                break
+            frame, data = data[:16 + length], data[16 + length:]
+            if frame[1] == 19:
+                return struct.unpack(">I", frame[16:20])[0]
+        chunk = s.recv(65536)
+        if not chunk:
+            sys.exit("closed before CTL_END")
+        data += chunk
+
+s = socket.socket(socket.AF_UNIX)
+s.settimeout(30)
+s.connect(sys.argv[1])
+s.sendall(struct.pack(">BBHIQ", 2, 17, 0, 0, 1))
+print("held status result=%d" % end_result(s), flush=True)
+sys.stdin.readline()
+msg = b"too late"
+s.sendall(struct.pack(">BBHIQ", 2, 16, 0, 8 + len(msg), 2) +
+          struct.pack(">II", 0, 0) + msg)
+print("result=%d" % end_result(s), flush=True)
+' "$SOCK"
+}
+
 @test "while stopping, new control requests are refused (exit 3)" {
-	write_config "worker_path=\"$(worker_wrapper "1:--ignore-term")\"" \
+	local go c
+
+	need_python
+	write_config "worker_path=\"$(worker_wrapper "1:--mode noack --ignore-term")\"" \
 	    stop_timeout_ms="$(ms 5000)"
 	start_fanoutd
+	mkfifo "$T/go"
+	exec {go}<>"$T/go"
+	spawn held_client <"$T/go" >"$T/held.out" 2>&1
+	c=$BG_PID
+	wait_for "grep -qx 'held status result=0' '$T/held.out'" "$(ms 5000)"
 	kill -TERM "$FANOUTD_PID"
 	wait_for "grep -q ' STOPPING=1$' '$NOTIFY_LOG'" "$(ms 5000)"
 	alive "$FANOUTD_PID" || fail "fanoutd gone before stop_timeout_ms"
+	# A new connection: the listener is closed.
 	run --separate-stderr ctl -t 1000 status
 	assert_status 3
+	# A connection opened before: a send is refused, CTL_RES_SHUTDOWN.
+	echo go >&"$go"
+	wait_pid_gone "$c" "$(ms 5000)" || fail "no answer on the held connection"
+	exec {go}>&-
+	grep -qx 'result=5' "$T/held.out" ||
+	    fail "a send on the held connection was not refused:" \
+	    "$(cat "$T/held.out")"
 	wait_pid_gone "$FANOUTD_PID" "$(ms 15000)"
 	[ "$(exit_of_fanoutd)" = "exited status=0" ]
 }
@@ -167,11 +236,15 @@ clean_stop() {
 	kill -KILL "$c"
 	wait_pid_gone "$c" 5000
 	# The reply to the dead client is written when its ack timeout
-	# expires, before this later request's own timeout does.
+	# expires, before this later request's own timeout does.  Worker 1
+	# is up but does not ack: both messages stay queued for it.
 	run ctl send next
 	assert_status 1
-	assert_send 2 "$ACKED" "timeout.*" "$ACKED"
+	assert_send 2 "$ACKED" "$(queued_re up)" "$ACKED"
 	alive "$FANOUTD_PID" || fail "fanoutd died"
 	run ctl status
 	assert_status 0
+	[[ ${lines[2]} =~ ^worker\ 1\ .*\ \ up\ +acked\ 0\ \ queued\ 2\ \ bytes\ 7\  ]] ||
+	    fail "worker 1 should have both messages (7 bytes) queued" \
+	    "$(show_run)"
 }

@@ -36,7 +36,9 @@ notify_lines() {
 	# At READY=1 every worker is up.
 	run ctl status
 	assert_status 0
-	[ "$(printf '%s\n' "${lines[@]}" | grep -cE '  up +acked 0$')" -eq 3 ] ||
+	[[ ${lines[0]} =~ \ \ up\ 3/3\  ]] ||
+	    fail "the daemon line does not say up 3/3" "$(show_run)"
+	[ "$(printf '%s\n' "${lines[@]}" | grep -cE '^worker [0-2]  pid [0-9]+  port [0-9]+  up +acked 0  ')" -eq 3 ] ||
 	    fail "not every worker up at READY=1" "$(show_run)"
 	[ "$(established "$BASE_PORT" $((BASE_PORT + 1)) $((BASE_PORT + 2)))" -eq 3 ] ||
 	    fail "not 3 connections at READY=1"
@@ -61,12 +63,24 @@ notify_lines() {
 	    fail "READY=1 sent more than once" "$(cat "$NOTIFY_LOG")"
 }
 
-@test "STATUS= follows the workers: 2/3 connected after one dies" {
+@test "STATUS= follows the workers: 2/3 while one restarts, 3/3 again" {
+	local victim down up
+
 	start_fanoutd
-	kill -KILL "$(worker_pid 1)"
+	victim=$(worker_pid 1)
+	kill -KILL "$victim"
 	wait_for "[ -n \"\$(notify_lines '^STATUS=2/3 workers connected$')\" ]" \
 	    "$(ms 5000)"
+	# Restarted after its backoff: 3/3 again, after the 2/3.
+	wait_for "worker_is 1 up restarts 1" "$(ms 10000)"
 	alive "$FANOUTD_PID" || fail "fanoutd died with its worker"
+	[ "$(worker_pid 1)" != "$victim" ] || fail "worker 1 has its old pid"
+	down=$(notify_lines '^STATUS=2/3 workers connected$' | head -n 1)
+	up=$(notify_lines '^STATUS=3/3 workers connected$' | tail -n 1)
+	[ -n "$up" ] && [ "$up" -gt "$down" ] ||
+	    fail "no STATUS=3/3 after the 2/3:" "$(cat "$NOTIFY_LOG")"
+	[ "$(notify_lines '^READY=1$' | wc -l)" -eq 1 ] ||
+	    fail "READY=1 sent again on the restart" "$(cat "$NOTIFY_LOG")"
 }
 
 @test "a worker's READY=1 is accepted only from the worker's own pid" {
@@ -87,7 +101,7 @@ notify_lines() {
 	d=$BG_PID
 	DAEMONS+=("$d")
 	# No readiness signal to wait for: ask until all workers are up.
-	wait_for "ctl status 2>/dev/null | grep -cE '  up +acked' | grep -qx 3" \
+	wait_for "ctl status 2>/dev/null | grep -q '^fanoutd .*  up 3/3  '" \
 	    "$(ms 10000)"
 	run ctl send by hand
 	assert_status 0

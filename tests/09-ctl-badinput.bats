@@ -39,12 +39,29 @@ after_ok() {
 @test "ctl-raw itself: a well-formed status request is answered" {
 	run raw "$SOCK" status
 	assert_status 0
-	assert_line '^worker id=1 index=0 pid=[0-9]+ port=[0-9]+ state=up outcome=none '
-	assert_line '^end id=1 result=0 \(ok\) acked=[0-9]+ workers=3 limit=0 msg_id=0$'
+	assert_line '^worker id=1 index=0 pid=[0-9]+ port=[0-9]+ state=up outcome=none rtt_us=0 acked=0 restarts=0 queued=0 queued_bytes=0$'
+	assert_line "^daemon id=1 pid=$FANOUTD_PID accepted=0 version=[^ ]+\$"
+	assert_line '^end id=1 result=0 \(ok\) acked=3 workers=3 limit=0 msg_id=0 queued=0$'
+	# The daemon record comes after the workers, right before the end.
+	[[ ${lines[-2]} == daemon* && ${lines[-1]} == end* ]] ||
+	    fail "expected the daemon record, then the end" "$(show_run)"
 	run raw "$SOCK" send hello
 	assert_status 0
 	# limit: the ack timeout the daemon applied (its ack_timeout_ms).
-	assert_line "^end id=1 result=0 \\(ok\\) acked=3 workers=3 limit=$(ms 5000) msg_id=[1-9]"
+	assert_line "^end id=1 result=0 \\(ok\\) acked=3 workers=3 limit=$(ms 5000) msg_id=[1-9][0-9]* queued=0\$"
+	assert_line '^worker id=1 index=2 pid=[0-9]+ port=[0-9]+ state=up outcome=acked '
+	refute_line '^daemon '
+}
+
+@test "CTL_SEND flags: bits the daemon does not know are ignored" {
+	run raw -F 0xfffffffe "$SOCK" send hello
+	assert_status 0
+	assert_line '^end id=1 result=0 \(ok\) acked=3 workers=3 '
+	# CTL_SEND_WAIT with every worker up: the same answer.
+	run raw -F 0xffffffff "$SOCK" send hello
+	assert_status 0
+	assert_line '^end id=1 result=0 \(ok\) acked=3 workers=3 '
+	after_ok
 }
 
 @test "pipelined requests in one write: one reply each, ids echoed" {
@@ -74,7 +91,7 @@ after_ok() {
 	bad_case 3 garbage
 }
 
-@test "a length above any limit (16 MiB + 5): error, closed before the payload" {
+@test "a length above any limit (16 MiB + 9): error, closed before the payload" {
 	bad_case '2|3' oversize
 }
 
@@ -97,7 +114,7 @@ after_ok() {
 @test "a message above max_message_bytes: 'too big' with the limit" {
 	run raw "$SOCK" send-too-big 101
 	assert_status 0
-	assert_line '^end id=1 result=2 \(message larger than max_message_bytes\) acked=0 workers=[0-9]+ limit=100 '
+	assert_line '^end id=1 result=2 \(message larger than max_message_bytes\) acked=0 workers=[0-9]+ limit=100 msg_id=0 queued=0$'
 	refute_line '^worker '
 	run raw "$SOCK" send-too-big 100
 	assert_status 0
@@ -139,7 +156,8 @@ after_ok() {
 	need_python
 	# Hold 128 connections, each proven accepted by a status round trip
 	# (so none waits in the listen backlog), then open one more: its only
-	# frame must be CTL_END with CTL_RES_BUSY (6), then EOF.
+	# frame must be CTL_END with CTL_RES_BUSY (6), then EOF.  Protocol
+	# version 2: a 16-byte header, a 28-byte CTL_END.
 	run python3 - "$SOCK" <<'PY'
 import socket, struct, sys
 
@@ -164,7 +182,7 @@ for i in range(128):
     s.settimeout(60)
     s.connect(sys.argv[1])
     held.append(s)
-    s.sendall(struct.pack(">BBHIQ", 1, 17, 0, 0, i + 1))
+    s.sendall(struct.pack(">BBHIQ", 2, 17, 0, 0, i + 1))
     end = read_until_end(s)
     result = struct.unpack(">I", end[16:20])[0]
     if result != 0:
@@ -181,7 +199,7 @@ while True:
 print("type=%d result=%d len=%d" % (data[1], struct.unpack(">I", data[16:20])[0], len(data)))
 PY
 	assert_status 0
-	assert_line '^type=19 result=6 len=40$'
+	assert_line '^type=19 result=6 len=44$'
 	# The held connections are gone with the script: the daemon serves.
 	after_ok
 }

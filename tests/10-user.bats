@@ -41,7 +41,9 @@ as_nobody() {
 	assert_send 3 "$ACKED" "$ACKED" "$ACKED"
 	run ctl status
 	assert_status 0
-	[ "$(printf '%s\n' "${lines[@]}" | grep -cE '  up +acked 1$')" -eq 3 ] ||
+	[[ ${lines[0]} =~ ^fanoutd\ .*\ \ pid\ $FANOUTD_PID\ \ up\ 3/3\ .*\ \ accepted\ 1$ ]] ||
+	    fail "$(show_run)"
+	[ "$(printf '%s\n' "${lines[@]}" | grep -cE '^worker .*  up +acked 1  queued 0  ')" -eq 3 ] ||
 	    fail "$(show_run)"
 	stop_fanoutd
 	[ "$FANOUTD_EXIT" = "exited status=0" ] ||

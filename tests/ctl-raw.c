@@ -3,19 +3,21 @@
  * ctl-raw: talk to fanoutd's control socket with hand-made frames, good or
  * bad, and print every reply frame; for the bad-input scenario tests.
  *
- *	ctl-raw [-t TIMEOUT_MS] [-n ENDS] [-c] [-H] SOCKET CASE [ARG]
+ *	ctl-raw [-t TIMEOUT_MS] [-n ENDS] [-c] [-H] [-F FLAGS] SOCKET CASE [ARG]
  *
  * Cases (request id 1 unless said otherwise):
  *	status			a well-formed CTL_STATUS
  *	pipeline N		N CTL_STATUS frames, ids 1..N, in one write
- *	send TEXT		a well-formed CTL_SEND
+ *	send TEXT		a well-formed CTL_SEND (flags: -F, default 0)
  *	send-too-big N		a CTL_SEND carrying an N-byte message
- *	oversize		CTL_SEND header: FANOUT_PAYLOAD_MAX + 1 bytes
+ *	oversize		CTL_SEND frame header: FANOUT_PAYLOAD_MAX + 1
+ *				bytes
  *	huge-length		CTL_SEND header announcing 0xffffffff bytes
  *	truncated		CTL_SEND header for 100 bytes, 10 sent, EOF
  *	truncated-header	7 bytes of a header, then EOF
- *	short-send		CTL_SEND payload shorter than its header
- *	badversion		CTL_STATUS with protocol version 2
+ *	short-send		CTL_SEND payload shorter than CTL_SEND_LEN
+ *	badversion		CTL_STATUS with protocol version
+ *				FANOUT_PROTO_VERSION + 1
  *	badtype			frame type 99
  *	wrongtype		MSG_DATA (a worker frame) on this socket
  *	garbage			an HTTP request
@@ -25,10 +27,15 @@
  * -c		then also wait until the daemon closes the connection
  * -H		after sending, wait for EOF on stdin before reading replies
  * -t		deadline for the whole exchange (default 5000 ms)
+ * -F		the flags field of the send cases' CTL_SEND (CTL_SEND_WAIT,
+ *		or bits the daemon does not know), decimal or 0x hex
  *
+ * Payloads are encoded and decoded with payload.h, the daemon's own codecs.
  * Prints "sent" once the request is written, one line per reply frame
- * ("worker ..." / "end id=N result=N ..."), then "closed" if the daemon
- * closed the connection.  Exit 0 when the
+ * ("worker id=N ...", "daemon id=N ...", "end id=N result=N ..."; a frame
+ * of another type or a payload that does not decode: "frame type=N
+ * len=N id=N"), then "closed" if the daemon closed the connection.
+ * Exit 0 when the
  * expected frames (and with -c the close) came, or the daemon closed the
  * connection first; 1 on timeout or an unreadable reply; 2 usage error;
  * 3 cannot connect.
@@ -45,9 +52,10 @@
 #include <unistd.h>
 
 #include "frame.h"
+#include "payload.h"
 #include "util.h"
 
-static const char *state_names[] = W_STATE_NAMES;
+static const char *state_names[] = WIRE_STATE_NAMES;
 static const char *outcome_names[] = ACK_OUTCOME_NAMES;
 static const char *result_names[] = CTL_RESULT_NAMES;
 
@@ -58,7 +66,7 @@ static void
 usage(void)
 {
 	fprintf(stderr, "usage: ctl-raw [-t TIMEOUT_MS] [-n ENDS] [-c] [-H] "
-	    "SOCKET CASE [ARG]\n");
+	    "[-F FLAGS] SOCKET CASE [ARG]\n");
 	exit(2);
 }
 
@@ -95,14 +103,17 @@ put_hdr(struct wbuf *wb, uint8_t version, uint8_t type, uint32_t len,
 	put_raw(wb, h, sizeof(h));
 }
 
+static uint32_t	send_flags;	/* -F */
+
 static void
 put_send(struct wbuf *wb, const void *msg, size_t len)
 {
-	uint8_t t[CTL_SEND_HDR_LEN];
+	const struct ctl_send cs = { .timeout_ms = 0, .flags = send_flags };
+	uint8_t t[CTL_SEND_LEN];
 
 	put_hdr(wb, FANOUT_PROTO_VERSION, CTL_SEND,
-	    (uint32_t)(CTL_SEND_HDR_LEN + len), 1);
-	put_u32(t, 0);
+	    (uint32_t)(CTL_SEND_LEN + len), 1);
+	ctl_send_encode(t, &cs);
 	put_raw(wb, t, sizeof(t));
 	put_raw(wb, msg, len);
 }
@@ -165,8 +176,8 @@ build(struct wbuf *wb, const char *what, const char *arg, int *shut)
 		*shut = 1;
 	} else if (strcmp(what, "short-send") == 0) {
 		put_hdr(wb, FANOUT_PROTO_VERSION, CTL_SEND,
-		    CTL_SEND_HDR_LEN - 2, 1);
-		put_raw(wb, pad, CTL_SEND_HDR_LEN - 2);
+		    CTL_SEND_LEN - 2, 1);
+		put_raw(wb, pad, CTL_SEND_LEN - 2);
 	} else if (strcmp(what, "badversion") == 0) {
 		put_hdr(wb, FANOUT_PROTO_VERSION + 1, CTL_STATUS, 0, 1);
 	} else if (strcmp(what, "badtype") == 0) {
@@ -200,22 +211,33 @@ build(struct wbuf *wb, const char *what, const char *arg, int *shut)
 static int
 show(const struct frame_hdr *h, const uint8_t *p)
 {
-	if (h->type == CTL_WORKER && h->len >= CTL_WORKER_LEN) {
+	struct ctl_worker w;
+	struct ctl_daemon d;
+	struct ctl_end e;
+
+	if (h->type == CTL_WORKER && ctl_worker_decode(p, h->len, &w) == 0) {
 		printf("worker id=%llu index=%u pid=%u port=%u state=%s "
-		    "outcome=%s rtt_us=%u acked=%llu\n",
-		    (unsigned long long)h->id, get_u32(p), get_u32(p + 4),
-		    get_u16(p + 8), NAME(state_names, p[10]),
-		    NAME(outcome_names, p[11]), get_u32(p + 12),
-		    (unsigned long long)get_u64(p + 16));
+		    "outcome=%s rtt_us=%u acked=%llu restarts=%u queued=%u "
+		    "queued_bytes=%llu\n", (unsigned long long)h->id,
+		    w.index, w.pid, w.port, NAME(state_names, w.state),
+		    NAME(outcome_names, w.outcome), w.rtt_us,
+		    (unsigned long long)w.acked, w.restarts, w.queued,
+		    (unsigned long long)w.queued_bytes);
 		return 0;
 	}
-	if (h->type == CTL_END && h->len >= CTL_END_LEN) {
-		uint32_t res = get_u32(p);
-
+	if (h->type == CTL_DAEMON && ctl_daemon_decode(p, h->len, &d) == 0) {
+		printf("daemon id=%llu pid=%u accepted=%llu version=%.*s\n",
+		    (unsigned long long)h->id, d.pid,
+		    (unsigned long long)d.accepted,
+		    (int)(h->len - CTL_DAEMON_LEN), p + CTL_DAEMON_LEN);
+		return 0;
+	}
+	if (h->type == CTL_END && ctl_end_decode(p, h->len, &e) == 0) {
 		printf("end id=%llu result=%u (%s) acked=%u workers=%u "
-		    "limit=%u msg_id=%llu\n", (unsigned long long)h->id, res,
-		    NAME(result_names, res), get_u32(p + 4), get_u32(p + 8),
-		    get_u32(p + 12), (unsigned long long)get_u64(p + 16));
+		    "limit=%u msg_id=%llu queued=%u\n",
+		    (unsigned long long)h->id, e.result,
+		    NAME(result_names, e.result), e.acked, e.workers, e.limit,
+		    (unsigned long long)e.msg_id, e.queued);
 		return 1;
 	}
 	printf("frame type=%u len=%u id=%llu\n", h->type, h->len,
@@ -236,8 +258,20 @@ main(int argc, char **argv)
 	int ch, fd, shut, hold = 0, want_close = 0, ends_wanted = -1;
 	int ends = 0, writing = 1;
 
-	while ((ch = getopt(argc, argv, "t:n:cHh")) != -1) {
+	while ((ch = getopt(argc, argv, "t:n:cHF:h")) != -1) {
 		switch (ch) {
+		case 'F': {
+			char *end;
+			unsigned long v;
+
+			errno = 0;
+			v = strtoul(optarg, &end, 0);
+			if (*optarg == '\0' || *end != '\0' || errno != 0 ||
+			    v > UINT32_MAX)
+				usage();
+			send_flags = (uint32_t)v;
+			break;
+		}
 		case 't':
 			timeout = number(optarg);
 			break;

@@ -394,10 +394,13 @@ write_config() {
 		[max_message_bytes]=65536
 		[start_timeout_ms]=$(ms 10000)
 		[stop_timeout_ms]=$(ms 5000)
+		# the default, scaled: a worker slowed down by valgrind is
+		# not to be taken for a stalled one
+		[stall_timeout_ms]=$(ms 30000)
 	)
 	local order=(workers base_port listen_address control_socket
 	    worker_path ack_timeout_ms max_message_bytes start_timeout_ms
-	    stop_timeout_ms)
+	    stop_timeout_ms stall_timeout_ms)
 	local a k
 
 	for a; do
@@ -562,12 +565,43 @@ spawn() {
 	BG_PIDS+=("$BG_PID")
 }
 
-# status_field INDEX FIELD: from `fanoutctl status` text, e.g. pid, port.
+# status_field INDEX FIELD: from `fanoutctl status` text, the value after
+# the word FIELD on worker INDEX's line (pid, port, acked, queued, bytes,
+# restarts, for, rtt, last); FIELD "state" is the word after the port.
 status_field() {
 	ctl status | awk -v i="$1" -v f="$2" '
 	    $1 == "worker" && $2 == i {
+		if (f == "state" && $5 == "port") { print $7; exit }
 		for (k = 3; k < NF; k++) if ($k == f) { print $(k + 1); exit }
 	    }'
+}
+
+# daemon_field FIELD: from the first line of `fanoutctl status` ("fanoutd
+# VERSION  pid P  up U/N  uptime DUR  accepted A"), the value after FIELD.
+daemon_field() {
+	ctl status | awk -v f="$1" '
+	    NR == 1 && $1 == "fanoutd" {
+		for (k = 3; k < NF; k++) if ($k == f) { print $(k + 1); exit }
+	    }'
+}
+
+# worker_is INDEX STATE [FIELD VALUE]...: one `fanoutctl status` shows
+# worker INDEX in STATE (an ERE for the whole word: "up", "backoff|up")
+# with each FIELD at VALUE (pid, acked, queued, restarts, last...); for
+# wait_for.
+worker_is() {
+	local i=$1 st=$2
+
+	shift 2
+	ctl status | awk -v i="$i" -v st="^($st)\$" -v want="$*" '
+	    BEGIN { n = split(want, w, " ") }
+	    $1 == "worker" && $2 == i && $5 == "port" {
+		if ($7 !~ st) exit 1
+		for (k = 3; k < NF; k++) v[$k] = $(k + 1)
+		for (k = 1; k < n; k += 2) if (v[w[k]] != w[k + 1]) exit 1
+		found = 1
+	    }
+	    END { exit !found }'
 }
 
 # worker_pid INDEX: the worker's pid according to fanoutd.
@@ -593,16 +627,19 @@ need_python() {
 
 # Outcome columns of `fanoutctl send` worker lines.
 ACKED='acked +[0-9]+\.[0-9]{3} ms'
-DOWN='down.*'
-SHUTDOWN='shutdown.*'
-timeout_re() { echo "timeout +\(no ack within $1 ms\)"; }
+QUEUED='queued +\(worker [a-z]+; kept for delivery\)'
+FULL='full +\(queue full, refused\)'
+SHUTDOWN='shutdown +\(fanoutd stopped before it acked\)'
+# queued_re STATE: queued, the worker being in STATE (up, starting...).
+queued_re() { echo "queued +\\(worker $1; kept for delivery\\)"; }
 
 # assert_send ACKED OUTCOME...: the last `run` was a `fanoutctl send` whose
 # text output has one line per worker, worker i's outcome matching the i-th
-# OUTCOME (ERE), then "delivered to ACKED/N workers (message ID)".  Sets
-# MSG_ID.
+# OUTCOME (ERE), then "delivered to ACKED/N workers (message ID)", with
+# ", Q queued" before the parenthesis when Q > 0 worker lines say queued.
+# Sets MSG_ID.
 assert_send() {
-	local acked=$1 i re n
+	local acked=$1 i re n q=0 tail=""
 	shift
 	n=$#
 
@@ -612,9 +649,12 @@ assert_send() {
 		re="^worker $i  pid [0-9]+  port $((BASE_PORT + i))  $1\$"
 		[[ ${lines[i]} =~ $re ]] ||
 		    fail "line $((i + 1)) does not match /$re/" "$(show_run)"
+		[[ ${lines[i]} =~ ^worker\ [0-9]+\ \ pid\ [0-9]+\ \ port\ [0-9]+\ \ queued\  ]] &&
+		    q=$((q + 1))
 		shift
 	done
-	re="^delivered to $acked/$n workers \(message ([0-9]+)\)\$"
+	[ "$q" -gt 0 ] && tail=", $q queued"
+	re="^delivered to $acked/$n workers$tail \(message ([0-9]+)\)\$"
 	[[ ${lines[n]} =~ $re ]] ||
 	    fail "last line does not match /$re/" "$(show_run)"
 	MSG_ID=${BASH_REMATCH[1]}
