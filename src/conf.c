@@ -71,7 +71,7 @@ static const struct conf_setting {
 	    1, 10000000, 10000, NULL, NULL },
 	{ "queue_max_bytes", CT_INT,
 	    offsetof(struct fanout_conf, queue_max_bytes),
-	    1024, UINT32_MAX, 64 * 1024 * 1024, NULL, NULL },
+	    1024, INT32_MAX, 64 * 1024 * 1024, NULL, NULL },
 	{ "degraded_timeout_ms", CT_INT,
 	    offsetof(struct fanout_conf, degraded_timeout_ms),
 	    100, 86400000, 60000, NULL, NULL },

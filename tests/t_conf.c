@@ -101,7 +101,7 @@ test_supervision_settings(void **state)
 	    "restart_reset_ms = 86400000;\n"
 	    "stall_timeout_ms = 3600000;\n"
 	    "queue_max_messages = 1;\n"
-	    "queue_max_bytes = 4294967295L;\n"
+	    "queue_max_bytes = 2147483647;\n"
 	    "degraded_timeout_ms = 100;\n"
 	    "degraded_action = \"exit\";\n", &c, err, sizeof(err)), 0);
 	assert_string_equal(err, "");
@@ -109,7 +109,7 @@ test_supervision_settings(void **state)
 	assert_int_equal(c.restart_reset_ms, 86400000);
 	assert_int_equal(c.stall_timeout_ms, 3600000);
 	assert_int_equal(c.queue_max_messages, 1);
-	assert_true(c.queue_max_bytes == 4294967295u);
+	assert_true(c.queue_max_bytes == 2147483647u);
 	assert_int_equal(c.degraded_timeout_ms, 100);
 	assert_int_equal(c.degraded_action, DEGRADED_EXIT);
 	conf_free(&c);
@@ -118,8 +118,8 @@ test_supervision_settings(void **state)
 	    "F:1: restart_max_delay_ms: must be between 100 and 3600000\n");
 	assert_string_equal(error_of("queue_max_messages = 0;\n"),
 	    "F:1: queue_max_messages: must be between 1 and 10000000\n");
-	assert_string_equal(error_of("queue_max_bytes = 4294967296L;\n"),
-	    "F:1: queue_max_bytes: must be between 1024 and 4294967295\n");
+	assert_string_equal(error_of("queue_max_bytes = 2147483648L;\n"),
+	    "F:1: queue_max_bytes: must be between 1024 and 2147483647\n");
 	assert_string_equal(error_of("degraded_action = \"restart\";\n"),
 	    "F:1: degraded_action: \"restart\" is not one of \"queue\" or "
 	    "\"exit\"\n");
