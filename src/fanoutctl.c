@@ -440,9 +440,12 @@ lines_fill(struct lines *in)
 static int
 lines_next(struct lines *in, uint64_t lineno, char **line, size_t *len)
 {
-	char *s = in->buf + in->off, *nl;
 	size_t avail = in->len - in->off;
+	char *s, *nl;
 
+	if (avail == 0)
+		return in->eof ? -1 : 0;
+	s = in->buf + in->off;
 	if ((nl = memchr(s, '\n', avail)) != NULL) {
 		*line = s;
 		*len = (size_t)(nl - s);
@@ -455,8 +458,6 @@ lines_next(struct lines *in, uint64_t lineno, char **line, size_t *len)
 		    FANOUT_MESSAGE_MAX);
 	if (!in->eof)
 		return 0;
-	if (avail == 0)
-		return -1;
 	*line = s;
 	*len = avail;
 	in->off = in->len;
