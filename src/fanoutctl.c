@@ -30,7 +30,8 @@
 
 #define TIMEOUT_DEFAULT_MS	10000
 #define REPLY_GRACE_MS		2000	/* beyond the ack timeout */
-#define PIPELINE_WINDOW		32	/* send -: requests in flight */
+#define WINDOW_DEFAULT		32	/* send -: requests in flight */
+#define WINDOW_MAX		1024
 
 #define LARGER(a, b)		((a) > (b) ? (a) : (b))
 /* Longest reply frame: a worker record or end record, or a daemon record
@@ -42,6 +43,8 @@ struct ctl {
 	const char	*path;
 	uint32_t	 timeout_ms;
 	uint32_t	 send_flags;	/* CTL_SEND_WAIT */
+	uint32_t	 window;	/* send -: requests in flight */
+	bool		 stats;		/* send -: a summary on stderr */
 	bool		 json;
 	int		 fd;
 	struct rbuf	 in;
@@ -53,6 +56,8 @@ static int	cmd_status(struct ctl *, int, char **);
 /* send's own options, after the command name; "--" ends them. */
 static const struct option send_opts[] = {
 	{ "wait",	no_argument,		NULL, 'w' },
+	{ "window",	required_argument,	NULL, 'W' },
+	{ "stats",	no_argument,		NULL, 'S' },
 	{ NULL,		0,			NULL, 0 }
 };
 
@@ -72,7 +77,8 @@ static const struct cmd {
 } cmds[] = {
 	{ "send", "+w", send_opts, 1, -1, cmd_send, "[-w] MESSAGE...",
 	    "broadcast MESSAGE (arguments joined by spaces); report the acks" },
-	{ "send", "+w", send_opts, 1, 1, cmd_send, "[-w] -",
+	{ "send", "+w", send_opts, 1, 1, cmd_send,
+	    "[-w] [--window N] [--stats] -",
 	    "broadcast each line of standard input as a message" },
 	{ "status", NULL, NULL, 0, 0, cmd_status, "",
 	    "show fanoutd and each worker's state, queue and restarts" },
@@ -83,7 +89,7 @@ static const struct cmd {
 static const char *
 cmd_synopsis(const struct cmd *c)
 {
-	static char buf[64];
+	static char buf[80];
 
 	snprintf(buf, sizeof(buf), "%s%s%s", c->name, c->args[0] ? " " : "",
 	    c->args);
@@ -107,12 +113,21 @@ usage(FILE *f, int code)
 	    "  -V, --version          show the version and exit\n\n"
 	    "commands:\n", FANOUT_SOCKET_DEFAULT, TIMEOUT_DEFAULT_MS);
 	for (c = cmds; c->name != NULL; c++)
-		fprintf(f, "  %-22s %s\n", cmd_synopsis(c), c->help);
+		if (strlen(cmd_synopsis(c)) > 22)
+			fprintf(f, "  %s\n%25s%s\n", cmd_synopsis(c), "",
+			    c->help);
+		else
+			fprintf(f, "  %-22s %s\n", cmd_synopsis(c), c->help);
 	fprintf(f, "\nsend options (-- ends them, for a message that starts "
 	    "with '-'):\n"
 	    "  -w, --wait             wait for every worker's ack until the "
 	    "timeout,\n"
-	    "                         also of workers that are away\n");
+	    "                         also of workers that are away\n"
+	    "      --window N         send -: messages in flight at once "
+	    "(default %d;\n"
+	    "                         1 is a closed loop)\n"
+	    "      --stats            send -: count, rate and latency "
+	    "p50/p99/max on stderr\n", WINDOW_DEFAULT);
 	fprintf(f, "\nexit status: 0 all workers acked, 1 some did not "
 	    "(queued, full, shutdown),\n"
 	    "2 usage error, 3 daemon unreachable or refused\n");
@@ -358,16 +373,43 @@ send_one(struct ctl *ctl, const char *msg, size_t len)
 	return rp.end.result == CTL_RES_OK ? EXIT_ACKED : EXIT_PARTIAL;
 }
 
-/* send -: requests pipelined over one connection, results in input order. */
+/* send -: requests pipelined over one connection, results in input order;
+ * request id i lives in slot i % window. */
 struct stream {
 	struct ctl	*ctl;
-	struct reply	 slot[PIPELINE_WINDOW];
+	uint32_t	 window;
+	struct reply	*slot;
+	size_t		*lens;
+	uint64_t	*sent_usec;
 	uint64_t	 next_req;	/* next request id to send */
 	uint64_t	 next_out;	/* next request id to print */
-	size_t		 lens[PIPELINE_WINDOW];
 	int		 status;
-	bool		 progress;
+	/* --stats */
+	uint32_t	*lat_us;
+	size_t		 nlat, caplat;
+	uint64_t	 nall, npartial;
 };
+
+static void
+stream_record(struct stream *st, const struct reply *rp, uint64_t id)
+{
+	uint64_t us = now_usec() - st->sent_usec[id % st->window];
+
+	if (rp->end.result == CTL_RES_OK)
+		st->nall++;
+	else
+		st->npartial++;
+	if (!st->ctl->stats)
+		return;
+	if (st->nlat == st->caplat) {
+		st->caplat = st->caplat ? st->caplat * 2 : 1024;
+		st->lat_us = reallocarray(st->lat_us, st->caplat,
+		    sizeof(*st->lat_us));
+		if (st->lat_us == NULL)
+			die("out of memory");
+	}
+	st->lat_us[st->nlat++] = us > UINT32_MAX ? UINT32_MAX : (uint32_t)us;
+}
 
 static int
 handle_stream(const struct frame_hdr *h, const uint8_t *p, void *arg)
@@ -378,22 +420,49 @@ handle_stream(const struct frame_hdr *h, const uint8_t *p, void *arg)
 	if (h->id < st->next_out || h->id >= st->next_req)
 		die("reply for request %llu, which is not in flight",
 		    (unsigned long long)h->id);
-	rp = &st->slot[h->id % PIPELINE_WINDOW];
+	rp = &st->slot[h->id % st->window];
 	if (reply_add(rp, h, p) == 1)
-		st->progress = true;
+		stream_record(st, rp, h->id);
 	while (st->next_out < st->next_req &&
-	    (rp = &st->slot[st->next_out % PIPELINE_WINDOW])->done) {
+	    (rp = &st->slot[st->next_out % st->window])->done) {
 		if (rp->end.result != CTL_RES_OK &&
 		    rp->end.result != CTL_RES_PARTIAL)
-			die_result(rp, st->lens[st->next_out %
-			    PIPELINE_WINDOW]);
+			die_result(rp, st->lens[st->next_out % st->window]);
 		output_send_line(rp, st->ctl->json);
 		if (rp->end.result == CTL_RES_PARTIAL)
 			st->status = EXIT_PARTIAL;
 		st->next_out++;
 	}
 	/* Stop pumping as soon as a slot is free for the next line. */
-	return st->next_req - st->next_out < PIPELINE_WINDOW ? 1 : 0;
+	return st->next_req - st->next_out < st->window ? 1 : 0;
+}
+
+static int
+cmp_u32(const void *a, const void *b)
+{
+	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+/* --stats: what a stream did, on stderr, so that stdout stays results. */
+static void
+stream_stats(struct stream *st, uint64_t start_usec)
+{
+	double secs = (double)(now_usec() - start_usec) / 1e6;
+	size_t n = st->nlat;
+
+	qsort(st->lat_us, n, sizeof(*st->lat_us), cmp_u32);
+	fprintf(stderr, "fanoutctl: %zu messages in %.3f s (%.0f/s), window "
+	    "%u: %llu to all workers, %llu partial", n, secs,
+	    secs > 0 ? n / secs : 0.0, st->window,
+	    (unsigned long long)st->nall, (unsigned long long)st->npartial);
+	if (n > 0)
+		fprintf(stderr, "; latency p50 %.3f ms, p99 %.3f ms, max "
+		    "%.3f ms", st->lat_us[(n - 1) / 2] / 1000.0,
+		    st->lat_us[(n - 1) * 99 / 100] / 1000.0,
+		    st->lat_us[n - 1] / 1000.0);
+	fputc('\n', stderr);
 }
 
 /*
@@ -467,30 +536,38 @@ lines_next(struct lines *in, uint64_t lineno, char **line, size_t *len)
 static int
 send_stream(struct ctl *ctl)
 {
-	struct stream st = { .ctl = ctl, .next_req = 1, .next_out = 1 };
+	struct stream st = { .ctl = ctl, .next_req = 1, .next_out = 1,
+	    .window = ctl->window };
 	struct lines in = { .fd = STDIN_FILENO };
+	uint64_t start = now_usec();
 	struct wbuf wb;
 	size_t len;
 	char *line;
 	uint32_t i;
 	int r, more = 0;
 
+	st.slot = calloc(st.window, sizeof(*st.slot));
+	st.lens = calloc(st.window, sizeof(*st.lens));
+	st.sent_usec = calloc(st.window, sizeof(*st.sent_usec));
+	if (st.slot == NULL || st.lens == NULL || st.sent_usec == NULL)
+		die("out of memory");
 	ctl_connect(ctl);
 	wbuf_init(&wb);
 	for (;;) {
 		bool room, busy;
 
 		/* Queue the complete lines while the window has room. */
-		while (st.next_req - st.next_out < PIPELINE_WINDOW &&
+		while (st.next_req - st.next_out < st.window &&
 		    (more = lines_next(&in, st.next_req, &line, &len)) == 1) {
-			reply_reset(&st.slot[st.next_req % PIPELINE_WINDOW],
+			reply_reset(&st.slot[st.next_req % st.window],
 			    st.next_req);
-			st.lens[st.next_req % PIPELINE_WINDOW] = len;
+			st.lens[st.next_req % st.window] = len;
+			st.sent_usec[st.next_req % st.window] = now_usec();
 			if (frame_send(&wb, st.next_req, ctl, line, len) < 0)
 				die("out of memory");
 			st.next_req++;
 		}
-		room = st.next_req - st.next_out < PIPELINE_WINDOW;
+		room = st.next_req - st.next_out < st.window;
 		busy = st.next_out < st.next_req || wbuf_pending(&wb) > 0;
 		if (more < 0 && !busy)
 			break;
@@ -510,10 +587,16 @@ send_stream(struct ctl *ctl)
 		if (r == 1 && (r = lines_fill(&in)) < 0)
 			die("reading standard input: %s", strerror(-r));
 	}
+	if (ctl->stats)
+		stream_stats(&st, start);
 	free(in.buf);
 	wbuf_free(&wb);
-	for (i = 0; i < PIPELINE_WINDOW; i++)
+	for (i = 0; i < st.window; i++)
 		free(st.slot[i].rec);
+	free(st.slot);
+	free(st.lens);
+	free(st.sent_usec);
+	free(st.lat_us);
 	return st.status;
 }
 
@@ -526,6 +609,11 @@ cmd_send(struct ctl *ctl, int argc, char **argv)
 
 	if (argc == 1 && strcmp(argv[0], "-") == 0)
 		return send_stream(ctl);
+	if (ctl->stats || ctl->window != WINDOW_DEFAULT) {
+		fprintf(stderr, "fanoutctl: send: --window and --stats go with "
+		    "send - (a stream of messages)\n");
+		usage(stderr, EXIT_USAGE);
+	}
 	for (i = 0; i < argc; i++)
 		len += strlen(argv[i]) + 1;
 	if ((msg = malloc(len)) == NULL)
@@ -568,6 +656,7 @@ cmd_status(struct ctl *ctl, int argc, char **argv)
 static int
 cmd_options(struct ctl *ctl, const struct cmd *c, int argc, char **argv)
 {
+	uint64_t v;
 	int ch;
 
 	if (c->optstring == NULL)
@@ -579,6 +668,17 @@ cmd_options(struct ctl *ctl, const struct cmd *c, int argc, char **argv)
 		switch (ch) {
 		case 'w':
 			ctl->send_flags |= CTL_SEND_WAIT;
+			break;
+		case 'W':
+			if (parse_uint(optarg, 1, WINDOW_MAX, &v) < 0) {
+				fprintf(stderr, "fanoutctl: send: --window: "
+				    "must be between 1 and %d\n", WINDOW_MAX);
+				exit(EXIT_USAGE);
+			}
+			ctl->window = (uint32_t)v;
+			break;
+		case 'S':
+			ctl->stats = true;
 			break;
 		default:
 			if (optopt != 0)
@@ -606,7 +706,8 @@ main(int argc, char *argv[])
 		{ "version",	no_argument,		NULL, 'V' },
 		{ NULL,		0,			NULL, 0 }
 	};
-	struct ctl ctl = { .timeout_ms = TIMEOUT_DEFAULT_MS, .fd = -1 };
+	struct ctl ctl = { .timeout_ms = TIMEOUT_DEFAULT_MS, .fd = -1,
+	    .window = WINDOW_DEFAULT };
 	const struct cmd *c;
 	const char *name;
 	uint64_t v;

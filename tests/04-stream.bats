@@ -145,3 +145,20 @@ assert len(set(reqs)) == 50, reqs
 	wait "$c" || fail "fanoutctl send - exited $?" "$(cat "$T/out")"
 	check_stream "$T/out" 2
 }
+
+@test "send --window N --stats -: N in flight, a summary on stderr" {
+	start_fanoutd
+	lines_file "$T/in" 20 win
+	run --separate-stderr ctl send --window 1 --stats - <"$T/in"
+	assert_status 0
+	printf '%s\n' "${lines[@]}" >"$T/out"
+	check_stream "$T/out" 20
+	[[ $stderr =~ ^fanoutctl:\ 20\ messages\ in\ [0-9.]+\ s\ \([0-9]+/s\),\ window\ 1:\ 20\ to\ all\ workers,\ 0\ partial\;\ latency\ p50\ [0-9.]+\ ms,\ p99\ [0-9.]+\ ms,\ max\ [0-9.]+\ ms$ ]] ||
+	    fail "unexpected --stats line: $stderr"
+	run ctl send --window 1025 -
+	assert_status 2
+	assert_line 'window: must be between 1 and 1024'
+	run ctl send --stats hello
+	assert_status 2
+	assert_line 'go with send -'
+}
