@@ -175,6 +175,7 @@ rbuf_read(struct rbuf *rb, int fd)
 	n = read(fd, rb->buf + rb->len, rb->cap - rb->len);
 	if (n == -1)
 		return errno == EWOULDBLOCK ? -EAGAIN : -errno;
+	rb->drained = (size_t)n < rb->cap - rb->len;
 	rb->len += (size_t)n;
 	return n;
 }

@@ -24,6 +24,8 @@ struct rbuf {
 	size_t		 len;		/* end of valid bytes */
 	size_t		 cap;
 	uint32_t	 max_payload;	/* frames above this are an error */
+	int		 drained;	/* the last read got less than asked:
+					 * the socket had nothing more then */
 };
 
 /* Output buffer: encoded frames waiting for a writable socket. */

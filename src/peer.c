@@ -104,6 +104,11 @@ tcp_read(struct worker *w, bool draining)
 				tcp_lost(w, why);
 			return -1;
 		}
+		/* A short read emptied the socket: another read would only
+		 * say EAGAIN (half of all reads did).  Level-triggered epoll
+		 * comes back for anything that arrives later. */
+		if (l->in.drained && !draining)
+			return 0;
 	}
 }
 
@@ -165,7 +170,7 @@ tcp_flush(struct worker *w)
 	if (w->link.fd < 0 || w->state != W_UP)
 		return;
 	if (q->nsent == 0 && q->n > 0)
-		w->progress_usec = now_usec();	/* the stall clock starts */
+		w->progress_usec = loop_now(w->d);	/* the stall clock starts */
 	while (q->nsent < q->n) {
 		for (cnt = 0; cnt < PEER_IOV_MAX &&
 		    q->nsent + (uint32_t)cnt < q->n; cnt++) {
