@@ -50,7 +50,10 @@ bcast_settle(struct bcast *b, uint32_t index, uint8_t outcome)
 	res = &b->res[index];
 	res->outcome = outcome;
 	if (outcome == ACK_OK) {
-		res->rtt_us = (uint32_t)(now_usec() - b->m->accepted_usec);
+		/* 0 means "none": an ack in the same loop turn is 1 us. */
+		res->rtt_us = (uint32_t)(loop_now(b->d) - b->m->accepted_usec);
+		if (res->rtt_us == 0)
+			res->rtt_us = 1;
 		b->nacked++;
 	} else if (outcome == ACK_QUEUED)
 		b->nqueued++;
@@ -70,11 +73,13 @@ void
 bcast_acked(struct worker *w)
 {
 	struct msg *m = queue_pop(&w->q);
-	uint64_t now = now_usec();
+	uint64_t now = loop_now(w->d);
 
 	w->acked++;
 	w->progress_usec = now;
 	w->last_rtt_us = (uint32_t)(now - m->accepted_usec);
+	if (w->last_rtt_us == 0)
+		w->last_rtt_us = 1;
 	if (m->b != NULL)
 		bcast_settle(m->b, w->index, ACK_OK);
 	msg_unref(m);
@@ -115,8 +120,9 @@ on_deadline(sd_event_source *s, uint64_t usec, void *arg)
 
 int
 bcast_start(struct fanoutd *d, struct ctl_conn *c, uint64_t req_id,
-    const uint8_t *data, size_t len, uint32_t timeout_ms, bool wait)
+    const uint8_t *data, size_t len, uint32_t timeout_ms, uint32_t flags)
 {
+	bool wait = (flags & CTL_SEND_WAIT) != 0;
 	struct bcast *b;
 	struct msg *m;
 	uint32_t i;
@@ -131,7 +137,7 @@ bcast_start(struct fanoutd *d, struct ctl_conn *c, uint64_t req_id,
 	}
 	m->refs = 1;		/* the broadcast's own */
 	m->id = ++d->next_msg_id;
-	m->accepted_usec = now_usec();
+	m->accepted_usec = loop_now(d);
 	m->b = b;
 	m->len = FANOUT_HDR_LEN + len;
 	frame_hdr_encode(m->frame, MSG_DATA, (uint32_t)len, m->id);
@@ -144,6 +150,7 @@ bcast_start(struct fanoutd *d, struct ctl_conn *c, uint64_t req_id,
 	b->req_id = req_id;
 	b->timeout_ms = timeout_ms;
 	b->wait = wait;
+	b->brief = (flags & CTL_SEND_BRIEF) != 0;
 	b->nworkers = d->nworkers;
 	b->prev = d->bcasts_tail;
 	if (d->bcasts_tail != NULL)

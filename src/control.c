@@ -80,6 +80,8 @@ control_reply_bcast(struct ctl_conn *c, const struct bcast *b)
 	uint32_t i;
 
 	for (i = 0; i < b->nworkers; i++) {
+		if (b->brief && b->res[i].outcome == ACK_OK)
+			continue;
 		worker_record(d->workers[i], now, &rec);
 		rec.pid = (uint32_t)b->res[i].pid;
 		rec.outcome = b->res[i].outcome;
@@ -99,7 +101,9 @@ ctl_set_events(struct ctl_conn *c)
 
 	if (!c->paused && !c->closing)
 		ev |= EPOLLIN;
-	if (wbuf_pending(&c->out) > 0)
+	/* Replies go out from the flush at the end of the loop turn; only
+	 * a client that did not take them all needs EPOLLOUT. */
+	if (c->out_blocked)
 		ev |= EPOLLOUT;
 	(void)sd_event_source_set_io_events(c->io_src, ev);
 }
@@ -150,7 +154,7 @@ ctl_send(struct ctl_conn *c, const struct frame_hdr *h, const uint8_t *p)
 	if (timeout == 0 || timeout > d->conf.ack_timeout_ms)
 		timeout = d->conf.ack_timeout_ms;
 	if (bcast_start(d, c, h->id, p + CTL_SEND_LEN, len, timeout,
-	    (req.flags & CTL_SEND_WAIT) != 0) < 0) {
+	    req.flags) < 0) {
 		log_warnx("out of memory: refusing a message of %u bytes", len);
 		ctl_result(c, h->id, CTL_RES_BUSY, 0);
 	}
@@ -375,7 +379,9 @@ control_flush(struct ctl_conn *c)
 	int r;
 
 	c->dirty = false;
-	if ((r = wbuf_flush(&c->out, c->fd)) < 0) {
+	r = wbuf_flush(&c->out, c->fd);
+	c->out_blocked = r == 1;
+	if (r < 0) {
 		log_debug("control client: %s", strerror(-r));
 		ctl_close(c);
 		return;
