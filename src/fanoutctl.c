@@ -42,7 +42,7 @@
 struct ctl {
 	const char	*path;
 	uint32_t	 timeout_ms;
-	uint32_t	 send_flags;	/* CTL_SEND_WAIT */
+	uint32_t	 send_flags;	/* CTL_SEND_WAIT, CTL_SEND_BRIEF */
 	uint32_t	 window;	/* send -: requests in flight */
 	bool		 stats;		/* send -: a summary on stderr */
 	bool		 json;
@@ -551,6 +551,10 @@ send_stream(struct ctl *ctl)
 	st.sent_usec = calloc(st.window, sizeof(*st.sent_usec));
 	if (st.slot == NULL || st.lens == NULL || st.sent_usec == NULL)
 		die("out of memory");
+	/* One line per message names only the workers that did not ack:
+	 * the others' records need not cross the socket. */
+	if (!ctl->json)
+		ctl->send_flags |= CTL_SEND_BRIEF;
 	ctl_connect(ctl);
 	wbuf_init(&wb);
 	for (;;) {

@@ -80,7 +80,8 @@ enum msg_type {
  * CTL_SEND payload, then the message itself (0..max_message_bytes bytes):
  *	timeout_ms	0: the daemon's ack_timeout_ms; otherwise the smaller
  *			of the two
- *	flags		CTL_SEND_WAIT...; unknown bits are ignored
+ *	flags		CTL_SEND_WAIT, CTL_SEND_BRIEF; unknown bits are
+ *			ignored
  */
 #define CTL_SEND_FIELDS(F) \
 	F(u32, timeout_ms) \
@@ -88,6 +89,9 @@ enum msg_type {
 /* Hold the reply until every worker acked, queued ones included, or the
  * timeout passed; without it a worker known to be away is "queued" at once. */
 #define CTL_SEND_WAIT		0x1
+/* CTL_WORKER records only for the workers that did not ack: a stream of
+ * broadcasts that all succeed then costs one CTL_END each, not N+1 frames. */
+#define CTL_SEND_BRIEF		0x2
 
 /*
  * CTL_WORKER payload, one per worker in reply to CTL_SEND or CTL_STATUS:

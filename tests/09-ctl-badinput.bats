@@ -64,6 +64,27 @@ after_ok() {
 	after_ok
 }
 
+@test "CTL_SEND_BRIEF: records only for the workers that did not ack" {
+	# Every worker acked: the end record alone.
+	run raw -F 2 "$SOCK" send hello
+	assert_status 0
+	assert_line '^end id=1 result=0 \(ok\) acked=3 workers=3 '
+	refute_line '^worker '
+	# A worker that does not ack in time still gets its record.
+	stop_fanoutd
+	write_config max_message_bytes=100 ack_timeout_ms="$(ms 300)"
+	start_fanoutd
+	stopped=$(worker_pid 1)
+	kill -STOP "$stopped"
+	run raw -F 2 "$SOCK" send hello
+	kill -CONT "$stopped"
+	assert_status 0
+	assert_line '^end id=1 result=1 .* acked=2 workers=3 '
+	assert_line '^worker id=1 index=1 .* outcome=queued '
+	[ "$(printf '%s\n' "${lines[@]}" | grep -c '^worker ')" -eq 1 ] ||
+	    fail "expected one worker record" "$(show_run)"
+}
+
 @test "pipelined requests in one write: one reply each, ids echoed" {
 	run raw "$SOCK" pipeline 3
 	assert_status 0

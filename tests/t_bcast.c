@@ -177,7 +177,7 @@ start(struct fx *f, struct ctl_conn *c, uint64_t req_id, const char *text,
 	struct bcast *tail = f->d.bcasts_tail;
 
 	assert_int_equal(bcast_start(&f->d, c, req_id, (const uint8_t *)text,
-	    strlen(text), timeout_ms, wait), 0);
+	    strlen(text), timeout_ms, wait ? CTL_SEND_WAIT : 0), 0);
 	return f->d.bcasts_tail != tail ? f->d.bcasts_tail : NULL;
 }
 

@@ -631,7 +631,9 @@ static void
 client_open(struct bench *bn, struct client *cl, const char *sock,
     uint32_t workers)
 {
-	struct ctl_send req = { .timeout_ms = 0, .flags = CTL_SEND_WAIT };
+	/* BRIEF: like fanoutctl send -, which prints only failures. */
+	struct ctl_send req = { .timeout_ms = 0,
+	    .flags = CTL_SEND_WAIT | CTL_SEND_BRIEF };
 	size_t plen = CTL_SEND_LEN + bn->msgsize;
 	unsigned i;
 	uint8_t *p;
