@@ -40,7 +40,9 @@
  *			an id ever be handled a second time
  *
  * After its connection is gone it stays until SIGTERM, so the daemon sees
- * the link fail, not the process exit.  It dies with its parent.
+ * the link fail, not the process exit; except in mode ack, which exits 0
+ * when fanoutd closes the link, as a worker stopped at shutdown would.
+ * It dies with its parent.
  */
 #define _GNU_SOURCE
 #include <sys/prctl.h>
