@@ -110,20 +110,28 @@ static int	worker_spawn(struct worker *);
 
 static void	worker_set_state(struct worker *, enum worker_state);
 
-/* W_BACKOFF is over: respawn, or reconnect to a process that lives on. */
+/* Starts the link; a connect that fails at once is a lost link. */
 static void
-worker_retry(struct worker *w)
+worker_connect(struct worker *w)
 {
 	char why[128];
 	int r;
 
+	if ((r = w->link.ops->connect(w)) < 0) {
+		snprintf(why, sizeof(why), "cannot connect: %s", strerror(-r));
+		pool_link_lost(w, why);
+	}
+}
+
+/* W_BACKOFF is over: respawn, or reconnect to a process that lives on. */
+static void
+worker_retry(struct worker *w)
+{
+	int r;
+
 	if (w->pid > 0) {
 		worker_set_state(w, W_CONNECTING);
-		if ((r = w->link.ops->connect(w)) < 0) {
-			snprintf(why, sizeof(why), "cannot connect: %s",
-			    strerror(-r));
-			pool_link_lost(w, why);
-		}
+		worker_connect(w);
 		return;
 	}
 	if ((r = worker_spawn(w)) < 0) {
@@ -334,8 +342,6 @@ static int
 on_notify(sd_event_source *s, int fd, uint32_t revents, void *arg)
 {
 	struct worker *w = arg;
-	char why[128];
-	int r;
 
 	(void)s;
 	(void)fd;
@@ -346,10 +352,7 @@ on_notify(sd_event_source *s, int fd, uint32_t revents, void *arg)
 	    w->why);
 	w->why[0] = '\0';
 	worker_event(w, WE_NOTIFIED);
-	if ((r = w->link.ops->connect(w)) < 0) {
-		snprintf(why, sizeof(why), "cannot connect: %s", strerror(-r));
-		pool_link_lost(w, why);
-	}
+	worker_connect(w);
 	return 0;
 }
 
