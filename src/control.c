@@ -31,6 +31,21 @@ end_frame(struct wbuf *wb, uint64_t req_id, const struct ctl_end *e)
 	return wbuf_frame(wb, CTL_END, req_id, p, sizeof(p));
 }
 
+static void
+ctl_frame(struct ctl_conn *c, uint8_t type, uint64_t req_id,
+    const uint8_t *p, size_t len)
+{
+	if (wbuf_frame(&c->out, type, req_id, p, len) < 0)
+		c->closing = true;
+}
+
+static void
+ctl_end(struct ctl_conn *c, uint64_t req_id, const struct ctl_end *e)
+{
+	if (end_frame(&c->out, req_id, e) < 0)
+		c->closing = true;
+}
+
 /* A reply that is only a result (and, for CTL_RES_TOOBIG, the limit). */
 static void
 ctl_result(struct ctl_conn *c, uint64_t req_id, uint32_t result,
@@ -38,16 +53,7 @@ ctl_result(struct ctl_conn *c, uint64_t req_id, uint32_t result,
 {
 	struct ctl_end e = { .result = result, .limit = limit };
 
-	if (end_frame(&c->out, req_id, &e) < 0)
-		c->closing = true;
-}
-
-static void
-ctl_frame(struct ctl_conn *c, uint8_t type, uint64_t req_id,
-    const uint8_t *p, size_t len)
-{
-	if (wbuf_frame(&c->out, type, req_id, p, len) < 0)
-		c->closing = true;
+	ctl_end(c, req_id, &e);
 }
 
 static void
@@ -65,7 +71,7 @@ void
 control_reply_bcast(struct ctl_conn *c, const struct bcast *b)
 {
 	struct fanoutd *d = c->d;
-	uint64_t now = now_usec();
+	uint64_t now = loop_now(d);
 	uint8_t p[CTL_WORKER_LEN];
 	struct ctl_worker rec;
 	struct ctl_end e = {
@@ -89,8 +95,7 @@ control_reply_bcast(struct ctl_conn *c, const struct bcast *b)
 		ctl_worker_encode(p, &rec);
 		ctl_frame(c, CTL_WORKER, b->req_id, p, sizeof(p));
 	}
-	if (end_frame(&c->out, b->req_id, &e) < 0)
-		c->closing = true;
+	ctl_end(c, b->req_id, &e);
 	ctl_schedule_flush(c);
 }
 
@@ -198,8 +203,7 @@ ctl_status(struct ctl_conn *c, const struct frame_hdr *h, const uint8_t *p)
 	ctl_daemon_encode(buf, &dm);
 	memcpy(buf + CTL_DAEMON_LEN, PACKAGE_VERSION, vlen);
 	ctl_frame(c, CTL_DAEMON, h->id, buf, CTL_DAEMON_LEN + vlen);
-	if (end_frame(&c->out, h->id, &e) < 0)
-		c->closing = true;
+	ctl_end(c, h->id, &e);
 }
 
 static const struct ctl_handler {

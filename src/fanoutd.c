@@ -182,9 +182,10 @@ on_drain_deadline(sd_event_source *s, uint64_t usec, void *arg)
 
 /*
  * Shutdown, in order: stop accepting; let the broadcasts in flight finish
- * or reach their deadlines (stop_timeout_ms at most) and answer them; then stop the workers (each
- * gets SIGTERM, SIGKILL after stop_timeout_ms); once all are reaped,
- * flush the last replies and exit.  A failed startup skips the wait.
+ * or reach their deadlines (stop_timeout_ms at most) and answer them; then
+ * stop the workers (each gets SIGTERM, SIGKILL after stop_timeout_ms);
+ * once all are reaped, flush the last replies and exit.  A failed startup
+ * skips the wait.
  */
 void
 fanoutd_stop(struct fanoutd *d, int exit_code)
