@@ -356,20 +356,14 @@ proc_kids(struct proc *pr)
 }
 
 static double
-kids_cpu(const struct proc *pr)
+proc_pss(pid_t pid)
 {
-	double sum = 0;
-	size_t i;
-
-	if (pr->nkids == 0)
-		return NAN;
-	for (i = 0; i < pr->nkids; i++)
-		sum += proc_cpu(pr->kids[i]);
-	return sum;
+	return proc_mem(pid, "Pss");
 }
 
+/* A figure summed over the daemon's children (NAN without any). */
 static double
-kids_rw(const struct proc *pr)
+kids_sum(const struct proc *pr, double (*figure)(pid_t))
 {
 	double sum = 0;
 	size_t i;
@@ -377,21 +371,8 @@ kids_rw(const struct proc *pr)
 	if (pr->nkids == 0)
 		return NAN;
 	for (i = 0; i < pr->nkids; i++)
-		sum += proc_rw(pr->kids[i]);
+		sum += figure(pr->kids[i]);
 	return sum;
-}
-
-static double
-kids_pss(const struct proc *pr)
-{
-	double sum = 0;
-	size_t i;
-
-	if (pr->nkids == 0)
-		return NAN;
-	for (i = 0; i < pr->nkids; i++)
-		sum += proc_mem(pr->kids[i], "Pss");
-	return sum / (double)pr->nkids;
 }
 
 /* --- the network namespace --------------------------------------------- */
@@ -909,7 +890,7 @@ run_one(struct bench *bn, int t, uint32_t n, unsigned run, bool traffic,
 		warnx_("%s N=%u: %zu children, not %u: worker figures are "
 		    "off", tnames[t], n, pr.nkids, n);
 	if (!traffic) {
-		s->wpss = kids_pss(&pr);
+		s->wpss = kids_sum(&pr, proc_pss) / (double)pr.nkids;
 		stop(bn, &pr, tnames[t]);
 		return 0;
 	}
@@ -929,14 +910,14 @@ run_one(struct bench *bn, int t, uint32_t n, unsigned run, bool traffic,
 	if (bn->attach != NULL)
 		tool = attach_start(bn, &pr, t, n, run);
 	c0 = proc_cpu(pr.pid);
-	w0 = kids_cpu(&pr);
+	w0 = kids_sum(&pr, proc_cpu);
 	rw0 = proc_rw(pr.pid);
-	wrw0 = kids_rw(&pr);
+	wrw0 = kids_sum(&pr, proc_rw);
 	phase_pipelined(bn, &cl, s);
 	c1 = proc_cpu(pr.pid);
-	w1 = kids_cpu(&pr);
+	w1 = kids_sum(&pr, proc_cpu);
 	s->rw_pl = (proc_rw(pr.pid) - rw0) / s->pl_n;
-	s->wrw_pl = (kids_rw(&pr) - wrw0) / s->pl_n;
+	s->wrw_pl = (kids_sum(&pr, proc_rw) - wrw0) / s->pl_n;
 	if (tool != -1) {
 		attach_stop(tool);
 		printf("  (attached during %s N=%u run %u: %.0f broadcasts, "
@@ -948,7 +929,7 @@ run_one(struct bench *bn, int t, uint32_t n, unsigned run, bool traffic,
 	s->wcpu_pl = (w1 - w0) * 1e6 / s->pl_n;
 
 	s->rss_load = proc_mem(pr.pid, "Rss");
-	s->wpss = kids_pss(&pr);
+	s->wpss = kids_sum(&pr, proc_pss) / (double)pr.nkids;
 	if (cl.bad > 0) {
 		warnx_("%s N=%u: %llu replies were not \"every worker "
 		    "acked\"", tnames[t], n, (unsigned long long)cl.bad);
