@@ -24,36 +24,6 @@ teardown() {
 	fanout_teardown
 }
 
-# Outcome columns of `fanoutctl send` worker lines.
-SV_ACKED='acked +[0-9]+\.[0-9]{3} ms'
-SV_QUEUED='queued +\(worker [a-z]+; kept for delivery\)'
-SV_FULL='full +\(queue full, refused\)'
-
-# sv_assert_send ACKED QUEUED OUTCOME...: the last `run` was a one-message
-# `fanoutctl send`: one line per worker, worker i's outcome matching the
-# i-th OUTCOME (ERE), then "delivered to ACKED/N workers[, QUEUED queued]
-# (message ID)".  Sets MSG_ID.
-sv_assert_send() {
-	local acked=$1 queued=$2 i re n
-	shift 2
-	n=$#
-
-	[ "${#lines[@]}" -eq $((n + 1)) ] ||
-	    fail "expected $((n + 1)) lines of output" "$(show_run)"
-	for ((i = 0; i < n; i++)); do
-		re="^worker $i  pid [0-9]+  port $((BASE_PORT + i))  $1\$"
-		[[ ${lines[i]} =~ $re ]] ||
-		    fail "line $((i + 1)) does not match /$re/" "$(show_run)"
-		shift
-	done
-	re="^delivered to $acked/$n workers"
-	[ "$queued" -gt 0 ] && re+=", $queued queued"
-	re+=" \(message ([0-9]+)\)\$"
-	[[ ${lines[n]} =~ $re ]] ||
-	    fail "last line does not match /$re/" "$(show_run)"
-	MSG_ID=${BASH_REMATCH[1]}
-}
-
 # sv_status: `fanoutctl status` into $T/status.
 sv_status() {
 	ctl status >"$T/status"
@@ -236,7 +206,7 @@ sv_kill_loop() {
 	# Queues are in order: once every worker acked this, it acked all.
 	run --separate-stderr ctl -t "$(ms 30000)" send --wait sentinel
 	assert_status 0
-	sv_assert_send 4 0 "$SV_ACKED" "$SV_ACKED" "$SV_ACKED" "$SV_ACKED"
+	assert_send 4 "$ACKED" "$ACKED" "$ACKED" "$ACKED"
 	sentinel=$MSG_ID
 	[ "$sentinel" -eq $((last + 1)) ] ||
 	    fail "sentinel is message $sentinel, the stream ended at $last"
@@ -332,7 +302,7 @@ sv_kill_loop() {
 	    "$(cat "$T/status")"
 	run --separate-stderr ctl send after
 	assert_status 0
-	sv_assert_send 3 0 "$SV_ACKED" "$SV_ACKED" "$SV_ACKED"
+	assert_send 3 "$ACKED" "$ACKED" "$ACKED"
 	sv_check_log "$FANOUTD_LOG" 3 1 "$MSG_ID" >/dev/null ||
 	    fail "the workers did not handle every message once, in order"
 }
@@ -347,17 +317,17 @@ sv_kill_loop() {
 	for i in 1 2 3; do
 		run --separate-stderr ctl send "d-$i"
 		assert_status 0
-		sv_assert_send 3 0 "$SV_ACKED" "$SV_ACKED" "$SV_ACKED"
+		assert_send 3 "$ACKED" "$ACKED" "$ACKED"
 	done
 	# Handled, not acked, link closed: kept for worker 1.
 	run --separate-stderr ctl send d-4
 	assert_status 1
-	sv_assert_send 2 1 "$SV_ACKED" "$SV_QUEUED" "$SV_ACKED"
+	assert_send 2 "$ACKED" "$QUEUED" "$ACKED"
 	[ "$MSG_ID" -eq 4 ] || fail "d-4 is message $MSG_ID, expected 4"
 	# Acked by all once it was resent after the reconnect.
 	run --separate-stderr ctl -t "$(ms 10000)" send --wait d-5
 	assert_status 0
-	sv_assert_send 3 0 "$SV_ACKED" "$SV_ACKED" "$SV_ACKED"
+	assert_send 3 "$ACKED" "$ACKED" "$ACKED"
 	for i in 1 2 3 4 5; do
 		[ -e "$T/worker-1.msg-$i" ] || fail "message $i never handled"
 	done
@@ -418,7 +388,7 @@ sv_restart_bound() {
 	run --separate-stderr ctl -t "$(ms 30000)" send while crashing
 	elapsed=$(($(now_ms) - t0))
 	assert_status 1
-	sv_assert_send 2 1 "$SV_ACKED" "$SV_QUEUED" "$SV_ACKED"
+	assert_send 2 "$ACKED" "$QUEUED" "$ACKED"
 	[ "$elapsed" -lt "$(ms 10000)" ] ||
 	    fail "send took $elapsed ms: it waited for the crashing worker"
 	sv_status
@@ -485,7 +455,7 @@ sv_restart_bound() {
 	# one missed, in order.
 	run --separate-stderr ctl -t "$(ms 20000)" send --wait sentinel
 	assert_status 0
-	sv_assert_send 3 0 "$SV_ACKED" "$SV_ACKED" "$SV_ACKED"
+	assert_send 3 "$ACKED" "$ACKED" "$ACKED"
 	first=$(awk 'NR == 1 { print $2 + 0 }' "$T/out")
 	last=$(awk 'END { print $2 + 0 }' "$T/out")
 	[ "$MSG_ID" -eq $((last + 1)) ] && [ $((last - first)) -eq 2999 ] ||
@@ -513,12 +483,12 @@ sv_restart_bound() {
 	for i in 1 2 3; do
 		run --separate-stderr ctl send "q-$i"
 		assert_status 1
-		sv_assert_send 2 1 "$SV_ACKED" "$SV_QUEUED" "$SV_ACKED"
+		assert_send 2 "$ACKED" "$QUEUED" "$ACKED"
 	done
 	for i in 4 5; do
 		run --separate-stderr ctl send "q-$i"
 		assert_status 1
-		sv_assert_send 2 0 "$SV_ACKED" "$SV_FULL" "$SV_ACKED"
+		assert_send 2 "$ACKED" "$FULL" "$ACKED"
 		sv_status
 		[[ $(sv_line 1) =~ \ \ queued\ 3\ \ bytes\ 9\  ]] ||
 		    fail "worker 1 does not hold the 3 older messages" \
@@ -546,14 +516,14 @@ sv_restart_bound() {
 	for i in 1 2; do
 		run --separate-stderr ctl send "$big"
 		assert_status 1
-		sv_assert_send 2 1 "$SV_ACKED" "$SV_QUEUED" "$SV_ACKED"
+		assert_send 2 "$ACKED" "$QUEUED" "$ACKED"
 	done
 	run --separate-stderr ctl send "$big"
 	assert_status 1
-	sv_assert_send 2 0 "$SV_ACKED" "$SV_FULL" "$SV_ACKED"
+	assert_send 2 "$ACKED" "$FULL" "$ACKED"
 	run --separate-stderr ctl send small
 	assert_status 1
-	sv_assert_send 2 1 "$SV_ACKED" "$SV_QUEUED" "$SV_ACKED"
+	assert_send 2 "$ACKED" "$QUEUED" "$ACKED"
 	sv_status
 	[[ $(sv_line 1) =~ \ \ queued\ 3\ \ bytes\ 805\  ]] ||
 	    fail "worker 1 should hold 400 + 400 + 5 bytes" "$(cat "$T/status")"
@@ -606,6 +576,6 @@ sv_restart_bound() {
 	assert_file_line "$NOTIFY_LOG" " $FANOUTD_PID STATUS=degraded: no worker up for"
 	run --separate-stderr ctl send still queued
 	assert_status 1
-	sv_assert_send 0 1 "$SV_QUEUED"
+	assert_send 0 "$QUEUED"
 	alive "$FANOUTD_PID" || fail "fanoutd exited"
 }
