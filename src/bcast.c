@@ -16,6 +16,15 @@
 #include "util.h"
 
 static void
+bcast_free_reasons(struct bcast *b)
+{
+	uint32_t i;
+
+	for (i = 0; b->nfailed > 0 && i < b->nworkers; i++)
+		free(b->res[i].reason);
+}
+
+static void
 bcast_finish(struct bcast *b)
 {
 	struct fanoutd *d = b->d;
@@ -26,6 +35,7 @@ bcast_finish(struct bcast *b)
 	}
 	b->m->b = NULL;
 	msg_unref(b->m);
+	bcast_free_reasons(b);
 	b->timer = sd_event_source_disable_unref(b->timer);
 	if (b->prev != NULL)
 		b->prev->next = b->next;
@@ -49,14 +59,17 @@ bcast_settle(struct bcast *b, uint32_t index, uint8_t outcome)
 		return;
 	res = &b->res[index];
 	res->outcome = outcome;
-	if (outcome == ACK_OK) {
+	if (outcome == ACK_OK || outcome == ACK_FAILED) {
 		/* 0 means "none": an ack in the same loop turn is 1 us. */
 		res->rtt_us = (uint32_t)(loop_now(b->d) - b->m->accepted_usec);
 		if (res->rtt_us == 0)
 			res->rtt_us = 1;
-		b->nacked++;
+		if (outcome == ACK_OK)
+			b->nacked++;
 	} else if (outcome == ACK_QUEUED)
 		b->nqueued++;
+	else if (outcome == ACK_FAILED)
+		b->nfailed++;
 	if (--b->npending == 0)
 		bcast_finish(b);
 }
@@ -69,8 +82,34 @@ unacked_outcome(const struct fanoutd *d)
 	return d->stopping ? ACK_SHUTDOWN : ACK_QUEUED;
 }
 
+/* A failed handler: the worker remembers it for status, the broadcast
+ * for its reply.  Without memory the reply still has the status. */
+static void
+bcast_failed(struct worker *w, struct msg *m, uint32_t status,
+    const uint8_t *reason, size_t reason_len)
+{
+	struct bcast_res *res;
+
+	w->failed++;
+	w->last_status = status;
+	w->last_reason_len = (uint8_t)reason_len;
+	memcpy(w->last_reason, reason, reason_len);
+	if (m->b == NULL || w->index >= m->b->nworkers)
+		return;
+	res = &m->b->res[w->index];
+	if (res->outcome != ACK_NONE)
+		return;
+	res->status = status;
+	if (reason_len > 0 && (res->reason = malloc(reason_len)) != NULL) {
+		memcpy(res->reason, reason, reason_len);
+		res->reason_len = (uint8_t)reason_len;
+	}
+	bcast_settle(m->b, w->index, ACK_FAILED);
+}
+
 void
-bcast_acked(struct worker *w)
+bcast_acked(struct worker *w, uint32_t status, const uint8_t *reason,
+    size_t reason_len)
 {
 	struct msg *m = queue_pop(&w->q);
 	uint64_t now = loop_now(w->d);
@@ -80,7 +119,9 @@ bcast_acked(struct worker *w)
 	w->last_rtt_us = (uint32_t)(now - m->accepted_usec);
 	if (w->last_rtt_us == 0)
 		w->last_rtt_us = 1;
-	if (m->b != NULL)
+	if (status != HS_OK)
+		bcast_failed(w, m, status, reason, reason_len);
+	else if (m->b != NULL)
 		bcast_settle(m->b, w->index, ACK_OK);
 	msg_unref(m);
 }

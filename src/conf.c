@@ -13,7 +13,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/un.h>
+#include <unistd.h>
 
 #include <libconfig.h>
 
@@ -22,9 +24,11 @@
 #include "sock.h"
 #include "util.h"
 
-enum conf_type { CT_INT, CT_ADDR, CT_PATH, CT_ENUM };
+enum conf_type { CT_INT, CT_ADDR, CT_PATH, CT_ENUM, CT_ARGV };
 
 static const char *const degraded_actions[] = DEGRADED_ACTION_NAMES;
+static const char *const handler_modes[] = HANDLER_MODE_NAMES;
+static const char *const handler_framings[] = HANDLER_FRAMING_NAMES;
 
 static const struct conf_setting {
 	const char	*name;
@@ -78,21 +82,37 @@ static const struct conf_setting {
 	{ "degraded_action", CT_ENUM,
 	    offsetof(struct fanout_conf, degraded_action),
 	    0, 0, DEGRADED_QUEUE, NULL, degraded_actions },
+	{ "handler", CT_ARGV, offsetof(struct fanout_conf, handler),
+	    1, HANDLER_ARGS_MAX, 0, NULL, NULL },
+	{ "handler_mode", CT_ENUM, offsetof(struct fanout_conf, handler_mode),
+	    0, 0, HANDLER_EXEC, NULL, handler_modes },
+	{ "handler_framing", CT_ENUM,
+	    offsetof(struct fanout_conf, handler_framing),
+	    0, 0, FRAMING_LINES, NULL, handler_framings },
+	{ "handler_timeout_ms", CT_INT,
+	    offsetof(struct fanout_conf, handler_timeout_ms),
+	    100, 3600000, 10000, NULL, NULL },
 };
 
 static void
 conf_error(FILE *errs, const char *path, const config_setting_t *s,
     const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+static int
+conf_check(const struct fanout_conf *, config_setting_t *const found[],
+    config_t *, const char *path, FILE *errs);
 
 static void
 conf_error(FILE *errs, const char *path, const config_setting_t *s,
     const char *fmt, ...)
 {
-	const char *file = config_setting_source_file(s);
+	const char *file = s ? config_setting_source_file(s) : NULL;
 	va_list ap;
 
-	fprintf(errs, "%s:%u: %s: ", file ? file : path,
-	    config_setting_source_line(s), config_setting_name(s));
+	if (s != NULL)
+		fprintf(errs, "%s:%u: %s: ", file ? file : path,
+		    config_setting_source_line(s), config_setting_name(s));
+	else
+		fprintf(errs, "%s: ", path);
 	va_start(ap, fmt);
 	vfprintf(errs, fmt, ap);
 	va_end(ap);
@@ -122,6 +142,8 @@ conf_set_defaults(struct fanout_conf *conf)
 
 		if (cs->type == CT_INT || cs->type == CT_ENUM)
 			*(uint32_t *)field = (uint32_t)cs->defint;
+		else if (cs->type == CT_ARGV)
+			*(char ***)field = NULL;
 		else if ((*(char **)field = strdup(cs->defstr)) == NULL)
 			return -1;
 	}
@@ -146,6 +168,98 @@ conf_apply_enum(const struct conf_setting *cs, config_setting_t *s,
 	}
 	conf_error(errs, path, s, "\"%s\" is not one of %s", str, list);
 	return -1;
+}
+
+void
+conf_argv_free(char **argv)
+{
+	char **a;
+
+	if (argv == NULL)
+		return;
+	for (a = argv; *a != NULL; a++)
+		free(*a);
+	free(argv);
+}
+
+/* A program and its arguments: one string (the path alone, never split on
+ * spaces: no shell is involved) or a list of strings. */
+static int
+conf_apply_argv(const struct conf_setting *cs, config_setting_t *s,
+    void *field, const char *path, FILE *errs)
+{
+	int type = config_setting_type(s), n, i;
+	const char *str;
+	char **argv;
+
+	if (type == CONFIG_TYPE_STRING)
+		n = 1;
+	else if (type == CONFIG_TYPE_LIST || type == CONFIG_TYPE_ARRAY)
+		n = config_setting_length(s);
+	else {
+		conf_error(errs, path, s, "must be a string or a list of "
+		    "strings");
+		return -1;
+	}
+	if (n < cs->min || n > cs->max) {
+		conf_error(errs, path, s, "must have between %lld and %lld "
+		    "elements", cs->min, cs->max);
+		return -1;
+	}
+	if ((argv = calloc((size_t)n + 1, sizeof(*argv))) == NULL) {
+		conf_error(errs, path, s, "out of memory");
+		return -1;
+	}
+	for (i = 0; i < n; i++) {
+		str = type == CONFIG_TYPE_STRING ? config_setting_get_string(s) :
+		    config_setting_get_string_elem(s, (unsigned)i);
+		if (str == NULL || strlen(str) > HANDLER_ARG_LEN_MAX) {
+			conf_error(errs, path, s, "element %d: must be a "
+			    "string of at most %d bytes", i + 1,
+			    HANDLER_ARG_LEN_MAX);
+			break;
+		}
+		if (i == 0 && str[0] != '/') {
+			conf_error(errs, path, s, "\"%s\": the program must "
+			    "be an absolute path", str);
+			break;
+		}
+		if ((argv[i] = strdup(str)) == NULL) {
+			conf_error(errs, path, s, "out of memory");
+			break;
+		}
+	}
+	if (i < n) {
+		conf_argv_free(argv);
+		return -1;
+	}
+	conf_argv_free(*(char ***)field);
+	*(char ***)field = argv;
+	return 0;
+}
+
+/* A program fanoutd or a worker will execute: caught here, with its path,
+ * rather than as a worker that fails to start. */
+static int
+conf_check_program(const char *prog, const config_setting_t *s,
+    const char *path, FILE *errs)
+{
+	struct stat st;
+
+	if (stat(prog, &st) == -1) {
+		conf_error(errs, path, s, "%s: %s", prog, strerror(errno));
+		return -1;
+	}
+	if (!S_ISREG(st.st_mode)) {
+		conf_error(errs, path, s, "%s: not a regular file", prog);
+		return -1;
+	}
+	if (access(prog, X_OK) == -1) {
+		conf_error(errs, path, s, "%s: is not executable (%s)", prog,
+		    strerror(errno));
+		return -1;
+	}
+	return 0;
 }
 
 /* One setting from the file into conf: 0, or -1 after reporting why. */
@@ -176,6 +290,8 @@ conf_apply(const struct conf_setting *cs, config_setting_t *s,
 		*(uint32_t *)field = (uint32_t)v;
 		return 0;
 	}
+	if (cs->type == CT_ARGV)
+		return conf_apply_argv(cs, s, field, path, errs);
 	if ((str = config_setting_get_string(s)) == NULL) {
 		conf_error(errs, path, s, "must be a string");
 		return -1;
@@ -205,7 +321,7 @@ conf_apply(const struct conf_setting *cs, config_setting_t *s,
 int
 conf_load(const char *path, struct fanout_conf *conf, FILE *errs)
 {
-	config_setting_t *root, *s, *port = NULL, *qbytes = NULL;
+	config_setting_t *root, *s, *found[nitems(settings)] = { NULL };
 	config_t cf;
 	FILE *fp;
 	int i, n, bad = 0;
@@ -246,26 +362,10 @@ conf_load(const char *path, struct fanout_conf *conf, FILE *errs)
 		}
 		if (conf_apply(cs, s, conf, path, errs) == -1)
 			bad = 1;
-		if (strcmp(cs->name, "base_port") == 0)
-			port = s;
-		if (strcmp(cs->name, "queue_max_bytes") == 0)
-			qbytes = s;
+		found[cs - settings] = s;
 	}
-	if (!bad && conf->queue_max_bytes < conf->max_message_bytes) {
-		s = qbytes ? qbytes : config_lookup(&cf, "max_message_bytes");
-		conf_error(errs, path, s, "queue_max_bytes (%u) must be at "
-		    "least max_message_bytes (%u), or the largest message "
-		    "never fits a queue", conf->queue_max_bytes,
-		    conf->max_message_bytes);
-		bad = 1;
-	}
-	if (!bad && conf->base_port + conf->workers - 1 > 65535) {
-		s = port ? port : config_lookup(&cf, "workers");
-		conf_error(errs, path, s,
-		    "ports %u to %u do not fit below 65536",
-		    conf->base_port, conf->base_port + conf->workers - 1);
-		bad = 1;
-	}
+	if (!bad)
+		bad = conf_check(conf, found, &cf, path, errs);
 	config_destroy(&cf);
 	if (bad) {
 		conf_free(conf);
@@ -274,11 +374,63 @@ conf_load(const char *path, struct fanout_conf *conf, FILE *errs)
 	return 0;
 }
 
+/* The setting to blame for a problem between two: the one the file set. */
+static const config_setting_t *
+conf_blame(config_setting_t *const found[], const char *first,
+    const char *second, config_t *cf)
+{
+	const struct conf_setting *cs = conf_lookup(first);
+
+	if (found[cs - settings] != NULL)
+		return found[cs - settings];
+	return config_lookup(cf, second);
+}
+
+/* Settings that are each valid but not together: 0, or 1 if bad. */
+static int
+conf_check(const struct fanout_conf *conf, config_setting_t *const found[],
+    config_t *cf, const char *path, FILE *errs)
+{
+	const config_setting_t *s;
+	int bad = 0;
+
+	if (conf->queue_max_bytes < conf->max_message_bytes) {
+		s = conf_blame(found, "queue_max_bytes", "max_message_bytes",
+		    cf);
+		conf_error(errs, path, s, "queue_max_bytes (%u) must be at "
+		    "least max_message_bytes (%u), or the largest message "
+		    "never fits a queue", conf->queue_max_bytes,
+		    conf->max_message_bytes);
+		bad = 1;
+	}
+	if (conf->base_port + conf->workers - 1 > 65535) {
+		s = conf_blame(found, "base_port", "workers", cf);
+		conf_error(errs, path, s,
+		    "ports %u to %u do not fit below 65536",
+		    conf->base_port, conf->base_port + conf->workers - 1);
+		bad = 1;
+	}
+	if (conf->handler_timeout_ms >= conf->stall_timeout_ms) {
+		s = conf_blame(found, "handler_timeout_ms", "stall_timeout_ms",
+		    cf);
+		conf_error(errs, path, s, "handler_timeout_ms (%u) must be "
+		    "below stall_timeout_ms (%u), or a slow handler is taken "
+		    "for a stalled worker", conf->handler_timeout_ms,
+		    conf->stall_timeout_ms);
+		bad = 1;
+	}
+	if (conf->handler != NULL && conf_check_program(conf->handler[0],
+	    conf_blame(found, "handler", "handler", cf), path, errs) < 0)
+		bad = 1;
+	return bad;
+}
+
 void
 conf_free(struct fanout_conf *conf)
 {
 	free(conf->listen_address);
 	free(conf->control_socket);
 	free(conf->worker_path);
+	conf_argv_free(conf->handler);
 	memset(conf, 0, sizeof(*conf));
 }

@@ -26,6 +26,28 @@ enum degraded_action {
 };
 #define DEGRADED_ACTION_NAMES	{ "queue", "exit", NULL }
 
+/* How a worker runs its handler (fanout.conf(5)). */
+enum handler_mode {
+	HANDLER_EXEC = 0,	/* one process per message */
+	HANDLER_PIPE,		/* one long-running process, fed on stdin */
+};
+#define HANDLER_MODE_NAMES	{ "exec", "pipe", NULL }
+
+/* How messages and answers cross a pipe handler's stdin and stdout. */
+enum handler_framing {
+	FRAMING_LINES = 0,	/* a message per line */
+	FRAMING_BINARY,		/* "ID LENGTH\n", then the bytes */
+};
+#define HANDLER_FRAMING_NAMES	{ "lines", "binary", NULL }
+
+/* A handler that ran out of time: its process group gets SIGTERM, then
+ * SIGKILL this much later. */
+#define HANDLER_KILL_GRACE_MS	2000
+
+/* Bounds of the handler setting's argv. */
+#define HANDLER_ARGS_MAX	64
+#define HANDLER_ARG_LEN_MAX	4095
+
 struct fanout_conf {
 	uint32_t	 workers;
 	uint32_t	 base_port;
@@ -40,6 +62,10 @@ struct fanout_conf {
 	uint32_t	 queue_max_bytes;
 	uint32_t	 degraded_timeout_ms;
 	uint32_t	 degraded_action;	/* enum degraded_action */
+	uint32_t	 handler_mode;		/* enum handler_mode */
+	uint32_t	 handler_framing;	/* enum handler_framing */
+	uint32_t	 handler_timeout_ms;
+	char		**handler;	/* argv, NULL ended; NULL: none */
 	char		*listen_address;
 	char		*control_socket;
 	char		*worker_path;
@@ -49,5 +75,6 @@ struct fanout_conf {
  * "file:line: setting: problem".  Returns 0, or -1 with conf left empty. */
 int	conf_load(const char *path, struct fanout_conf *, FILE *errs);
 void	conf_free(struct fanout_conf *);
+void	conf_argv_free(char **);
 
 #endif /* FANOUT_CONF_H */

@@ -39,6 +39,21 @@ ctl_frame(struct ctl_conn *c, uint8_t type, uint64_t req_id,
 		c->closing = true;
 }
 
+/* A CTL_WORKER record and its reason, if any. */
+static void
+ctl_worker_frame(struct ctl_conn *c, uint64_t req_id,
+    const struct ctl_worker *rec, const char *reason, size_t reason_len)
+{
+	uint8_t p[CTL_WORKER_LEN + FANOUT_REASON_MAX];
+
+	if (reason_len > FANOUT_REASON_MAX)
+		reason_len = FANOUT_REASON_MAX;
+	ctl_worker_encode(p, rec);
+	if (reason_len > 0)
+		memcpy(p + CTL_WORKER_LEN, reason, reason_len);
+	ctl_frame(c, CTL_WORKER, req_id, p, CTL_WORKER_LEN + reason_len);
+}
+
 static void
 ctl_end(struct ctl_conn *c, uint64_t req_id, const struct ctl_end *e)
 {
@@ -72,7 +87,6 @@ control_reply_bcast(struct ctl_conn *c, const struct bcast *b)
 {
 	struct fanoutd *d = c->d;
 	uint64_t now = loop_now(d);
-	uint8_t p[CTL_WORKER_LEN];
 	struct ctl_worker rec;
 	struct ctl_end e = {
 		.result = b->nacked == b->nworkers ? CTL_RES_OK :
@@ -82,6 +96,7 @@ control_reply_bcast(struct ctl_conn *c, const struct bcast *b)
 		.limit = b->timeout_ms,
 		.msg_id = b->m->id,
 		.queued = b->nqueued,
+		.failed = b->nfailed,
 	};
 	uint32_t i;
 
@@ -92,8 +107,9 @@ control_reply_bcast(struct ctl_conn *c, const struct bcast *b)
 		rec.pid = (uint32_t)b->res[i].pid;
 		rec.outcome = b->res[i].outcome;
 		rec.rtt_us = b->res[i].rtt_us;
-		ctl_worker_encode(p, &rec);
-		ctl_frame(c, CTL_WORKER, b->req_id, p, sizeof(p));
+		rec.status = b->res[i].status;
+		ctl_worker_frame(c, b->req_id, &rec, b->res[i].reason,
+		    b->res[i].reason_len);
 	}
 	ctl_end(c, b->req_id, &e);
 	ctl_schedule_flush(c);
@@ -169,7 +185,7 @@ static void
 ctl_status(struct ctl_conn *c, const struct frame_hdr *h, const uint8_t *p)
 {
 	struct fanoutd *d = c->d;
-	uint8_t wbuf[CTL_WORKER_LEN], buf[CTL_DAEMON_LEN + FANOUT_VERSION_MAX];
+	uint8_t buf[CTL_DAEMON_LEN + FANOUT_VERSION_MAX];
 	uint64_t now = now_usec();
 	struct ctl_worker rec;
 	struct ctl_daemon dm = {
@@ -195,8 +211,8 @@ ctl_status(struct ctl_conn *c, const struct frame_hdr *h, const uint8_t *p)
 	}
 	for (i = 0; i < d->nworkers; i++) {
 		worker_record(d->workers[i], now, &rec);
-		ctl_worker_encode(wbuf, &rec);
-		ctl_frame(c, CTL_WORKER, h->id, wbuf, sizeof(wbuf));
+		ctl_worker_frame(c, h->id, &rec, d->workers[i]->last_reason,
+		    d->workers[i]->last_reason_len);
 	}
 	if (vlen > FANOUT_VERSION_MAX)
 		vlen = FANOUT_VERSION_MAX;

@@ -1,15 +1,17 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * fanout-worker: listens on its port, tells its supervisor it is ready once
- * it listens, and acknowledges every message fanoutd sends it, in order.
- * A message it has already handled (a resend after a lost link) is acked
- * without being handled again.  On SIGTERM it acks what it has read, then
- * exits.
+ * it listens, gives every message fanoutd sends it to its handler (if it has
+ * one) and acknowledges it, in order, with the handler's result.  A message
+ * it has already handled (a resend after a lost link) is acked without
+ * being handled again.  On SIGTERM it lets the running handler finish, acks
+ * what its handler took, then exits.
  */
 #include "config.h"
 
 #include <sys/socket.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <poll.h>
 #include <signal.h>
@@ -20,7 +22,9 @@
 
 #include <systemd/sd-event.h>
 
+#include "conf.h"
 #include "frame.h"
+#include "handler.h"
 #include "log.h"
 #include "notify.h"
 #include "payload.h"
@@ -30,6 +34,13 @@
 #define CONNS_MAX	8	/* fanoutd uses one; a few spare for reconnects */
 #define LOG_PREVIEW	32	/* message bytes shown in the log */
 #define EXIT_FLUSH_MS	2000	/* how long acks may take to leave at exit */
+/* With a handler: messages read and not yet acked, per connection, and
+ * bytes waiting for the handler; past either the worker stops reading and
+ * TCP pushes back on fanoutd, which queues. */
+#define AHEAD_MAX	64
+#define AHEAD_BYTES_MAX	(1024 * 1024)
+/* Failures remembered to answer a resend with the same result. */
+#define FAILS_KEPT	256
 
 struct conn {
 	struct wk	*wk;
@@ -37,7 +48,19 @@ struct conn {
 	sd_event_source	*src;
 	struct rbuf	 in;
 	struct wbuf	 out;
+	/* ids read on this connection and not yet acked, oldest first: acks
+	 * leave in this order, once the handler has answered each */
+	uint64_t	 ahead[AHEAD_MAX];
+	unsigned	 ahead_head, ahead_n;
+	bool		 paused;	/* not reading: too much ahead */
 	struct conn	*next;
+};
+
+struct fail {
+	uint64_t	 id;
+	uint32_t	 status;
+	uint8_t		 len;
+	char		 reason[FANOUT_REASON_MAX];
 };
 
 struct wk {
@@ -48,9 +71,16 @@ struct wk {
 	struct conn	*conns;
 	unsigned	 nconns;
 	/* Ids grow in the order fanoutd accepted the messages and each
-	 * worker gets them in that order: one number tells what is done. */
-	uint64_t	 last_id;
+	 * worker gets them in that order: two numbers tell what the handler
+	 * took and what it has answered. */
+	uint64_t	 last_taken;
+	uint64_t	 last_done;
 	pid_t		 pid;
+	struct handler	*h;		/* NULL: no handler, ack on receipt */
+	struct fail	*fails;		/* ring of FAILS_KEPT */
+	unsigned	 nfails;
+	sd_event_source	*post_src;	/* acks and resumes after answers */
+	bool		 stopping;
 };
 
 static void __attribute__((noreturn))
@@ -58,11 +88,24 @@ usage(FILE *f, int code)
 {
 	fprintf(f,
 	    "usage: fanout-worker --index N --port PORT [--address ADDR] [-v]\n"
-	    "Acknowledge the messages fanoutd broadcasts; started by fanoutd."
-	    "\n\n"
+	    "           [--handler-mode exec|pipe] [--handler-framing lines|binary]"
+	    "\n"
+	    "           [--handler-timeout MS] [--handler-restart-max MS]\n"
+	    "           [-- PROGRAM [ARG...]]\n"
+	    "Handle and acknowledge the messages fanoutd broadcasts; started by "
+	    "fanoutd.\n\n"
 	    "  -i, --index N        this worker's index in the pool\n"
 	    "  -p, --port PORT      TCP port to listen on\n"
 	    "  -a, --address ADDR   address to listen on (default 127.0.0.1)\n"
+	    "  --handler-mode M     exec (a process per message, default) or "
+	    "pipe\n"
+	    "  --handler-framing F  pipe mode: lines (default) or binary\n"
+	    "  --handler-timeout MS per message (default 10000)\n"
+	    "  --handler-restart-max MS\n"
+	    "                       pipe mode: longest restart delay "
+	    "(default 30000)\n"
+	    "  PROGRAM [ARG...]     the handler; without it, messages are only "
+	    "acked\n"
 	    "  -v, --verbose        log debug messages too\n"
 	    "  -h, --help           show this help and exit\n"
 	    "  -V, --version        show the version and exit\n");
@@ -85,9 +128,9 @@ conn_close(struct conn *c)
 	free(c);
 }
 
-/* What handling a message means until handlers exist: a debug line. */
+/* Without a handler, receiving is handling: a debug line at most. */
 static void
-handle_message(struct wk *wk, const struct frame_hdr *h, const uint8_t *p)
+log_message(struct wk *wk, const struct frame_hdr *h, const uint8_t *p)
 {
 	char preview[LOG_PREVIEW * 4 + 1];
 
@@ -100,42 +143,145 @@ handle_message(struct wk *wk, const struct frame_hdr *h, const uint8_t *p)
 	    preview, h->len > LOG_PREVIEW ? "..." : "");
 }
 
-/* Handles every complete frame read so far: 0, or -1 on a protocol error. */
+static int
+conn_ack(struct conn *c, uint64_t id, uint32_t status, const char *reason,
+    size_t reason_len)
+{
+	uint8_t buf[MSG_ACK_LEN + FANOUT_REASON_MAX];
+	struct msg_ack ack = { .status = status };
+
+	msg_ack_encode(buf, &ack);
+	memcpy(buf + MSG_ACK_LEN, reason, reason_len);
+	if (wbuf_frame(&c->out, MSG_ACK, id, buf, MSG_ACK_LEN + reason_len)
+	    < 0) {
+		log_warnx("worker %u: out of memory", c->wk->index);
+		return -1;
+	}
+	return 0;
+}
+
+/* The result of a message the handler has answered: a failure if it is
+ * still remembered, otherwise success. */
+static const struct fail *
+fail_lookup(const struct wk *wk, uint64_t id)
+{
+	unsigned i;
+
+	for (i = 0; i < wk->nfails && i < FAILS_KEPT; i++) {
+		const struct fail *f = &wk->fails[(wk->nfails - 1 - i) %
+		    FAILS_KEPT];
+
+		if (f->id == id)
+			return f;
+		if (f->id < id)
+			break;
+	}
+	return NULL;
+}
+
+/* Acks, in order, the messages read on c that the handler has answered. */
+static int
+conn_emit(struct conn *c)
+{
+	struct wk *wk = c->wk;
+
+	while (c->ahead_n > 0 && c->ahead[c->ahead_head] <= wk->last_done) {
+		uint64_t id = c->ahead[c->ahead_head];
+		const struct fail *f = fail_lookup(wk, id);
+
+		if (conn_ack(c, id, f ? f->status : 0, f ? f->reason : NULL,
+		    f ? f->len : 0) < 0)
+			return -1;
+		c->ahead_head = (c->ahead_head + 1) % AHEAD_MAX;
+		c->ahead_n--;
+	}
+	return 0;
+}
+
+/* One message for the handler: 0, or -1 to drop the connection. */
+static int
+conn_take(struct conn *c, const struct frame_hdr *h, const uint8_t *p)
+{
+	struct wk *wk = c->wk;
+	int r;
+
+	if (h->id > wk->last_taken) {
+		if ((r = handler_submit(wk->h, h->id, p, h->len)) < 0) {
+			log_warnx("worker %u: cannot take message %llu: %s",
+			    wk->index, (unsigned long long)h->id,
+			    strerror(-r));
+			return -1;
+		}
+		wk->last_taken = h->id;
+	} else
+		log_debug("worker %u (pid %d): message %llu again: acked "
+		    "without handling it", wk->index, (int)wk->pid,
+		    (unsigned long long)h->id);
+	c->ahead[(c->ahead_head + c->ahead_n) % AHEAD_MAX] = h->id;
+	c->ahead_n++;
+	return 0;
+}
+
+/* Handles the complete frames read so far, as far as the bounds allow:
+ * 0, or -1 on a protocol error. */
 static int
 conn_process(struct conn *c)
 {
 	struct wk *wk = c->wk;
-	struct msg_ack ack = { .status = 0 };
-	uint8_t buf[MSG_ACK_LEN];
 	struct frame_hdr h;
 	const uint8_t *p;
-	int r;
+	int r = 0;
 
-	msg_ack_encode(buf, &ack);
-	while ((r = rbuf_next(&c->in, &h, &p)) == 1) {
+	for (;;) {
+		if (wk->h != NULL && (wk->stopping || c->ahead_n == AHEAD_MAX ||
+		    handler_pending_bytes(wk->h) >= AHEAD_BYTES_MAX)) {
+			c->paused = true;
+			break;
+		}
+		c->paused = false;
+		if ((r = rbuf_next(&c->in, &h, &p)) != 1)
+			break;
 		if (h.type != MSG_DATA) {
 			log_warnx("worker %u: unexpected frame type %u; "
 			    "closing the connection", wk->index, h.type);
 			return -1;
 		}
-		if (h.id > wk->last_id) {
-			handle_message(wk, &h, p);
-			wk->last_id = h.id;
+		if (wk->h != NULL) {
+			if (conn_take(c, &h, p) < 0)
+				return -1;
+			continue;
+		}
+		if (h.id > wk->last_done) {
+			log_message(wk, &h, p);
+			wk->last_done = h.id;
 		} else
 			log_debug("worker %u (pid %d): message %llu again: "
 			    "acked without handling it", wk->index,
 			    (int)wk->pid, (unsigned long long)h.id);
-		if (wbuf_frame(&c->out, MSG_ACK, h.id, buf, sizeof(buf)) < 0) {
-			log_warnx("worker %u: out of memory", wk->index);
+		if (conn_ack(c, h.id, 0, NULL, 0) < 0)
 			return -1;
-		}
 	}
 	if (r < 0) {
 		log_warnx("worker %u: bad frame: %s; closing the connection",
 		    wk->index, frame_strerror(r));
 		return -1;
 	}
-	return 0;
+	return conn_emit(c);
+}
+
+/* One write per batch of frames read; reading only when not paused. */
+static void
+conn_update(struct conn *c)
+{
+	int r;
+
+	if ((r = wbuf_flush(&c->out, c->fd)) < 0) {
+		conn_close(c);
+		return;
+	}
+	(void)sd_event_source_set_io_events(c->src,
+	    (c->paused || c->wk->stopping ? 0 : EPOLLIN) |
+	    (r == 1 ? EPOLLOUT : 0));
 }
 
 static int
@@ -143,10 +289,10 @@ on_conn_io(sd_event_source *s, int fd, uint32_t revents, void *arg)
 {
 	struct conn *c = arg;
 	ssize_t n;
-	int r;
 
 	(void)s;
-	if (revents & (EPOLLIN | EPOLLHUP | EPOLLERR)) {
+	if ((revents & (EPOLLIN | EPOLLHUP | EPOLLERR)) && !c->paused &&
+	    !c->wk->stopping) {
 		n = rbuf_read(&c->in, fd);
 		if (n == 0 || (n < 0 && n != -EAGAIN)) {
 			log_debug("worker %u: connection closed",
@@ -160,14 +306,47 @@ on_conn_io(sd_event_source *s, int fd, uint32_t revents, void *arg)
 			return 0;
 		}
 	}
-	/* One write per batch of frames read. */
-	if ((r = wbuf_flush(&c->out, fd)) < 0) {
-		conn_close(c);
-		return 0;
-	}
-	(void)sd_event_source_set_io_events(c->src,
-	    EPOLLIN | (r == 1 ? EPOLLOUT : 0));
+	conn_update(c);
 	return 0;
+}
+
+/* After the handler answered: ack, and read again where paused. */
+static int
+on_post(sd_event_source *s, void *arg)
+{
+	struct wk *wk = arg;
+	struct conn *c, *next;
+
+	(void)s;
+	for (c = wk->conns; c != NULL; c = next) {
+		next = c->next;
+		if ((c->paused ? conn_process(c) : conn_emit(c)) < 0) {
+			conn_close(c);
+			continue;
+		}
+		conn_update(c);
+	}
+	return 0;
+}
+
+static void
+on_handler_done(void *arg, uint64_t id, uint32_t status, const char *reason,
+    size_t reason_len)
+{
+	struct wk *wk = arg;
+
+	wk->last_done = id;
+	if (status != HS_OK) {
+		struct fail *f = &wk->fails[wk->nfails++ % FAILS_KEPT];
+
+		f->id = id;
+		f->status = status;
+		f->len = (uint8_t)reason_len;
+		memcpy(f->reason, reason, reason_len);
+		log_debug("worker %u: message %llu: handler failed: status "
+		    "%u", wk->index, (unsigned long long)id, status);
+	}
+	(void)sd_event_source_set_enabled(wk->post_src, SD_EVENT_ONESHOT);
 }
 
 static int
@@ -223,16 +402,91 @@ flush_all(struct wk *wk)
 	}
 }
 
+/* The handler has finished what it took: ack it all and go. */
+static void
+on_handler_idle(void *arg)
+{
+	struct wk *wk = arg;
+	struct conn *c;
+
+	for (c = wk->conns; c != NULL; c = c->next)
+		(void)conn_emit(c);
+	(void)sd_event_exit(wk->ev, 0);
+}
+
 static int
 on_signal(sd_event_source *s, const struct signalfd_siginfo *si, void *arg)
 {
 	struct wk *wk = arg;
+	struct conn *c;
 
 	(void)s;
+	if (wk->stopping)
+		return 0;
 	log_debug("worker %u: %s: exiting", wk->index,
 	    strsignal((int)si->ssi_signo));
-	(void)sd_event_exit(wk->ev, 0);
+	wk->stopping = true;
+	if (wk->h == NULL) {
+		(void)sd_event_exit(wk->ev, 0);
+		return 0;
+	}
+	/* Read no more; what the handler took is finished and acked. */
+	wk->lsrc = sd_event_source_disable_unref(wk->lsrc);
+	for (c = wk->conns; c != NULL; c = c->next)
+		(void)sd_event_source_set_io_events(c->src, 0);
+	handler_drain(wk->h, on_handler_idle);
 	return 0;
+}
+
+/* Handler options, long only. */
+enum {
+	OPT_MODE = 256,
+	OPT_FRAMING,
+	OPT_TIMEOUT,
+	OPT_RESTART_MAX,
+};
+
+/* A value out of names (NULL ended): its index, or exit 2. */
+static int
+parse_name(const char *opt, const char *arg, const char *const *names)
+{
+	int i;
+
+	for (i = 0; names[i] != NULL; i++)
+		if (strcmp(names[i], arg) == 0)
+			return i;
+	fprintf(stderr, "fanout-worker: --%s: \"%s\" is not one of", opt,
+	    arg);
+	for (i = 0; names[i] != NULL; i++)
+		fprintf(stderr, " %s", names[i]);
+	fputc('\n', stderr);
+	exit(2);
+}
+
+static uint32_t
+parse_ms(const char *opt, const char *arg)
+{
+	uint64_t v;
+
+	if (parse_uint(arg, 1, 3600000, &v) < 0) {
+		fprintf(stderr, "fanout-worker: --%s: must be between 1 and "
+		    "3600000 ms\n", opt);
+		exit(2);
+	}
+	return (uint32_t)v;
+}
+
+/* The handler's stdin and stderr are dup2'ed onto 0 and 2: those must
+ * not be free for a pipe to land on. */
+static void
+ensure_std_fds(void)
+{
+	int fd;
+
+	while ((fd = open("/dev/null", O_RDWR | O_CLOEXEC)) >= 0 && fd <= 2)
+		(void)fcntl(fd, F_SETFD, 0);
+	if (fd > 2)
+		close(fd);
 }
 
 int
@@ -243,9 +497,22 @@ main(int argc, char *argv[])
 		{ "port",	required_argument,	NULL, 'p' },
 		{ "address",	required_argument,	NULL, 'a' },
 		{ "verbose",	no_argument,		NULL, 'v' },
+		{ "handler-mode", required_argument,	NULL, OPT_MODE },
+		{ "handler-framing", required_argument,	NULL, OPT_FRAMING },
+		{ "handler-timeout", required_argument,	NULL, OPT_TIMEOUT },
+		{ "handler-restart-max", required_argument, NULL,
+		    OPT_RESTART_MAX },
 		{ "help",	no_argument,		NULL, 'h' },
 		{ "version",	no_argument,		NULL, 'V' },
 		{ NULL,		0,			NULL, 0 }
+	};
+	static const char *const modes[] = HANDLER_MODE_NAMES;
+	static const char *const framings[] = HANDLER_FRAMING_NAMES;
+	struct handler_conf hc = {
+		.mode = HANDLER_EXEC,
+		.framing = FRAMING_LINES,
+		.timeout_ms = 10000,
+		.restart_max_ms = 30000,
 	};
 	const char *addr = "127.0.0.1";
 	uint64_t index = UINT64_MAX, port = 0;
@@ -279,6 +546,20 @@ main(int argc, char *argv[])
 		case 'v':
 			verbose++;
 			break;
+		case OPT_MODE:
+			hc.mode = parse_name("handler-mode", optarg, modes);
+			break;
+		case OPT_FRAMING:
+			hc.framing = parse_name("handler-framing", optarg,
+			    framings);
+			break;
+		case OPT_TIMEOUT:
+			hc.timeout_ms = parse_ms("handler-timeout", optarg);
+			break;
+		case OPT_RESTART_MAX:
+			hc.restart_max_ms = parse_ms("handler-restart-max",
+			    optarg);
+			break;
 		case 'h':
 			usage(stdout, 0);
 		case 'V':
@@ -288,10 +569,21 @@ main(int argc, char *argv[])
 			usage(stderr, 2);
 		}
 	}
-	if (optind != argc || index == UINT64_MAX || port == 0) {
+	if (index == UINT64_MAX || port == 0) {
 		fprintf(stderr, "fanout-worker: --index and --port are "
 		    "required\n");
 		usage(stderr, 2);
+	}
+	if (optind < argc) {
+		/* No PATH search: the program fanout.conf names, exactly. */
+		if (argv[optind][0] != '/') {
+			fprintf(stderr, "fanout-worker: %s: the handler must "
+			    "be an absolute path\n", argv[optind]);
+			return 2;
+		}
+		hc.argv = &argv[optind];
+		hc.index = (uint32_t)index;
+		hc.port = (uint16_t)port;
 	}
 	log_init("fanout-worker", verbose);
 	memset(&wk, 0, sizeof(wk));
@@ -301,9 +593,11 @@ main(int argc, char *argv[])
 	sigemptyset(&set);
 	sigaddset(&set, SIGTERM);
 	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGCHLD);	/* handlers are reaped by sd-event */
 	if (sigprocmask(SIG_BLOCK, &set, NULL) == -1)
 		fatal("sigprocmask");
 	signal(SIGPIPE, SIG_IGN);
+	ensure_std_fds();
 
 	if ((wk.lfd = tcp_listen(addr, (uint16_t)port)) < 0) {
 		snprintf(why, sizeof(why), "cannot listen on %s:%u: %s", addr,
@@ -316,9 +610,19 @@ main(int argc, char *argv[])
 	    (r = sd_event_add_signal(wk.ev, NULL, SIGTERM, on_signal, &wk)) < 0 ||
 	    (r = sd_event_add_signal(wk.ev, NULL, SIGINT, on_signal, &wk)) < 0 ||
 	    (r = sd_event_add_io(wk.ev, &wk.lsrc, wk.lfd, EPOLLIN, on_accept,
-	    &wk)) < 0)
+	    &wk)) < 0 ||
+	    (r = sd_event_add_defer(wk.ev, &wk.post_src, on_post, &wk)) < 0 ||
+	    (r = sd_event_source_set_enabled(wk.post_src, SD_EVENT_OFF)) < 0)
 		fatalx("worker %u: cannot set up the event loop: %s", wk.index,
 		    strerror(-r));
+	if (hc.argv != NULL) {
+		if ((wk.fails = calloc(FAILS_KEPT, sizeof(*wk.fails))) == NULL)
+			fatalx("worker %u: out of memory", wk.index);
+		if ((r = handler_new(wk.ev, &hc, on_handler_done, &wk,
+		    &wk.h)) < 0)
+			fatalx("worker %u: cannot set up the handler: %s",
+			    wk.index, strerror(-r));
+	}
 	/* Only now can fanoutd connect: listen() has succeeded. */
 	snprintf(why, sizeof(why), "listening on %s:%u", addr, (unsigned)port);
 	notify_ready(why);
@@ -331,6 +635,9 @@ main(int argc, char *argv[])
 	flush_all(&wk);
 	while (wk.conns != NULL)
 		conn_close(wk.conns);
+	handler_free(wk.h);
+	free(wk.fails);
+	wk.post_src = sd_event_source_disable_unref(wk.post_src);
 	sd_event_unref(wk.ev);
 	return r < 0 ? 1 : 0;
 }

@@ -135,14 +135,21 @@ struct worker {
 	uint64_t	 acked;
 	uint64_t	 progress_usec;	/* last ack, or first send after idle */
 	uint32_t	 last_rtt_us;
+	uint64_t	 failed;	/* acks whose handler failed */
+	uint32_t	 last_status;	/* the last failure's handler status */
+	uint8_t		 last_reason_len;
+	char		 last_reason[FANOUT_REASON_MAX];
 	bool		 dirty;		/* on d->dirty_workers */
 	struct worker	*next_dirty;
 };
 
 struct bcast_res {
 	uint8_t		 outcome;	/* enum ack_outcome; ACK_NONE: pending */
+	uint8_t		 reason_len;
 	uint32_t	 rtt_us;
+	uint32_t	 status;	/* ACK_FAILED: the handler's result */
 	pid_t		 pid;
+	char		*reason;	/* ACK_FAILED: the handler's words */
 };
 
 struct bcast {
@@ -158,6 +165,7 @@ struct bcast {
 	uint32_t	 npending;
 	uint32_t	 nacked;
 	uint32_t	 nqueued;
+	uint32_t	 nfailed;
 	struct bcast	*prev, *next;	/* d->bcasts */
 	struct bcast_res res[];
 };
@@ -237,6 +245,8 @@ void	pool_tick(struct fanoutd *, uint64_t now);
 void	pool_free(struct fanoutd *);
 void	pool_link_up(struct worker *);
 void	pool_link_lost(struct worker *, const char *why);
+/* How long a stopping worker gets before SIGKILL, in microseconds. */
+uint64_t pool_stop_usec(const struct fanoutd *);
 void	worker_event(struct worker *, enum worker_ev);
 /* Queue the worker's link for a write pass at the end of this loop turn. */
 void	worker_kick(struct worker *);
@@ -267,8 +277,10 @@ int	bcast_start(struct fanoutd *, struct ctl_conn *, uint64_t req_id,
 	    const uint8_t *msg, size_t len, uint32_t timeout_ms,
 	    uint32_t flags);
 void	bcast_settle(struct bcast *, uint32_t index, uint8_t outcome);
-/* A worker acked the oldest message of its queue. */
-void	bcast_acked(struct worker *);
+/* A worker acked the oldest message of its queue with a handler status
+ * (0: handled) and, for a failure, the handler's reason. */
+void	bcast_acked(struct worker *, uint32_t status, const uint8_t *reason,
+	    size_t reason_len);
 /* A worker left W_UP: what waits on it needs no waiting. */
 void	bcast_worker_away(struct worker *);
 void	bcast_detach_client(struct fanoutd *, struct ctl_conn *);

@@ -27,7 +27,8 @@ struct ctl_end		{ CTL_END_FIELDS(PAYLOAD_MEMBER) };
 /*
  * name_encode writes exactly NAME_LEN bytes.  name_decode reads a payload of
  * len bytes: 0, or -EBADMSG unless len is NAME_LEN (payloads with a tail,
- * CTL_SEND and CTL_DAEMON: at least NAME_LEN; the tail follows).
+ * MSG_ACK, CTL_SEND, CTL_WORKER and CTL_DAEMON: at least NAME_LEN; the
+ * tail follows, and its bound is the caller's to check).
  */
 #define PAYLOAD_PROTOS(name) \
 	void	name##_encode(uint8_t *, const struct name *); \

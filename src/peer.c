@@ -37,11 +37,12 @@ tcp_ack(struct worker *w, const struct frame_hdr *h, const uint8_t *p)
 {
 	struct msg_ack ack;
 
-	if (msg_ack_decode(p, h->len, &ack) < 0)
+	if (msg_ack_decode(p, h->len, &ack) < 0 ||
+	    h->len - MSG_ACK_LEN > FANOUT_REASON_MAX)
 		return -EBADMSG;
 	if (w->q.nsent == 0 || queue_at(&w->q, 0)->id != h->id)
 		return -ENOENT;
-	bcast_acked(w);
+	bcast_acked(w, ack.status, p + MSG_ACK_LEN, h->len - MSG_ACK_LEN);
 	return 0;
 }
 
@@ -154,7 +155,7 @@ tcp_connect(struct worker *w)
 	}
 	l->fd = fd;
 	l->connected = false;
-	rbuf_init(&l->in, MSG_ACK_LEN);
+	rbuf_init(&l->in, MSG_ACK_LEN + FANOUT_REASON_MAX);
 	return 0;
 }
 

@@ -177,7 +177,7 @@ worker_enter(struct worker *w, enum worker_state old)
 		 * KILL when the timer fires. */
 		worker_signal(w, SIGTERM);
 		worker_signal(w, SIGCONT);
-		worker_arm(w, d->conf.stop_timeout_ms * 1000ULL);
+		worker_arm(w, pool_stop_usec(d));
 		break;
 	case W_DEAD:
 		w->timer_src = sd_event_source_disable_unref(w->timer_src);
@@ -249,8 +249,8 @@ worker_event(struct worker *w, enum worker_ev ev)
 		case W_RESTARTING:
 		case W_STOPPING:
 			log_warnx("worker %u (pid %d) did not stop within "
-			    "%u ms; killing it", w->index, (int)w->pid,
-			    d->conf.stop_timeout_ms);
+			    "%llu ms; killing it", w->index, (int)w->pid,
+			    (unsigned long long)(pool_stop_usec(d) / 1000));
 			worker_signal(w, SIGKILL);
 			return;
 		default:
@@ -425,9 +425,12 @@ on_timer(sd_event_source *s, uint64_t usec, void *arg)
 static void __attribute__((noreturn))
 worker_exec(struct worker *w, pid_t parent, const char *notify_name)
 {
+	static char *modes[] = HANDLER_MODE_NAMES;
+	static char *framings[] = HANDLER_FRAMING_NAMES;
 	struct fanoutd *d = w->d;
-	char index[16], port[16];
-	char *argv[10];
+	char index[16], port[16], timeout[16], restart[16];
+	char *argv[20 + HANDLER_ARGS_MAX];
+	uint32_t restart_ms;
 	int argc = 0;
 	sigset_t all;
 
@@ -450,6 +453,26 @@ worker_exec(struct worker *w, pid_t parent, const char *notify_name)
 	argv[argc++] = d->conf.listen_address;
 	if (log_getverbose() > 0)
 		argv[argc++] = (char *)"-v";
+	if (d->conf.handler != NULL) {
+		/* Its restarts must stay well inside the stall timeout. */
+		restart_ms = d->conf.restart_max_delay_ms;
+		if (restart_ms > d->conf.stall_timeout_ms / 2)
+			restart_ms = d->conf.stall_timeout_ms / 2;
+		snprintf(timeout, sizeof(timeout), "%u",
+		    d->conf.handler_timeout_ms);
+		snprintf(restart, sizeof(restart), "%u", restart_ms);
+		argv[argc++] = (char *)"--handler-mode";
+		argv[argc++] = modes[d->conf.handler_mode];
+		argv[argc++] = (char *)"--handler-framing";
+		argv[argc++] = framings[d->conf.handler_framing];
+		argv[argc++] = (char *)"--handler-timeout";
+		argv[argc++] = timeout;
+		argv[argc++] = (char *)"--handler-restart-max";
+		argv[argc++] = restart;
+		argv[argc++] = (char *)"--";
+		for (char **a = d->conf.handler; *a != NULL; a++)
+			argv[argc++] = *a;
+	}
 	argv[argc] = NULL;
 	execv(d->conf.worker_path, argv);
 	notify_failure(errno, "cannot execute worker_path");
@@ -616,6 +639,20 @@ worker_record(const struct worker *w, uint64_t now, struct ctl_worker *r)
 		r->next_try_ms = (uint32_t)((w->retry_usec - now) / 1000);
 	r->exit_kind = w->exit_kind;
 	r->exit_code = w->exit_code;
+	r->status = w->last_status;
+	r->failed = w->failed;
+}
+
+/* A worker lets its running handler finish before it exits: give it that
+ * long, and its own kill grace, on top of stop_timeout_ms. */
+uint64_t
+pool_stop_usec(const struct fanoutd *d)
+{
+	uint64_t ms = d->conf.stop_timeout_ms;
+
+	if (d->conf.handler != NULL)
+		ms += d->conf.handler_timeout_ms + HANDLER_KILL_GRACE_MS;
+	return ms * 1000;
 }
 
 void

@@ -34,7 +34,7 @@
 
 #include <stdint.h>
 
-#define FANOUT_PROTO_VERSION	2	/* 2: supervision fields, CTL_DAEMON */
+#define FANOUT_PROTO_VERSION	3	/* 3: handler results; 2: supervision */
 #define FANOUT_HDR_LEN		16
 
 /* Hard cap on max_message_bytes: bounds every buffer the daemon allocates. */
@@ -44,6 +44,9 @@
 #define FANOUT_WORKERS_MAX	1024
 /* Longest version string in a CTL_DAEMON record. */
 #define FANOUT_VERSION_MAX	32
+/* Longest reason a failed handler gives (the first line of its stderr, or
+ * the text of a pipe handler's answer), in MSG_ACK and CTL_WORKER tails. */
+#define FANOUT_REASON_MAX	200
 
 enum msg_type {
 	/* daemon <-> worker (TCP) */
@@ -70,11 +73,34 @@ enum msg_type {
  * after a lost link carries the same id, so a worker that has handled an id
  * acks it again without handling it twice.
  *
- * MSG_ACK payload:
- *	status		0: handled.  Later: a handler's exit status.
+ * MSG_ACK payload, then the reason (0..FANOUT_REASON_MAX bytes, no NUL,
+ * only when status is not 0):
+ *	status		the handler's result: enum handler_status below
  */
 #define MSG_ACK_FIELDS(F) \
 	F(u32, status)
+
+/*
+ * A handler's result, in ranges, as MSG_ACK and CTL_WORKER carry it:
+ *	0		success (or no handler: the message was received)
+ *	1..255		the handler exited with this status
+ *	256 + N		the handler was killed by signal N (1..127)
+ *	512..767	the worker gave up on the handler, see below
+ */
+enum handler_status {
+	HS_OK = 0,
+	HS_SIGNAL_BASE = 0x100,	/* + the signal number */
+	HS_TIMEOUT = 0x200,	/* ran past handler_timeout_ms: killed */
+	HS_NOSTART,		/* could not be started (exec failed) */
+	HS_LOST,		/* pipe handler ended before answering it */
+	HS_UNFRAMEABLE,		/* lines framing: the message has a newline */
+	HS_BADANSWER,		/* pipe handler's answer was not ok/0..255 */
+};
+#define HS_IS_EXIT(s)		((s) >= 1 && (s) <= 255)
+#define HS_IS_SIGNAL(s)		((s) > HS_SIGNAL_BASE && (s) < HS_SIGNAL_BASE + 128)
+#define HS_NAMES_FROM_TIMEOUT \
+	{ "timeout", "not-started", "handler-lost", "unframeable", \
+	  "bad-answer" }
 
 /*
  * CTL_SEND payload, then the message itself (0..max_message_bytes bytes):
@@ -113,6 +139,12 @@ enum msg_type {
  *	exit_kind	enum worker_exit: why the last process or link ended
  *	exit_code	WX_EXITED: exit status; WX_KILLED, WX_STALLED: signal
  *	reserved	0
+ *	status		ACK_FAILED: the handler's result (enum handler_status);
+ *			CTL_STATUS: the last failure's, 0 if none
+ *	failed		messages this worker slot's handler failed, of acked
+ *
+ * then the reason (0..FANOUT_REASON_MAX bytes): the handler's for ACK_FAILED;
+ * in CTL_STATUS replies, the last failure's.
  */
 #define CTL_WORKER_FIELDS(F) \
 	F(u32, index) \
@@ -130,7 +162,9 @@ enum msg_type {
 	F(u32, next_try_ms) \
 	F(u8, exit_kind) \
 	F(u8, exit_code) \
-	F(u16, reserved)
+	F(u16, reserved) \
+	F(u32, status) \
+	F(u64, failed)
 
 /*
  * CTL_DAEMON payload, once per CTL_STATUS reply before CTL_END, then the
@@ -158,6 +192,7 @@ enum msg_type {
  *			the ack timeout applied, in ms; otherwise 0
  *	msg_id		the message id given to the broadcast (CTL_SEND), or 0
  *	queued		CTL_SEND: workers with outcome ACK_QUEUED
+ *	failed		CTL_SEND: workers with outcome ACK_FAILED
  */
 #define CTL_END_FIELDS(F) \
 	F(u32, result) \
@@ -165,7 +200,8 @@ enum msg_type {
 	F(u32, workers) \
 	F(u32, limit) \
 	F(u64, msg_id) \
-	F(u32, queued)
+	F(u32, queued) \
+	F(u32, failed)
 
 /* Lengths, computed from the field lists. */
 #define PROTO_LEN_u8		1
@@ -210,13 +246,16 @@ enum ack_outcome {
 	ACK_SHUTDOWN,		/* daemon stopping: the message is dropped */
 	ACK_FULL,		/* worker's queue full: refused for it */
 	ACK_QUEUED,		/* not acked yet, kept: will be delivered */
+	ACK_FAILED,		/* delivered, its handler failed: not retried */
 };
 #define ACK_OUTCOME_NAMES \
-	{ "none", "acked", "timeout", "down", "shutdown", "full", "queued" }
+	{ "none", "acked", "timeout", "down", "shutdown", "full", "queued", \
+	  "failed" }
 
 enum ctl_result {
 	CTL_RES_OK = 0,		/* done; for CTL_SEND: every worker acked */
-	CTL_RES_PARTIAL,	/* CTL_SEND delivered, some worker did not ack */
+	CTL_RES_PARTIAL,	/* CTL_SEND delivered, some worker did not ack
+				 * or its handler failed */
 	CTL_RES_TOOBIG,		/* message larger than max_message_bytes */
 	CTL_RES_BADFRAME,	/* malformed frame: connection closed */
 	CTL_RES_BADTYPE,	/* unknown request type: connection closed */

@@ -188,7 +188,7 @@ ack(struct worker *w)
 	assert_true(w->q.n > 0);
 	if (w->q.nsent == 0)
 		w->q.nsent = w->q.n;	/* written, as peer.c counts */
-	bcast_acked(w);
+	bcast_acked(w, HS_OK, NULL, 0);
 }
 
 static void
@@ -477,7 +477,7 @@ test_acked_pops(void **state)
 	assert_ptr_equal(b->prev, a);
 	usleep(2000);
 	f->w[0]->q.nsent = 2;
-	bcast_acked(f->w[0]);
+	bcast_acked(f->w[0], HS_OK, NULL, 0);
 	/* the oldest: a's */
 	assert_int_equal(a->res[0].outcome, ACK_OK);
 	assert_true(a->res[0].rtt_us >= 2000);
@@ -492,7 +492,7 @@ test_acked_pops(void **state)
 	assert_true(f->w[0]->acked == 1);
 	assert_true(f->w[0]->last_rtt_us >= 2000);
 
-	bcast_acked(f->w[0]);
+	bcast_acked(f->w[0], HS_OK, NULL, 0);
 	assert_int_equal(b->res[0].outcome, ACK_OK);
 	assert_int_equal(f->w[0]->q.n, 0);
 	assert_true(f->w[0]->acked == 2);
