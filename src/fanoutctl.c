@@ -24,7 +24,8 @@
 #include "util.h"
 
 #define EXIT_ACKED	0	/* every worker acknowledged */
-#define EXIT_PARTIAL	1	/* delivered, some worker did not ack */
+#define EXIT_PARTIAL	1	/* delivered, some worker did not ack or
+				 * its handler failed */
 #define EXIT_USAGE	2
 #define EXIT_FAILURE3	3	/* daemon unreachable or refused */
 
@@ -34,9 +35,10 @@
 #define WINDOW_MAX		1024
 
 #define LARGER(a, b)		((a) > (b) ? (a) : (b))
-/* Longest reply frame: a worker record or end record, or a daemon record
- * with the longest version string. */
-#define REPLY_PAYLOAD_MAX	LARGER(LARGER(CTL_WORKER_LEN, CTL_END_LEN), \
+/* Longest reply frame: a worker record with the longest reason, an end
+ * record, or a daemon record with the longest version string. */
+#define REPLY_PAYLOAD_MAX	LARGER(LARGER(CTL_WORKER_LEN + \
+				    FANOUT_REASON_MAX, CTL_END_LEN), \
 				    CTL_DAEMON_LEN + FANOUT_VERSION_MAX)
 
 struct ctl {
@@ -129,8 +131,9 @@ usage(FILE *f, int code)
 	    "      --stats            send -: count, rate and latency "
 	    "p50/p99/max on stderr\n", WINDOW_DEFAULT);
 	fprintf(f, "\nexit status: 0 all workers acked, 1 some did not "
-	    "(queued, full, shutdown),\n"
-	    "2 usage error, 3 daemon unreachable or refused\n");
+	    "(queued, full, shutdown)\n"
+	    "or their handler failed, 2 usage error, 3 daemon unreachable "
+	    "or refused\n");
 	exit(code);
 }
 
@@ -240,10 +243,40 @@ reply_reset(struct reply *rp, uint64_t req_id)
 {
 	rp->req_id = req_id;
 	rp->nrec = 0;
+	rp->reasons_len = 0;
 	rp->has_daemon = false;
 	rp->version_len = 0;
 	memset(&rp->end, 0, sizeof(rp->end));
 	rp->done = false;
+}
+
+static void
+reply_free(struct reply *rp)
+{
+	free(rp->rec);
+	free(rp->reasons);
+}
+
+/* Keeps a worker record's reason, the bytes after the record. */
+static void
+reply_reason(struct reply *rp, struct worker_rec *r, const uint8_t *p,
+    size_t len)
+{
+	char *nb;
+
+	r->reason_off = (uint32_t)rp->reasons_len;
+	r->reason_len = (uint32_t)len;
+	if (len == 0)
+		return;
+	if (rp->reasons_len + len > rp->reasons_cap) {
+		rp->reasons_cap = LARGER(rp->reasons_cap * 2,
+		    rp->reasons_len + len);
+		if ((nb = realloc(rp->reasons, rp->reasons_cap)) == NULL)
+			die("out of memory");
+		rp->reasons = nb;
+	}
+	memcpy(rp->reasons + rp->reasons_len, p, len);
+	rp->reasons_len += len;
 }
 
 /* Records one frame into its reply: 1 once CTL_END closes it. */
@@ -262,8 +295,11 @@ reply_add(struct reply *rp, const struct frame_hdr *h, const uint8_t *p)
 			if (rp->rec == NULL)
 				die("out of memory");
 		}
-		if (ctl_worker_decode(p, h->len, &rp->rec[rp->nrec]) < 0)
+		if (ctl_worker_decode(p, h->len, &rp->rec[rp->nrec].w) < 0 ||
+		    h->len - CTL_WORKER_LEN > FANOUT_REASON_MAX)
 			break;
+		reply_reason(rp, &rp->rec[rp->nrec], p + CTL_WORKER_LEN,
+		    h->len - CTL_WORKER_LEN);
 		rp->nrec++;
 		return 0;
 	case CTL_DAEMON:
@@ -358,6 +394,7 @@ send_one(struct ctl *ctl, const char *msg, size_t len)
 {
 	struct reply rp = { 0 };
 	struct wbuf wb;
+	int r;
 
 	if (len > FANOUT_MESSAGE_MAX)
 		die("message of %zu bytes refused: larger than %d bytes, "
@@ -369,8 +406,9 @@ send_one(struct ctl *ctl, const char *msg, size_t len)
 	if (rp.end.result != CTL_RES_OK && rp.end.result != CTL_RES_PARTIAL)
 		die_result(&rp, len);
 	output_send(&rp, ctl->json);
-	free(rp.rec);
-	return rp.end.result == CTL_RES_OK ? EXIT_ACKED : EXIT_PARTIAL;
+	r = output_all_acked(&rp) ? EXIT_ACKED : EXIT_PARTIAL;
+	reply_free(&rp);
+	return r;
 }
 
 /* send -: requests pipelined over one connection, results in input order;
@@ -395,7 +433,7 @@ stream_record(struct stream *st, const struct reply *rp, uint64_t id)
 {
 	uint64_t us = now_usec() - st->sent_usec[id % st->window];
 
-	if (rp->end.result == CTL_RES_OK)
+	if (output_all_acked(rp))
 		st->nall++;
 	else
 		st->npartial++;
@@ -429,7 +467,7 @@ handle_stream(const struct frame_hdr *h, const uint8_t *p, void *arg)
 		    rp->end.result != CTL_RES_PARTIAL)
 			die_result(rp, st->lens[st->next_out % st->window]);
 		output_send_line(rp, st->ctl->json);
-		if (rp->end.result == CTL_RES_PARTIAL)
+		if (!output_all_acked(rp))
 			st->status = EXIT_PARTIAL;
 		st->next_out++;
 	}
@@ -551,10 +589,9 @@ send_stream(struct ctl *ctl)
 	st.sent_usec = calloc(st.window, sizeof(*st.sent_usec));
 	if (st.slot == NULL || st.lens == NULL || st.sent_usec == NULL)
 		die("out of memory");
-	/* One line per message names only the workers that did not ack:
-	 * the others' records need not cross the socket. */
-	if (!ctl->json)
-		ctl->send_flags |= CTL_SEND_BRIEF;
+	/* One line or object per message names only the workers that did
+	 * not ack: the others' records need not cross the socket. */
+	ctl->send_flags |= CTL_SEND_BRIEF;
 	ctl_connect(ctl);
 	wbuf_init(&wb);
 	for (;;) {
@@ -596,7 +633,7 @@ send_stream(struct ctl *ctl)
 	free(in.buf);
 	wbuf_free(&wb);
 	for (i = 0; i < st.window; i++)
-		free(st.slot[i].rec);
+		reply_free(&st.slot[i]);
 	free(st.slot);
 	free(st.lens);
 	free(st.sent_usec);
@@ -649,7 +686,7 @@ cmd_status(struct ctl *ctl, int argc, char **argv)
 	if (rp.end.result != CTL_RES_OK)
 		die_result(&rp, 0);
 	output_status(&rp, ctl->json);
-	free(rp.rec);
+	reply_free(&rp);
 	return EXIT_ACKED;
 }
 

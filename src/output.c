@@ -1,23 +1,34 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * fanoutctl's output: the text lines the man page documents, or one JSON
- * object per reply for scripts.  Nothing here talks to the daemon.
+ * object per reply for scripts (format 1, built with jansson).  Nothing
+ * here talks to the daemon.
  *
- * Every text value is one token without whitespace, so that scripts can
- * find a value by the word before it.
+ * Every value of a status line is one token without whitespace, so that
+ * scripts can find a value by the word before it.
  */
 #include "config.h"
 
+#include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+
+#include <jansson.h>
 
 #include "fanoutctl.h"
 #include "util.h"
 
+/* The "format" member: raised when a member changes meaning or goes. */
+#define JSON_FORMAT	1
+
 static const char *const outcome_names[] = ACK_OUTCOME_NAMES;
 static const char *const state_names[] = WIRE_STATE_NAMES;
 static const char *const result_names[] = CTL_RESULT_NAMES;
+static const char *const hs_names[] = HS_NAMES_FROM_TIMEOUT;
+_Static_assert(nitems(hs_names) == HS_BADANSWER - HS_TIMEOUT + 1,
+    "one name per enum handler_status from HS_TIMEOUT");
 /* enum worker_exit, as JSON shows it */
 static const char *const exit_names[] = {
 	"none", "exited", "killed", "stalled", "link", "start-timeout"
@@ -25,8 +36,12 @@ static const char *const exit_names[] = {
 _Static_assert(nitems(exit_names) == WX_STARTFAIL + 1,
     "one name per enum worker_exit");
 
-/* Room for any token below: a duration, a reason, an rtt. */
+/* Room for any token below: a duration, a status, an rtt. */
 #define TOKEN_LEN	48
+/* Room for a string from the daemon once escaped: \xNN per byte. */
+#define ESCAPED_LEN(n)	(4 * (n) + 1)
+_Static_assert(FANOUT_VERSION_MAX <= FANOUT_REASON_MAX,
+    "a reason's buffer holds a version too");
 
 static const char *
 name_of(const char *const *names, size_t n, unsigned v)
@@ -39,6 +54,48 @@ const char *
 output_result(uint32_t result)
 {
 	return NAME(result_names, result);
+}
+
+bool
+output_all_acked(const struct reply *rp)
+{
+	uint32_t i;
+
+	if (rp->end.result != CTL_RES_OK || rp->end.failed > 0)
+		return false;
+	for (i = 0; i < rp->nrec; i++)
+		if (rp->rec[i].w.outcome != ACK_OK)
+			return false;
+	return true;
+}
+
+/*
+ * A string from the daemon (a version, a handler's reason), which is not
+ * ours to trust, as printable ASCII: other bytes and the backslash become
+ * \xNN, and so does a space if it must be one token.  out has room for
+ * ESCAPED_LEN(len).
+ */
+static const char *
+escape(char *out, const char *s, size_t len, bool token)
+{
+	static const char hex[] = "0123456789abcdef";
+	char *o = out;
+	size_t i;
+
+	for (i = 0; i < len; i++) {
+		unsigned char c = (unsigned char)s[i];
+
+		if (c >= (token ? 0x21 : 0x20) && c <= 0x7e && c != '\\') {
+			*o++ = (char)c;
+			continue;
+		}
+		*o++ = '\\';
+		*o++ = 'x';
+		*o++ = hex[c >> 4];
+		*o++ = hex[c & 0xf];
+	}
+	*o = '\0';
+	return out;
 }
 
 /* 850ms, 12.3s, 5m02s, 3h04m, 2d03h: two units at most, truncated. */
@@ -85,6 +142,41 @@ sig_name(char buf[4], uint8_t sig)
 	return buf;
 }
 
+/*
+ * A handler's result (enum handler_status) as text and JSON show it:
+ * "exit 3", "signal KILL", "timeout", "not-started", "handler-lost",
+ * "unframeable", "bad-answer"; "status N" for one this fanoutctl does not
+ * know.
+ */
+static const char *
+fmt_status(char *buf, size_t len, uint32_t status)
+{
+	char sig[4];
+
+	if (HS_IS_EXIT(status))
+		snprintf(buf, len, "exit %" PRIu32, status);
+	else if (HS_IS_SIGNAL(status))
+		snprintf(buf, len, "signal %s",
+		    sig_name(sig, (uint8_t)(status - HS_SIGNAL_BASE)));
+	else if (status >= HS_TIMEOUT && status <= HS_BADANSWER)
+		snprintf(buf, len, "%s", hs_names[status - HS_TIMEOUT]);
+	else
+		snprintf(buf, len, "status %" PRIu32, status);
+	return buf;
+}
+
+/* The same as one token: "exit=3", "signal=KILL", "timeout". */
+static const char *
+fmt_status_token(char *buf, size_t len, uint32_t status)
+{
+	char *sp;
+
+	fmt_status(buf, len, status);
+	while ((sp = strchr(buf, ' ')) != NULL)
+		*sp = '=';
+	return buf;
+}
+
 /* Why the worker's last process or link ended, as one token. */
 static const char *
 fmt_exit(char *buf, size_t len, const struct ctl_worker *w)
@@ -115,74 +207,225 @@ fmt_exit(char *buf, size_t len, const struct ctl_worker *w)
 	return buf;
 }
 
-/* The daemon's version string, which is not ours to trust: one token. */
-static void
-print_token(const char *s, size_t len)
+/* ---- JSON ------------------------------------------------------------ */
+
+/* Exit status 3, as for any other failure of fanoutctl itself. */
+static void __attribute__((noreturn))
+json_oom(void)
 {
-	size_t i;
-
-	if (len == 0)
-		fputs("-", stdout);
-	for (i = 0; i < len; i++) {
-		unsigned char c = (unsigned char)s[i];
-
-		if (c > 0x20 && c < 0x7f && c != '\\')
-			putchar(c);
-		else
-			printf("\\x%02x", c);
-	}
+	fputs("fanoutctl: out of memory\n", stderr);
+	exit(3);
 }
 
-/* A JSON string; bytes outside printable ASCII become \u00XX, so the
- * output stays valid whatever the daemon sent. */
-static void
-print_json_str(const char *s, size_t len)
+/* A number for json_pack's "o": unlike its varargs "I", the prototype
+ * converts any of our unsigned fields to json_int_t. */
+static json_t *
+j_int(json_int_t v)
 {
-	size_t i;
+	return json_integer(v);
+}
 
-	putchar('"');
-	for (i = 0; i < len; i++) {
-		unsigned char c = (unsigned char)s[i];
+/* v, or null when has is false. */
+static json_t *
+j_int_or_null(bool has, json_int_t v)
+{
+	return has ? json_integer(v) : json_null();
+}
 
-		if (c == '"' || c == '\\')
-			printf("\\%c", c);
-		else if (c >= 0x20 && c < 0x7f)
-			putchar(c);
-		else
-			printf("\\u%04x", c);
+/* Milliseconds from microseconds, or null for 0 (none). */
+static json_t *
+j_ms_or_null(bool has, uint32_t us)
+{
+	return has ? json_real(us / 1000.0) : json_null();
+}
+
+/* A string from the daemon, escaped; null when it is empty. */
+static json_t *
+j_untrusted(const char *s, size_t len)
+{
+	char buf[ESCAPED_LEN(FANOUT_REASON_MAX)];
+
+	if (len == 0)
+		return json_null();
+	return json_string(escape(buf, s, len, false));
+}
+
+static json_t *
+j_reason(const struct reply *rp, const struct worker_rec *r)
+{
+	if (r->reason_len == 0)
+		return json_null();	/* and rp->reasons may be NULL */
+	return j_untrusted(rp->reasons + r->reason_off, r->reason_len);
+}
+
+static json_t *
+j_status_text(uint32_t status)
+{
+	char buf[TOKEN_LEN];
+
+	return json_string(fmt_status(buf, sizeof(buf), status));
+}
+
+/* One object, one line; the object is freed. */
+static void
+json_print(json_t *o)
+{
+	if (o == NULL)
+		json_oom();
+	/* 15 significant digits: a time in microseconds shown in ms keeps
+	 * its exact decimal form (0.123, not 0.12300000000000001). */
+	if (json_dumpf(o, stdout, JSON_COMPACT | JSON_REAL_PRECISION(15)) < 0) {
+		fprintf(stderr, "fanoutctl: writing output: %s\n",
+		    strerror(errno));
+		exit(3);
 	}
-	putchar('"');
+	putchar('\n');
+	json_decref(o);
+}
+
+static json_t *
+send_worker_json(const struct reply *rp, const struct worker_rec *r)
+{
+	const struct ctl_worker *w = &r->w;
+	bool failed = w->outcome == ACK_FAILED;
+
+	return json_pack("{s:o, s:o, s:o, s:s, s:s, s:o, s:o, s:o, s:o}",
+	    "index", j_int(w->index),
+	    "pid", j_int_or_null(w->pid != 0, w->pid),
+	    "port", j_int(w->port),
+	    "state", NAME(state_names, w->state),
+	    "outcome", NAME(outcome_names, w->outcome),
+	    "rtt_ms", j_ms_or_null(w->outcome == ACK_OK, w->rtt_us),
+	    "status", j_int_or_null(failed, w->status),
+	    "status_text", failed ? j_status_text(w->status) : json_null(),
+	    "reason", j_reason(rp, r));
 }
 
 static void
 send_json(const struct reply *rp)
 {
 	const struct ctl_end *e = &rp->end;
+	json_t *workers, *o;
 	uint32_t i;
 
-	printf("{\"request\":%" PRIu64 ",\"message_id\":%" PRIu64 ","
-	    "\"result\":\"%s\",\"acked\":%u,\"workers\":%u,\"queued\":%u,"
-	    "\"timeout_ms\":%u,\"outcomes\":[", rp->req_id, e->msg_id,
-	    e->result == CTL_RES_OK ? "ok" : "partial", e->acked,
-	    e->workers, e->queued, e->limit);
-	for (i = 0; i < rp->nrec; i++) {
-		const struct ctl_worker *w = &rp->rec[i];
+	if ((workers = json_array()) == NULL)
+		json_oom();
+	for (i = 0; i < rp->nrec; i++)
+		if (json_array_append_new(workers,
+		    send_worker_json(rp, &rp->rec[i])) < 0)
+			json_oom();
+	o = json_pack("{s:i, s:o, s:o, s:s, s:o, s:o, s:o, s:o, s:o, s:o}",
+	    "format", JSON_FORMAT,
+	    "request", j_int((json_int_t)rp->req_id),
+	    "message_id", j_int((json_int_t)e->msg_id),
+	    "result", output_all_acked(rp) ? "ok" : "partial",
+	    "timeout_ms", j_int(e->limit),
+	    "workers_total", j_int(e->workers),
+	    "workers_acked", j_int(e->acked),
+	    "workers_queued", j_int(e->queued),
+	    "workers_failed", j_int(e->failed),
+	    "workers", workers);
+	json_print(o);
+}
 
-		printf("%s{\"index\":%u,\"pid\":%u,\"port\":%u,"
-		    "\"state\":\"%s\",\"outcome\":\"%s\"", i ? "," : "",
-		    w->index, w->pid, w->port, NAME(state_names, w->state),
-		    NAME(outcome_names, w->outcome));
-		if (w->outcome == ACK_OK)
-			printf(",\"rtt_ms\":%.3f", w->rtt_us / 1000.0);
-		putchar('}');
-	}
-	printf("]}\n");
+static json_t *
+last_exit_json(const struct ctl_worker *w)
+{
+	bool has_code = w->exit_kind == WX_EXITED ||
+	    w->exit_kind == WX_KILLED || w->exit_kind == WX_STALLED;
+
+	if (w->exit_kind == WX_NONE)
+		return json_null();
+	return json_pack("{s:s, s:o}",
+	    "kind", NAME(exit_names, w->exit_kind),
+	    "code", j_int_or_null(has_code, w->exit_code));
+}
+
+static json_t *
+last_failure_json(const struct reply *rp, const struct worker_rec *r)
+{
+	if (r->w.status == HS_OK)
+		return json_null();
+	return json_pack("{s:o, s:o, s:o}",
+	    "status", j_int(r->w.status),
+	    "status_text", j_status_text(r->w.status),
+	    "reason", j_reason(rp, r));
+}
+
+static json_t *
+status_worker_json(const struct reply *rp, const struct worker_rec *r)
+{
+	const struct ctl_worker *w = &r->w;
+
+	return json_pack("{s:o, s:o, s:o, s:s, s:o, s:o, s:o, s:o, s:o, s:o,"
+	    " s:o, s:o, s:o, s:o}",
+	    "index", j_int(w->index),
+	    "pid", j_int_or_null(w->pid != 0, w->pid),
+	    "port", j_int(w->port),
+	    "state", NAME(state_names, w->state),
+	    "state_ms", j_int((json_int_t)w->state_ms),
+	    "acked_count", j_int((json_int_t)w->acked),
+	    "failed_count", j_int((json_int_t)w->failed),
+	    "queued_count", j_int(w->queued),
+	    "queued_bytes", j_int((json_int_t)w->queued_bytes),
+	    "restarts", j_int(w->restarts),
+	    "last_rtt_ms", j_ms_or_null(w->last_rtt_us != 0, w->last_rtt_us),
+	    "next_try_ms", j_int_or_null(w->state == WS_BACKOFF,
+		w->next_try_ms),
+	    "last_exit", last_exit_json(w),
+	    "last_failure", last_failure_json(rp, r));
+}
+
+static void
+status_json(const struct reply *rp)
+{
+	const struct ctl_daemon *d = &rp->daemon;
+	json_t *daemon, *workers, *o;
+	uint32_t i;
+
+	if (rp->has_daemon)
+		daemon = json_pack("{s:o, s:o, s:o, s:o, s:o}",
+		    "version", j_untrusted(rp->version, rp->version_len),
+		    "pid", j_int(d->pid),
+		    "uptime_ms", j_int((json_int_t)d->uptime_ms),
+		    "messages_accepted", j_int((json_int_t)d->accepted),
+		    "degraded_ms", j_int_or_null(d->degraded_ms != 0,
+			d->degraded_ms));
+	else
+		daemon = json_null();
+	if (daemon == NULL || (workers = json_array()) == NULL)
+		json_oom();
+	for (i = 0; i < rp->nrec; i++)
+		if (json_array_append_new(workers,
+		    status_worker_json(rp, &rp->rec[i])) < 0)
+			json_oom();
+	o = json_pack("{s:i, s:o, s:o, s:o, s:o}",
+	    "format", JSON_FORMAT,
+	    "daemon", daemon,
+	    "workers_total", j_int(rp->end.workers),
+	    "workers_up", j_int(rp->end.acked),
+	    "workers", workers);
+	json_print(o);
+}
+
+/* ---- text ------------------------------------------------------------ */
+
+/* ": reason", escaped, if the record has one. */
+static void
+print_reason(const struct reply *rp, const struct worker_rec *r)
+{
+	char buf[ESCAPED_LEN(FANOUT_REASON_MAX)];
+
+	if (r->reason_len > 0)
+		printf(": %s", escape(buf, rp->reasons + r->reason_off,
+		    r->reason_len, false));
 }
 
 void
 output_send(const struct reply *rp, bool json)
 {
 	const struct ctl_end *e = &rp->end;
+	char t[TOKEN_LEN];
 	uint32_t i;
 
 	if (json) {
@@ -190,13 +433,18 @@ output_send(const struct reply *rp, bool json)
 		return;
 	}
 	for (i = 0; i < rp->nrec; i++) {
-		const struct ctl_worker *w = &rp->rec[i];
+		const struct ctl_worker *w = &rp->rec[i].w;
 
 		printf("worker %u  pid %u  port %u  %-8s ", w->index,
 		    w->pid, w->port, NAME(outcome_names, w->outcome));
 		switch (w->outcome) {
 		case ACK_OK:
 			printf("%.3f ms\n", w->rtt_us / 1000.0);
+			break;
+		case ACK_FAILED:
+			fputs(fmt_status(t, sizeof(t), w->status), stdout);
+			print_reason(rp, &rp->rec[i]);
+			putchar('\n');
 			break;
 		case ACK_QUEUED:
 			printf("(worker %s; kept for delivery)\n",
@@ -221,12 +469,15 @@ output_send(const struct reply *rp, bool json)
 	printf("delivered to %u/%u workers", e->acked, e->workers);
 	if (e->queued > 0)
 		printf(", %u queued", e->queued);
+	if (e->failed > 0)
+		printf(", %u failed", e->failed);
 	printf(" (message %" PRIu64 ")\n", e->msg_id);
 }
 
 void
 output_send_line(const struct reply *rp, bool json)
 {
+	char t[TOKEN_LEN];
 	uint32_t i;
 	bool first = true;
 
@@ -237,56 +488,18 @@ output_send_line(const struct reply *rp, bool json)
 	printf("message %" PRIu64 ": delivered to %u/%u workers",
 	    rp->end.msg_id, rp->end.acked, rp->end.workers);
 	for (i = 0; i < rp->nrec; i++) {
-		const struct ctl_worker *w = &rp->rec[i];
+		const struct ctl_worker *w = &rp->rec[i].w;
 
 		if (w->outcome == ACK_OK)
 			continue;
-		printf("%s%u (%s)", first ? "; not acked: " : ", ",
+		printf("%s%u (%s", first ? "; not acked: " : ", ",
 		    w->index, NAME(outcome_names, w->outcome));
+		if (w->outcome == ACK_FAILED)
+			printf(": %s", fmt_status(t, sizeof(t), w->status));
+		putchar(')');
 		first = false;
 	}
 	printf("\n");
-}
-
-static void
-status_json(const struct reply *rp)
-{
-	const struct ctl_daemon *d = &rp->daemon;
-	char rtt[TOKEN_LEN];
-	uint32_t i;
-
-	printf("{\"daemon\":");
-	if (rp->has_daemon) {
-		printf("{\"version\":");
-		print_json_str(rp->version, rp->version_len);
-		printf(",\"pid\":%u,\"uptime_ms\":%" PRIu64 ",\"accepted\":%"
-		    PRIu64 ",\"degraded_ms\":%u}", d->pid, d->uptime_ms,
-		    d->accepted, d->degraded_ms);
-	} else
-		printf("null");
-	printf(",\"workers\":[");
-	for (i = 0; i < rp->nrec; i++) {
-		const struct ctl_worker *w = &rp->rec[i];
-
-		if (w->last_rtt_us == 0)
-			snprintf(rtt, sizeof(rtt), "null");
-		else
-			snprintf(rtt, sizeof(rtt), "%.3f",
-			    w->last_rtt_us / 1000.0);
-		printf("%s{\"index\":%u,\"pid\":%u,\"port\":%u,"
-		    "\"state\":\"%s\",\"state_ms\":%" PRIu64 ","
-		    "\"acked\":%" PRIu64 ",\"queued\":%u,"
-		    "\"queued_bytes\":%" PRIu64 ",\"restarts\":%u,"
-		    "\"last_rtt_ms\":%s,\"next_try_ms\":%u,"
-		    "\"last_exit\":{\"kind\":\"%s\",\"code\":%u}}",
-		    i ? "," : "", w->index, w->pid, w->port,
-		    NAME(state_names, w->state), w->state_ms, w->acked,
-		    w->queued, w->queued_bytes, w->restarts, rtt,
-		    w->next_try_ms, NAME(exit_names, w->exit_kind),
-		    w->exit_code);
-	}
-	printf("],\"up\":%u,\"total\":%u}\n", rp->end.acked,
-	    rp->end.workers);
 }
 
 void
@@ -294,6 +507,7 @@ output_status(const struct reply *rp, bool json)
 {
 	const struct ctl_daemon *d = &rp->daemon;
 	char t1[TOKEN_LEN], t2[TOKEN_LEN], t3[TOKEN_LEN];
+	char v[ESCAPED_LEN(FANOUT_VERSION_MAX)];
 	uint32_t i;
 
 	if (json) {
@@ -301,10 +515,10 @@ output_status(const struct reply *rp, bool json)
 		return;
 	}
 	if (rp->has_daemon) {
-		fputs("fanoutd ", stdout);
-		print_token(rp->version, rp->version_len);
-		printf("  pid %u  up %u/%u  uptime %s  accepted %" PRIu64,
-		    d->pid, rp->end.acked, rp->end.workers,
+		printf("fanoutd %s  pid %u  up %u/%u  uptime %s  accepted %"
+		    PRIu64, rp->version_len == 0 ? "-" :
+		    escape(v, rp->version, rp->version_len, true), d->pid,
+		    rp->end.acked, rp->end.workers,
 		    fmt_dur(t1, sizeof(t1), d->uptime_ms), d->accepted);
 		if (d->degraded_ms > 0)
 			printf("  degraded %s",
@@ -312,16 +526,19 @@ output_status(const struct reply *rp, bool json)
 		putchar('\n');
 	}
 	for (i = 0; i < rp->nrec; i++) {
-		const struct ctl_worker *w = &rp->rec[i];
+		const struct ctl_worker *w = &rp->rec[i].w;
 
 		printf("worker %u  pid %u  port %u  %-8s acked %" PRIu64
 		    "  queued %u  bytes %" PRIu64 "  restarts %u  for %s"
-		    "  rtt %s  last %s", w->index, w->pid, w->port,
+		    "  rtt %s  failed %" PRIu64, w->index, w->pid, w->port,
 		    NAME(state_names, w->state), w->acked, w->queued,
 		    w->queued_bytes, w->restarts,
 		    fmt_dur(t1, sizeof(t1), w->state_ms),
-		    fmt_rtt(t2, sizeof(t2), w->last_rtt_us),
-		    fmt_exit(t3, sizeof(t3), w));
+		    fmt_rtt(t2, sizeof(t2), w->last_rtt_us), w->failed);
+		if (w->status != HS_OK)
+			printf("  lastfail %s",
+			    fmt_status_token(t1, sizeof(t1), w->status));
+		printf("  last %s", fmt_exit(t3, sizeof(t3), w));
 		if (w->state == WS_BACKOFF)
 			printf("  next %s",
 			    fmt_dur(t1, sizeof(t1), w->next_try_ms));

@@ -116,7 +116,7 @@ load helpers
 status_re() {
 	printf '%s' "^worker $1  pid ([0-9]+)  port $((BASE_PORT + $1))  $2 +" \
 	    "acked $3  queued $4  bytes [0-9]+  restarts 0  for [0-9.hms]+  " \
-	    "rtt ([0-9]+\\.[0-9]{3}ms|-)  last -\$"
+	    "rtt ([0-9]+\\.[0-9]{3}ms|-)  failed 0  last -\$"
 }
 
 @test "status: the daemon, then one line per worker; counts follow the sends" {
@@ -163,14 +163,17 @@ status_re() {
 	run --separate-stderr ctl -t "$(ms 5000)" --json send hello
 	assert_status 0
 	[ "${#lines[@]}" -eq 1 ] || fail "expected one line" "$(show_run)"
-	json_check 'o["result"] == "ok" and o["acked"] == 3 and o["workers"] == 3'
-	json_check 'o["queued"] == 0 and o["timeout_ms"] == '"$(ms 5000)"
+	json_check 'o["format"] == 1 and o["result"] == "ok"'
+	json_check 'o["workers_acked"] == 3 and o["workers_total"] == 3'
+	json_check 'o["workers_queued"] == 0 and o["workers_failed"] == 0'
+	json_check 'o["timeout_ms"] == '"$(ms 5000)"
 	json_check 'isinstance(o["request"], int) and isinstance(o["message_id"], int)'
-	json_check '[w["index"] for w in o["outcomes"]] == [0, 1, 2]'
-	json_check 'all(w["outcome"] == "acked" and w["rtt_ms"] >= 0 for w in o["outcomes"])'
-	json_check 'all(w["state"] == "up" for w in o["outcomes"])'
-	json_check "[w['port'] for w in o['outcomes']] == [$BASE_PORT, $((BASE_PORT + 1)), $((BASE_PORT + 2))]"
-	json_check "sorted(w['pid'] for w in o['outcomes']) == sorted([${WORKER_PIDS[*]/%/,}])"
+	json_check '[w["index"] for w in o["workers"]] == [0, 1, 2]'
+	json_check 'all(w["outcome"] == "acked" and w["rtt_ms"] >= 0 for w in o["workers"])'
+	json_check 'all(w["status"] is None and w["status_text"] is None and w["reason"] is None for w in o["workers"])'
+	json_check 'all(w["state"] == "up" for w in o["workers"])'
+	json_check "[w['port'] for w in o['workers']] == [$BASE_PORT, $((BASE_PORT + 1)), $((BASE_PORT + 2))]"
+	json_check "sorted(w['pid'] for w in o['workers']) == sorted([${WORKER_PIDS[*]/%/,}])"
 
 	run ctl -j send hello
 	assert_status 0
@@ -185,13 +188,13 @@ status_re() {
 	run --separate-stderr ctl -j status
 	assert_status 0
 	[ "${#lines[@]}" -eq 1 ] || fail "expected one line" "$(show_run)"
-	json_check 'o["up"] == 3 and o["total"] == 3 and len(o["workers"]) == 3'
-	json_check "o['daemon']['pid'] == $FANOUTD_PID and o['daemon']['accepted'] == 1"
-	json_check 'isinstance(o["daemon"]["version"], str) and o["daemon"]["uptime_ms"] >= 0 and o["daemon"]["degraded_ms"] == 0'
-	json_check 'all(w["state"] == "up" and w["acked"] == 1 for w in o["workers"])'
-	json_check 'all(w["queued"] == 0 and w["queued_bytes"] == 0 and w["restarts"] == 0 for w in o["workers"])'
-	json_check 'all(w["last_rtt_ms"] >= 0 and w["next_try_ms"] == 0 and w["state_ms"] >= 0 for w in o["workers"])'
-	json_check 'all(w["last_exit"] == {"kind": "none", "code": 0} for w in o["workers"])'
+	json_check 'o["format"] == 1 and o["workers_up"] == 3 and o["workers_total"] == 3 and len(o["workers"]) == 3'
+	json_check "o['daemon']['pid'] == $FANOUTD_PID and o['daemon']['messages_accepted'] == 1"
+	json_check 'isinstance(o["daemon"]["version"], str) and o["daemon"]["uptime_ms"] >= 0 and o["daemon"]["degraded_ms"] is None'
+	json_check 'all(w["state"] == "up" and w["acked_count"] == 1 and w["failed_count"] == 0 for w in o["workers"])'
+	json_check 'all(w["queued_count"] == 0 and w["queued_bytes"] == 0 and w["restarts"] == 0 for w in o["workers"])'
+	json_check 'all(w["last_rtt_ms"] >= 0 and w["next_try_ms"] is None and w["state_ms"] >= 0 for w in o["workers"])'
+	json_check 'all(w["last_exit"] is None and w["last_failure"] is None for w in o["workers"])'
 	json_check "[(w['index'], w['port']) for w in o['workers']] == [(i, $BASE_PORT + i) for i in range(3)]"
 	json_check "sorted(w['pid'] for w in o['workers']) == sorted([${WORKER_PIDS[*]/%/,}])"
 }

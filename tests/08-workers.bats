@@ -191,11 +191,12 @@ link_flaps() {
 	with_fake_worker_1 "--mode noack" ack_timeout_ms="$(ms 300)"
 	run ctl --json send hello
 	assert_status 1
-	json_check 'o["acked"] == 2 and o["workers"] == 3 and o["result"] != "ok"'
-	json_check 'o["queued"] == 1'
-	json_check '[w["outcome"] for w in o["outcomes"]] == ["acked", "queued", "acked"]'
-	json_check '[w["state"] for w in o["outcomes"]] == ["up", "up", "up"]'
-	json_check '"rtt_ms" not in o["outcomes"][1]'
+	json_check 'o["workers_acked"] == 2 and o["workers_total"] == 3 and o["result"] == "partial"'
+	json_check 'o["workers_queued"] == 1 and o["workers_failed"] == 0'
+	json_check '[w["outcome"] for w in o["workers"]] == ["acked", "queued", "acked"]'
+	json_check '[w["state"] for w in o["workers"]] == ["up", "up", "up"]'
+	json_check 'o["workers"][1]["rtt_ms"] is None and o["workers"][0]["rtt_ms"] >= 0'
+	json_check 'o["workers"][1]["status"] is None and o["workers"][1]["reason"] is None'
 }
 
 @test "send - names the workers that did not ack, and why" {
