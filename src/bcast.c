@@ -66,10 +66,11 @@ bcast_settle(struct bcast *b, uint32_t index, uint8_t outcome)
 			res->rtt_us = 1;
 		if (outcome == ACK_OK)
 			b->nacked++;
+		else
+			b->nfailed++;
 	} else if (outcome == ACK_QUEUED)
 		b->nqueued++;
-	else if (outcome == ACK_FAILED)
-		b->nfailed++;
+
 	if (--b->npending == 0)
 		bcast_finish(b);
 }

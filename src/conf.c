@@ -410,7 +410,8 @@ conf_check(const struct fanout_conf *conf, config_setting_t *const found[],
 		    conf->base_port, conf->base_port + conf->workers - 1);
 		bad = 1;
 	}
-	if (conf->handler_timeout_ms >= conf->stall_timeout_ms) {
+	if (conf->handler != NULL &&
+	    conf->handler_timeout_ms >= conf->stall_timeout_ms) {
 		s = conf_blame(found, "handler_timeout_ms", "stall_timeout_ms",
 		    cf);
 		conf_error(errs, path, s, "handler_timeout_ms (%u) must be "

@@ -232,6 +232,9 @@ conn_process(struct conn *c)
 	const uint8_t *p;
 	int r = 0;
 
+	/* Answered slots first: they are room to read more. */
+	if (conn_emit(c) < 0)
+		return -1;
 	for (;;) {
 		if (wk->h != NULL && (wk->stopping || c->ahead_n == AHEAD_MAX ||
 		    handler_pending_bytes(wk->h) >= AHEAD_BYTES_MAX)) {

@@ -403,6 +403,9 @@ exec_on_exit(sd_event_source *s, const siginfo_t *si, void *arg)
 	len = h->reason_len;
 	if (len > 0 && h->reason[len - 1] == '\r')
 		len--;
+	if (h->timed_out)
+		len = (size_t)snprintf(h->reason, sizeof(h->reason),
+		    "no result within %u ms", h->conf.timeout_ms);
 	exec_cleanup(h);
 	finish_head(h, status, status == HS_OK ? NULL : h->reason,
 	    status == HS_OK ? 0 : len);
@@ -480,7 +483,7 @@ pipe_on_deadline(sd_event_source *s, uint64_t usec, void *arg)
 
 	(void)s;
 	(void)usec;
-	snprintf(why, sizeof(why), "no answer within %u ms",
+	snprintf(why, sizeof(why), "no result within %u ms",
 	    h->conf.timeout_ms);
 	finish_head_str(h, HS_TIMEOUT, why);
 	kill_group(h);
@@ -771,22 +774,30 @@ pipe_cleanup(struct handler *h)
 	h->answer_len = 0;
 }
 
-/* The handler is gone: what it took and did not answer is failed. */
+/* The handler is gone: what it was given, even in part, and did not
+ * answer is failed; what it was never given goes to the next process. */
 static void
 pipe_lost(struct handler *h, const char *why)
 {
 	struct hmsg *m;
 
-	while (h->flight.head != NULL) {
-		if (h->flight.head->unframeable)
+	while ((m = h->flight.head) != NULL && (m->off > 0 || m->unframeable)) {
+		if (m->unframeable)
 			pipe_settle_unframeable(h);
 		else
 			finish_head_str(h, HS_LOST, why);
 	}
 	h->wr = NULL;
-	/* Messages not yet written go to the next process from the start. */
-	for (m = h->queue.head; m != NULL; m = m->next)
-		m->off = 0;
+	if (h->flight.head == NULL)
+		return;
+	for (m = h->flight.head; m != NULL; m = m->next)
+		m->unframeable = false;		/* judged again */
+	*h->flight.tail = h->queue.head;
+	if (h->queue.head == NULL)
+		h->queue.tail = h->flight.tail;
+	h->queue.head = h->flight.head;
+	h->queue.n += h->flight.n;
+	list_init(&h->flight);
 }
 
 static int

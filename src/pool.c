@@ -181,6 +181,12 @@ worker_enter(struct worker *w, enum worker_state old)
 		break;
 	case W_DEAD:
 		w->timer_src = sd_event_source_disable_unref(w->timer_src);
+		/* Only now, with the last acks read, is the loss known. */
+		if (d->stopping && w->q.n > 0)
+			log_warnx("worker %u: %u queued message%s (%llu bytes) "
+			    "dropped at shutdown", w->index, w->q.n,
+			    w->q.n == 1 ? "" : "s",
+			    (unsigned long long)w->q.bytes);
 		break;
 	}
 }
@@ -297,7 +303,9 @@ worker_set_state(struct worker *w, enum worker_state new)
 		d->nup++;
 	if (new != W_STARTING)
 		worker_stop_notify(w);
-	if (new != W_UP && new != W_CONNECTING)
+	/* A stopping worker still acks what its handler took: its link
+	 * stays open for reading until it exits. */
+	if (new != W_UP && new != W_CONNECTING && new != W_STOPPING)
 		w->link.ops->close(w, false);
 	if (old == W_UP)
 		bcast_worker_away(w);
@@ -660,16 +668,8 @@ pool_stop(struct fanoutd *d)
 {
 	uint32_t i;
 
-	for (i = 0; i < d->nworkers; i++) {
-		struct worker *w = d->workers[i];
-
-		if (w->q.n > 0)
-			log_warnx("worker %u: %u queued message%s (%llu bytes) "
-			    "dropped at shutdown", w->index, w->q.n,
-			    w->q.n == 1 ? "" : "s",
-			    (unsigned long long)w->q.bytes);
-		worker_event(w, WE_STOP);
-	}
+	for (i = 0; i < d->nworkers; i++)
+		worker_event(d->workers[i], WE_STOP);
 }
 
 void
