@@ -107,7 +107,9 @@ clean_stop() {
 # CTL_SEND on that same connection and print "result=N" of its CTL_END.
 held_client() {
 	python3 -c '
-import socket, struct, sys
+import os, socket, struct, sys
+
+V = int(os.environ["FANOUT_PROTO"])
 
 def end_result(s):
     data = b""
@@ -127,11 +129,11 @@ def end_result(s):
 s = socket.socket(socket.AF_UNIX)
 s.settimeout(30)
 s.connect(sys.argv[1])
-s.sendall(struct.pack(">BBHIQ", 2, 17, 0, 0, 1))
+s.sendall(struct.pack(">BBHIQ", V, 17, 0, 0, 1))
 print("held status result=%d" % end_result(s), flush=True)
 sys.stdin.readline()
 msg = b"too late"
-s.sendall(struct.pack(">BBHIQ", 2, 16, 0, 8 + len(msg), 2) +
+s.sendall(struct.pack(">BBHIQ", V, 16, 0, 8 + len(msg), 2) +
           struct.pack(">II", 0, 0) + msg)
 print("result=%d" % end_result(s), flush=True)
 ' "$SOCK"

@@ -177,10 +177,12 @@ after_ok() {
 	need_python
 	# Hold 128 connections, each proven accepted by a status round trip
 	# (so none waits in the listen backlog), then open one more: its only
-	# frame must be CTL_END with CTL_RES_BUSY (6), then EOF.  Protocol
-	# version 2: a 16-byte header, a 28-byte CTL_END.
+	# frame must be CTL_END with CTL_RES_BUSY (6), then EOF: a 16-byte
+	# header and a 32-byte CTL_END (protocol 3).
 	run python3 - "$SOCK" <<'PY'
-import socket, struct, sys
+import os, socket, struct, sys
+
+V = int(os.environ["FANOUT_PROTO"])
 
 def read_until_end(s):
     data = b""
@@ -203,7 +205,7 @@ for i in range(128):
     s.settimeout(60)
     s.connect(sys.argv[1])
     held.append(s)
-    s.sendall(struct.pack(">BBHIQ", 2, 17, 0, 0, i + 1))
+    s.sendall(struct.pack(">BBHIQ", V, 17, 0, 0, i + 1))
     end = read_until_end(s)
     result = struct.unpack(">I", end[16:20])[0]
     if result != 0:
@@ -220,7 +222,7 @@ while True:
 print("type=%d result=%d len=%d" % (data[1], struct.unpack(">I", data[16:20])[0], len(data)))
 PY
 	assert_status 0
-	assert_line '^type=19 result=6 len=44$'
+	assert_line '^type=19 result=6 len=48$'
 	# The held connections are gone with the script: the daemon serves.
 	after_ok
 }

@@ -36,6 +36,10 @@ NOTIFY_WAIT=$FANOUT_BUILDDIR/tests/notify-wait
 PID_WAIT=$FANOUT_BUILDDIR/tests/pid-wait
 CTL_RAW=$FANOUT_BUILDDIR/tests/ctl-raw
 FAKE_WORKER=$FANOUT_BUILDDIR/tests/fake-worker
+# The protocol version, for test clients that build frames themselves.
+FANOUT_PROTO=$(awk '$1 == "#define" && $2 == "FANOUT_PROTO_VERSION" {
+    print $3 }' "$FANOUT_SRCDIR/src/proto.h")
+export FANOUT_PROTO
 
 # ms N: N milliseconds, scaled for slow (valgrind) runs.
 ms() {
