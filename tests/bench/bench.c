@@ -160,6 +160,8 @@ struct bench {
 	const char	*json;
 	const char	*label;
 	const char	*attach;
+	const char	*handler;	/* fanout's workers run it, pipe mode */
+	const char	*handler_mode;
 	char		*fanoutd, *worker, *ref;
 
 	char		 dir[128];	/* socket paths must stay short */
@@ -602,6 +604,10 @@ write_conf(struct bench *bn, const char *path, uint32_t n, uint16_t port,
 	    "stall_timeout_ms = 120000;\n",
 	    n, (unsigned)port, sock, bn->worker,
 	    bn->msgsize > 1024 ? bn->msgsize : 1024);
+	if (bn->handler != NULL)
+		fprintf(f, "handler = \"%s\";\nhandler_mode = \"%s\";\n"
+		    "handler_timeout_ms = 60000;\n", bn->handler,
+		    bn->handler_mode);
 	if (fclose(f) == EOF)
 		die("%s: %s", path, strerror(errno));
 }
@@ -1215,6 +1221,9 @@ usage(FILE *f, int code)
 	    "  --no-netns       run in this network namespace (ports "
 	    "10000-65000)\n"
 	    "  --keep           keep the work directory (configs, logs)\n"
+	    "  --handler PATH   fanout's workers run this handler (the limit "
+	    "has none)\n"
+	    "  --handler-mode M exec or pipe (default pipe)\n"
 	    "  --attach CMD     run CMD during each pipelined phase (%%p pid, "
 	    "%%w a worker's,\n"
 	    "                   %%t target, %%n workers, %%r run), SIGINT "
@@ -1230,6 +1239,7 @@ main(int argc, char *argv[])
 {
 	enum { O_JSON = 256, O_LABEL, O_WORKERS, O_RUNS, O_STARTUP,
 	    O_DURATION, O_WINDOW, O_SIZE, O_PAIRS, O_NONETNS, O_KEEP,
+	    O_HANDLER, O_HANDLER_MODE,
 	    O_ATTACH, O_FANOUTD, O_WORKER, O_REF };
 	static const struct option longopts[] = {
 		{ "json",	required_argument,	NULL, O_JSON },
@@ -1243,6 +1253,8 @@ main(int argc, char *argv[])
 		{ "socketpair",	no_argument,		NULL, O_PAIRS },
 		{ "no-netns",	no_argument,		NULL, O_NONETNS },
 		{ "keep",	no_argument,		NULL, O_KEEP },
+		{ "handler",	required_argument,	NULL, O_HANDLER },
+		{ "handler-mode", required_argument,	NULL, O_HANDLER_MODE },
 		{ "attach",	required_argument,	NULL, O_ATTACH },
 		{ "fanoutd",	required_argument,	NULL, O_FANOUTD },
 		{ "worker",	required_argument,	NULL, O_WORKER },
@@ -1265,6 +1277,7 @@ main(int argc, char *argv[])
 	bn->duration_ms = 2000;
 	bn->window = 64;
 	bn->msgsize = 64;
+	bn->handler_mode = "pipe";
 	bn->netns = true;
 	parse_sizes(bn, "3,16,64,256");
 	while ((ch = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
@@ -1308,6 +1321,15 @@ main(int argc, char *argv[])
 			break;
 		case O_NONETNS:
 			bn->netns = false;
+			break;
+		case O_HANDLER:
+			bn->handler = optarg;
+			break;
+		case O_HANDLER_MODE:
+			if (strcmp(optarg, "exec") != 0 &&
+			    strcmp(optarg, "pipe") != 0)
+				die("--handler-mode: exec or pipe");
+			bn->handler_mode = optarg;
 			break;
 		case O_KEEP:
 			bn->keep = true;
