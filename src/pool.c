@@ -303,9 +303,10 @@ worker_set_state(struct worker *w, enum worker_state new)
 		d->nup++;
 	if (new != W_STARTING)
 		worker_stop_notify(w);
-	/* A stopping worker still acks what its handler took: its link
-	 * stays open for reading until it exits. */
-	if (new != W_UP && new != W_CONNECTING && new != W_STOPPING)
+	/* A worker stopped while up still acks what its handler took: its
+	 * link stays open for reading until it exits. */
+	if (new != W_UP && new != W_CONNECTING &&
+	    !(new == W_STOPPING && old == W_UP))
 		w->link.ops->close(w, false);
 	if (old == W_UP)
 		bcast_worker_away(w);
