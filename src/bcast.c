@@ -94,7 +94,8 @@ bcast_failed(struct worker *w, struct msg *m, uint32_t status,
 	w->failed++;
 	w->last_status = status;
 	w->last_reason_len = (uint8_t)reason_len;
-	memcpy(w->last_reason, reason, reason_len);
+	if (reason_len > 0)
+		memcpy(w->last_reason, reason, reason_len);
 	if (m->b == NULL || w->index >= m->b->nworkers)
 		return;
 	res = &m->b->res[w->index];

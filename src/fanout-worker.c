@@ -151,7 +151,8 @@ conn_ack(struct conn *c, uint64_t id, uint32_t status, const char *reason,
 	struct msg_ack ack = { .status = status };
 
 	msg_ack_encode(buf, &ack);
-	memcpy(buf + MSG_ACK_LEN, reason, reason_len);
+	if (reason_len > 0)
+		memcpy(buf + MSG_ACK_LEN, reason, reason_len);
 	if (wbuf_frame(&c->out, MSG_ACK, id, buf, MSG_ACK_LEN + reason_len)
 	    < 0) {
 		log_warnx("worker %u: out of memory", c->wk->index);
@@ -345,7 +346,8 @@ on_handler_done(void *arg, uint64_t id, uint32_t status, const char *reason,
 		f->id = id;
 		f->status = status;
 		f->len = (uint8_t)reason_len;
-		memcpy(f->reason, reason, reason_len);
+		if (reason_len > 0)
+			memcpy(f->reason, reason, reason_len);
 		log_debug("worker %u: message %llu: handler failed: status "
 		    "%u", wk->index, (unsigned long long)id, status);
 	}

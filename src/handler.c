@@ -187,8 +187,8 @@ kill_group(struct handler *h)
 	if (h->pid <= 0 || h->pstate == P_KILLING)
 		return;
 	h->pstate = P_KILLING;
+	(void)kill(-h->pid, SIGCONT);	/* first: see pool.c */
 	(void)kill(-h->pid, SIGTERM);
-	(void)kill(-h->pid, SIGCONT);
 	if (arm(h, &h->kill_src, HANDLER_KILL_GRACE_MS, on_kill) < 0)
 		(void)kill(-h->pid, SIGKILL);
 }

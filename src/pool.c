@@ -173,10 +173,12 @@ worker_enter(struct worker *w, enum worker_state old)
 	case W_STALLED:
 	case W_RESTARTING:
 	case W_STOPPING:
-		/* TERM first, and CONT so that a stopped process gets it;
-		 * KILL when the timer fires. */
-		worker_signal(w, SIGTERM);
+		/* CONT, so that a stopped process gets the TERM; CONT
+		 * first, because a CONT that comes later cancels any stop
+		 * pending then (a ptrace attach at exit, say, which then
+		 * waits forever).  KILL when the timer fires. */
 		worker_signal(w, SIGCONT);
+		worker_signal(w, SIGTERM);
 		worker_arm(w, pool_stop_usec(d));
 		break;
 	case W_DEAD:
