@@ -265,6 +265,8 @@ conn_process(struct conn *c)
 		if (conn_ack(c, h.id, 0, NULL, 0) < 0)
 			return -1;
 	}
+	if (wk->h != NULL)
+		handler_start(wk->h);	/* the batch read, in one write */
 	if (r < 0) {
 		log_warnx("worker %u: bad frame: %s; closing the connection",
 		    wk->index, frame_strerror(r));

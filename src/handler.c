@@ -81,6 +81,7 @@ struct handler {
 	sd_event_source	*out_src;
 	sd_event_source	*err_src;
 	sd_event_source	*deadline_src;	/* the oldest message's timeout */
+	uint64_t	 head_usec;	/* pipe: when the oldest became so */
 	sd_event_source	*kill_src;	/* SIGKILL after SIGTERM */
 	sd_event_source	*restart_src;	/* pipe: backoff */
 	bool		 timed_out;	/* exec: the running one */
@@ -479,10 +480,18 @@ static int
 pipe_on_deadline(sd_event_source *s, uint64_t usec, void *arg)
 {
 	struct handler *h = arg;
+	uint64_t due = h->head_usec + h->conf.timeout_ms * 1000ULL;
 	char why[64];
 
 	(void)s;
-	(void)usec;
+	if (h->flight.n == 0 || h->pstate != P_RUNNING)
+		return 0;
+	if (usec < due) {
+		/* The head changed since: its own time is not up yet. */
+		(void)sd_event_source_set_time(s, due);
+		(void)sd_event_source_set_enabled(s, SD_EVENT_ONESHOT);
+		return 0;
+	}
 	snprintf(why, sizeof(why), "no result within %u ms",
 	    h->conf.timeout_ms);
 	finish_head_str(h, HS_TIMEOUT, why);
@@ -491,21 +500,34 @@ pipe_on_deadline(sd_event_source *s, uint64_t usec, void *arg)
 	return 0;
 }
 
-/* The oldest message in flight has timeout_ms from when it became the
- * oldest: restart the clock when the head changes, stop it when none. */
+/*
+ * The oldest message in flight has timeout_ms from when it became the
+ * oldest.  A new head only notes the time: the timer, armed for an older
+ * head, finds out when it fires and moves itself on (a timer re-armed per
+ * answer cost more than the answer).
+ */
 static void
 pipe_arm_deadline(struct handler *h, bool head_changed)
 {
-	if (h->flight.n == 0 || h->pstate != P_RUNNING) {
-		h->deadline_src = sd_event_source_disable_unref(
-		    h->deadline_src);
+	uint64_t now = 0;
+
+	if (h->flight.n == 0 || h->pstate != P_RUNNING)
 		return;
-	}
-	if (head_changed || h->deadline_src == NULL)
-		if (arm(h, &h->deadline_src, h->conf.timeout_ms,
-		    pipe_on_deadline) < 0)
+	(void)sd_event_now(h->ev, CLOCK_MONOTONIC, &now);
+	if (head_changed)
+		h->head_usec = now;
+	if (sd_event_source_get_enabled(h->deadline_src, NULL) > 0)
+		return;
+	if (h->deadline_src == NULL)
+		if (sd_event_add_time(h->ev, &h->deadline_src,
+		    CLOCK_MONOTONIC, 0, 1000, pipe_on_deadline, h) < 0) {
 			log_warnx("worker %u: cannot arm the handler timeout",
 			    h->conf.index);
+			return;
+		}
+	(void)sd_event_source_set_time(h->deadline_src,
+	    h->head_usec + h->conf.timeout_ms * 1000ULL);
+	(void)sd_event_source_set_enabled(h->deadline_src, SD_EVENT_ONESHOT);
 }
 
 /* Messages that cannot be framed are answered without the handler, when
@@ -674,12 +696,13 @@ pipe_answer(struct handler *h, char *line, size_t len)
 static int
 pipe_read(struct handler *h)
 {
-	char *nl;
+	char *nl, *line, *end;
+	size_t want;
 	ssize_t n;
 
 	for (;;) {
-		n = read(h->out_fd, h->answer + h->answer_len,
-		    HANDLER_ANSWER_MAX - h->answer_len);
+		want = HANDLER_ANSWER_MAX - h->answer_len;
+		n = read(h->out_fd, h->answer + h->answer_len, want);
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0 && errno == EAGAIN)
@@ -687,14 +710,15 @@ pipe_read(struct handler *h)
 		if (n <= 0)
 			return -1;
 		h->answer_len += (size_t)n;
-		while (h->pstate == P_RUNNING && (nl = memchr(h->answer, '\n',
-		    h->answer_len)) != NULL) {
-			size_t len = (size_t)(nl - h->answer);
-
-			pipe_answer(h, h->answer, len);
-			h->answer_len -= len + 1;
-			memmove(h->answer, nl + 1, h->answer_len);
+		line = h->answer;
+		end = h->answer + h->answer_len;
+		while (h->pstate == P_RUNNING && (nl = memchr(line, '\n',
+		    (size_t)(end - line))) != NULL) {
+			pipe_answer(h, line, (size_t)(nl - line));
+			line = nl + 1;
 		}
+		h->answer_len = (size_t)(end - line);
+		memmove(h->answer, line, h->answer_len);
 		if (h->pstate != P_RUNNING) {
 			/* Being ended: later answers are not believed. */
 			h->answer_len = 0;
@@ -706,6 +730,9 @@ pipe_read(struct handler *h)
 			h->answer_len = 0;
 			kill_group(h);
 		}
+		/* A short read emptied the pipe: no need to ask again. */
+		if ((size_t)n < want)
+			return 0;
 	}
 }
 
@@ -970,8 +997,13 @@ handler_submit(struct handler *h, uint64_t id, const uint8_t *data,
 	memcpy(m->data, data, len);
 	list_push(&h->queue, m);
 	h->bytes += len;
-	pump(h);
 	return 0;
+}
+
+void
+handler_start(struct handler *h)
+{
+	pump(h);
 }
 
 size_t

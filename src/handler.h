@@ -42,9 +42,12 @@ typedef void	(*handler_idle_fn)(void *arg);
 
 int	handler_new(sd_event *, const struct handler_conf *,
 	    handler_done_fn, void *arg, struct handler **);
-/* Takes a copy of the message: 0, or -ENOMEM. */
+/* Takes a copy of the message: 0, or -ENOMEM.  It waits for
+ * handler_start, so that a batch leaves in one write. */
 int	handler_submit(struct handler *, uint64_t id, const uint8_t *data,
 	    size_t len);
+/* Starts what was submitted, as far as the handler can take it. */
+void	handler_start(struct handler *);
 /* Bytes of the messages taken and not yet answered. */
 size_t	handler_pending_bytes(const struct handler *);
 /* Stop taking messages: drop those not started, let the running ones
