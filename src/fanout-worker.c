@@ -106,7 +106,8 @@ usage(FILE *f, int code)
 	    "(default 30000)\n"
 	    "  PROGRAM [ARG...]     the handler; without it, messages are only "
 	    "acked\n"
-	    "  -v, --verbose        log debug messages too\n"
+	    "  -v, --verbose        log debug messages too; -vv: a line per "
+	    "message\n"
 	    "  -h, --help           show this help and exit\n"
 	    "  -V, --version        show the version and exit\n");
 	exit(code);
@@ -128,17 +129,24 @@ conn_close(struct conn *c)
 	free(c);
 }
 
-/* Without a handler, receiving is handling: a debug line at most. */
+/* Whoever reaches the port can send these: rate-limited. */
+static struct log_limit frames_ll = LOG_LIMIT_INIT(LOG_WARNING,
+    "bad frames and connections");
+/* A handler can fail for every message. */
+static struct log_limit handler_ll = LOG_LIMIT_INIT(LOG_WARNING,
+    "handler failures");
+
+/* Without a handler, receiving is handling: a debug line at -vv. */
 static void
 log_message(struct wk *wk, const struct frame_hdr *h, const uint8_t *p)
 {
 	char preview[LOG_PREVIEW * 4 + 1];
 
-	if (log_getverbose() == 0)
+	if (log_getverbose() < LOG_V_MESSAGES)
 		return;
 	str_escape(preview, sizeof(preview), p,
 	    h->len < LOG_PREVIEW ? h->len : LOG_PREVIEW);
-	log_debug("worker %u (pid %d): message %llu, %u bytes: \"%s\"%s",
+	log_trace("worker %u (pid %d): message %llu, %u bytes: \"%s\"%s",
 	    wk->index, (int)wk->pid, (unsigned long long)h->id, h->len,
 	    preview, h->len > LOG_PREVIEW ? "..." : "");
 }
@@ -215,7 +223,7 @@ conn_take(struct conn *c, const struct frame_hdr *h, const uint8_t *p)
 		}
 		wk->last_taken = h->id;
 	} else
-		log_debug("worker %u (pid %d): message %llu again: acked "
+		log_trace("worker %u (pid %d): message %llu again: acked "
 		    "without handling it", wk->index, (int)wk->pid,
 		    (unsigned long long)h->id);
 	c->ahead[(c->ahead_head + c->ahead_n) % AHEAD_MAX] = h->id;
@@ -246,8 +254,10 @@ conn_process(struct conn *c)
 		if ((r = rbuf_next(&c->in, &h, &p)) != 1)
 			break;
 		if (h.type != MSG_DATA) {
-			log_warnx("worker %u: unexpected frame type %u; "
-			    "closing the connection", wk->index, h.type);
+			if (log_limit(&frames_ll))
+				log_warnx("worker %u: unexpected frame type "
+				    "%u; closing the connection", wk->index,
+				    h.type);
 			return -1;
 		}
 		if (wk->h != NULL) {
@@ -259,7 +269,7 @@ conn_process(struct conn *c)
 			log_message(wk, &h, p);
 			wk->last_done = h.id;
 		} else
-			log_debug("worker %u (pid %d): message %llu again: "
+			log_trace("worker %u (pid %d): message %llu again: "
 			    "acked without handling it", wk->index,
 			    (int)wk->pid, (unsigned long long)h.id);
 		if (conn_ack(c, h.id, 0, NULL, 0) < 0)
@@ -268,8 +278,9 @@ conn_process(struct conn *c)
 	if (wk->h != NULL)
 		handler_start(wk->h);	/* the batch read, in one write */
 	if (r < 0) {
-		log_warnx("worker %u: bad frame: %s; closing the connection",
-		    wk->index, frame_strerror(r));
+		if (log_limit(&frames_ll))
+			log_warnx("worker %u: bad frame: %s; closing the "
+			    "connection", wk->index, frame_strerror(r));
 		return -1;
 	}
 	return conn_emit(c);
@@ -316,6 +327,17 @@ on_conn_io(sd_event_source *s, int fd, uint32_t revents, void *arg)
 	return 0;
 }
 
+/* After each turn of the loop that did something: the counts the rate
+ * limits held back, once their window is over. */
+static int
+on_log_flush(sd_event_source *s, void *arg)
+{
+	(void)s;
+	(void)arg;
+	log_limit_flush(false);
+	return 0;
+}
+
 /* After the handler answered: ack, and read again where paused. */
 static int
 on_post(sd_event_source *s, void *arg)
@@ -335,6 +357,28 @@ on_post(sd_event_source *s, void *arg)
 	return 0;
 }
 
+/* "message 12: handler failed: exit status 3: the reason it gave". */
+static void
+log_failure(const struct wk *wk, uint64_t id, uint32_t status,
+    const char *reason, size_t reason_len)
+{
+	static const char *const names[] = HS_NAMES_FROM_TIMEOUT;
+	char st[32], why[FANOUT_REASON_MAX * 4 + 1];
+
+	if (HS_IS_EXIT(status))
+		snprintf(st, sizeof(st), "exit status %u", status);
+	else if (HS_IS_SIGNAL(status))
+		snprintf(st, sizeof(st), "signal %u", status - HS_SIGNAL_BASE);
+	else if (status >= HS_TIMEOUT && status <= HS_BADANSWER)
+		snprintf(st, sizeof(st), "%s", names[status - HS_TIMEOUT]);
+	else
+		snprintf(st, sizeof(st), "status %u", status);
+	str_escape(why, sizeof(why), reason, reason_len);
+	log_warnx("worker %u: message %llu: handler failed: %s%s%s",
+	    wk->index, (unsigned long long)id, st, reason_len > 0 ? ": " : "",
+	    why);
+}
+
 static void
 on_handler_done(void *arg, uint64_t id, uint32_t status, const char *reason,
     size_t reason_len)
@@ -350,8 +394,8 @@ on_handler_done(void *arg, uint64_t id, uint32_t status, const char *reason,
 		f->len = (uint8_t)reason_len;
 		if (reason_len > 0)
 			memcpy(f->reason, reason, reason_len);
-		log_debug("worker %u: message %llu: handler failed: status "
-		    "%u", wk->index, (unsigned long long)id, status);
+		if (log_limit(&handler_ll))
+			log_failure(wk, id, status, reason, reason_len);
 	}
 	(void)sd_event_source_set_enabled(wk->post_src, SD_EVENT_ONESHOT);
 }
@@ -369,8 +413,9 @@ on_accept(sd_event_source *s, int lfd, uint32_t revents, void *arg)
 	    >= 0) {
 		if (wk->nconns >= CONNS_MAX ||
 		    (c = calloc(1, sizeof(*c))) == NULL) {
-			log_warnx("worker %u: refusing a connection",
-			    wk->index);
+			if (log_limit(&frames_ll))
+				log_warnx("worker %u: refusing a connection: "
+				    "too many", wk->index);
 			close(fd);
 			continue;
 		}
@@ -609,7 +654,7 @@ main(int argc, char *argv[])
 	if ((wk.lfd = tcp_listen(addr, (uint16_t)port)) < 0) {
 		snprintf(why, sizeof(why), "cannot listen on %s:%u: %s", addr,
 		    (unsigned)port, strerror(-wk.lfd));
-		log_warnx("worker %u: %s", wk.index, why);
+		log_errx("worker %u: %s", wk.index, why);
 		notify_failure(-wk.lfd, why);
 		return 1;
 	}
@@ -619,6 +664,7 @@ main(int argc, char *argv[])
 	    (r = sd_event_add_io(wk.ev, &wk.lsrc, wk.lfd, EPOLLIN, on_accept,
 	    &wk)) < 0 ||
 	    (r = sd_event_add_defer(wk.ev, &wk.post_src, on_post, &wk)) < 0 ||
+	    (r = sd_event_add_post(wk.ev, NULL, on_log_flush, NULL)) < 0 ||
 	    (r = sd_event_source_set_enabled(wk.post_src, SD_EVENT_OFF)) < 0)
 		fatalx("worker %u: cannot set up the event loop: %s", wk.index,
 		    strerror(-r));
@@ -636,6 +682,7 @@ main(int argc, char *argv[])
 	log_debug("worker %u: %s", wk.index, why);
 
 	r = sd_event_loop(wk.ev);
+	log_limit_flush(true);
 
 	wk.lsrc = sd_event_source_disable_unref(wk.lsrc);
 	close(wk.lfd);

@@ -47,7 +47,8 @@ usage(FILE *f, int code)
 	    "acknowledgements.\n\n"
 	    "  -c, --config FILE  configuration file (default %s)\n"
 	    "  -t, --test         check the configuration and exit\n"
-	    "  -v, --verbose      log debug messages too\n"
+	    "  -v, --verbose      log debug messages too; -vv: a line per "
+	    "message\n"
 	    "  -h, --help         show this help and exit\n"
 	    "  -V, --version      show the version and exit\n",
 	    FANOUT_CONF_DEFAULT);
@@ -71,12 +72,12 @@ fanoutd_workers_changed(struct fanoutd *d)
 		d->ready = true;
 		d->none_up_usec = 0;
 		notify_ready(status);
-		log_info("ready: %s, control socket %s", status,
+		log_notice("ready: %s, control socket %s", status,
 		    d->conf.control_socket);
 	} else if (d->ready) {
 		if (d->degraded && d->nup > 0) {
 			d->degraded = false;
-			log_info("no longer degraded: %u/%u workers up",
+			log_notice("no longer degraded: %u/%u workers up",
 			    d->nup, d->nworkers);
 		}
 		notify_status("%u/%u workers connected", d->nup, d->nworkers);
@@ -95,7 +96,8 @@ check_degraded(struct fanoutd *d, uint64_t now)
 	if (away < d->conf.degraded_timeout_ms)
 		return;
 	d->degraded = true;
-	log_warnx("degraded: no worker has been up for %llu ms%s",
+	logit(d->conf.degraded_action == DEGRADED_EXIT ? LOG_ERR : LOG_WARNING,
+	    "degraded: no worker has been up for %llu ms%s",
 	    (unsigned long long)away,
 	    d->conf.degraded_action == DEGRADED_EXIT ? "; exiting "
 	    "(degraded_action \"exit\")" : "; messages are queued");
@@ -116,6 +118,7 @@ on_tick(sd_event_source *s, uint64_t usec, void *arg)
 	if (!d->stopping)
 		pool_tick(d, now);
 	check_degraded(d, now);
+	log_limit_flush(false);		/* what was suppressed, once it was */
 	(void)sd_event_source_set_time_relative(s, tick_usec(d));
 	(void)sd_event_source_set_enabled(s, SD_EVENT_ON);
 	return 0;
@@ -197,11 +200,12 @@ fanoutd_stop(struct fanoutd *d, int exit_code)
 	d->stopping = true;
 	d->exit_code = exit_code;
 	if (exit_code == 0)
-		log_info("shutting down");
+		log_notice("shutting down");
 	else if (!d->ready)
-		log_warnx("startup failed; stopping the workers");
+		log_errx("startup failed; stopping the workers");
 	else
-		log_warnx("stopping the workers");
+		log_errx("stopping the workers; exiting with status %d",
+		    exit_code);
 	notify_stopping();
 	control_close_listener(d);
 	/* Workers that are away will not ack before the end. */
@@ -266,7 +270,7 @@ on_signal(sd_event_source *s, const struct signalfd_siginfo *si, void *arg)
 
 	(void)s;
 	if (si->ssi_signo == SIGHUP) {
-		log_info("SIGHUP: configuration reload is not supported yet; "
+		log_notice("SIGHUP: configuration reload is not supported yet; "
 		    "ignored");
 		return 0;
 	}
@@ -308,11 +312,11 @@ fanoutd_run(struct fanoutd *d)
 	raise_fd_limit(d->conf.workers);
 
 	if (access(d->conf.worker_path, X_OK) == -1) {
-		log_warn("worker_path %s", d->conf.worker_path);
+		log_err("worker_path %s", d->conf.worker_path);
 		return 1;
 	}
 	if ((r = sd_event_new(&d->ev)) < 0) {
-		log_warnx("cannot create the event loop: %s", strerror(-r));
+		log_errx("cannot create the event loop: %s", strerror(-r));
 		return 1;
 	}
 	if (sd_event_add_signal(d->ev, NULL, SIGTERM, on_signal, d) < 0 ||
@@ -322,7 +326,7 @@ fanoutd_run(struct fanoutd *d)
 	    sd_event_add_defer(d->ev, &d->done_src, on_check_done, d) < 0 ||
 	    sd_event_add_time_relative(d->ev, &d->tick_src, CLOCK_MONOTONIC,
 	    tick_usec(d), tick_usec(d) / 2, on_tick, d) < 0) {
-		log_warnx("cannot set up the event loop");
+		log_errx("cannot set up the event loop");
 		return 1;
 	}
 	(void)sd_event_source_set_enabled(d->flush_src, SD_EVENT_OFF);
@@ -339,8 +343,30 @@ fanoutd_run(struct fanoutd *d)
 	notify_status("starting %u workers", d->conf.workers);
 	if ((r = pool_start(d)) < 0)
 		fanoutd_stop(d, 1);
-	r = sd_event_loop(d->ev);
-	return r < 0 ? 1 : r;
+	if ((r = sd_event_loop(d->ev)) < 0) {
+		log_errx("event loop: %s", strerror(-r));
+		return 1;
+	}
+	return r;
+}
+
+/* conf_load's errors through the log: under the journal they are errors,
+ * not stray lines at the default priority. */
+static int
+load_conf(struct fanoutd *d)
+{
+	char *text = NULL;
+	size_t len = 0;
+	FILE *errs;
+	int r;
+
+	if ((errs = open_memstream(&text, &len)) == NULL)
+		return conf_load(d->conf_path, &d->conf, stderr);
+	r = conf_load(d->conf_path, &d->conf, errs);
+	if (fclose(errs) == 0 && text != NULL)
+		log_lines(r == -1 ? LOG_ERR : LOG_WARNING, text);
+	free(text);
+	return r;
 }
 
 static void
@@ -406,7 +432,7 @@ main(int argc, char *argv[])
 		usage(stderr, 2);
 	}
 	log_init("fanoutd", verbose);
-	if (conf_load(d.conf_path, &d.conf, stderr) == -1)
+	if (load_conf(&d) == -1)
 		return 1;
 	if (test) {
 		printf("configuration OK\n");
@@ -415,6 +441,7 @@ main(int argc, char *argv[])
 	}
 	code = fanoutd_run(&d);
 	fanoutd_free(&d);
+	log_limit_flush(true);
 	if (code == 0)
 		log_info("stopped");
 	return code;

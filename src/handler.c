@@ -28,9 +28,16 @@
 #include "handler.h"
 #include "log.h"
 #include "proto.h"
+#include "util.h"
 
 #define RESTART_MIN_MS	100	/* pipe: first restart delay, doubling */
 #define PIPE_IOV_MAX	48	/* iovecs per writev: 16 messages */
+
+/* A handler that fails on every message must not flood the log. */
+static struct log_limit handler_ll = LOG_LIMIT_INIT(LOG_WARNING,
+    "handler process failures");
+static struct log_limit restart_ll = LOG_LIMIT_INIT(LOG_NOTICE,
+    "handler restarts");
 
 extern char **environ;
 
@@ -661,9 +668,15 @@ pipe_answer(struct handler *h, char *line, size_t len)
 		len--;
 	line[len] = '\0';
 	if (m == NULL || m->off < framed_len(h, m)) {
-		log_warnx("worker %u: the handler answered \"%.40s\" before "
-		    "it had a whole message; restarting it", h->conf.index,
-		    line);
+		if (log_limit(&handler_ll)) {
+			char text[40 * 4 + 1];
+
+			str_escape(text, sizeof(text), line,
+			    len < 40 ? len : 40);
+			log_warnx("worker %u: the handler answered \"%s\" "
+			    "before it had a whole message; restarting it",
+			    h->conf.index, text);
+		}
 		kill_group(h);
 		return;
 	}
@@ -779,8 +792,9 @@ pipe_schedule_restart(struct handler *h)
 		ms *= 2;
 	if (ms > h->conf.restart_max_ms)
 		ms = h->conf.restart_max_ms;
-	log_warnx("worker %u: handler restarting in %" PRIu64 " ms",
-	    h->conf.index, ms);
+	if (log_limit(&restart_ll))
+		log_notice("worker %u: handler restarting in %" PRIu64 " ms",
+		    h->conf.index, ms);
 	if (arm(h, &h->restart_src, ms, pipe_on_restart) < 0)
 		log_warnx("worker %u: cannot schedule the handler's restart",
 		    h->conf.index);
@@ -840,7 +854,8 @@ pipe_on_exit(sd_event_source *s, const siginfo_t *si, void *arg)
 		(void)pipe_read(h);
 	(void)kill(-h->pid, SIGKILL);	/* what it left in its group */
 	describe_exit(why, sizeof(why), si);
-	if (!h->draining || h->flight.n > 0 || !clean)
+	if ((!h->draining || h->flight.n > 0 || !clean) &&
+	    log_limit(&handler_ll))
 		log_warnx("worker %u: %s", h->conf.index, why);
 	if (!(h->draining && clean && h->flight.n == 0))
 		h->failures++;
@@ -894,8 +909,9 @@ fail:
 	close_fd(&out[0]);
 	close_fd(&out[1]);
 fail_logged:
-	log_warnx("worker %u: cannot start the handler %s: %s",
-	    h->conf.index, h->conf.argv[0], strerror(-r));
+	if (log_limit(&handler_ll))
+		log_warnx("worker %u: cannot start the handler %s: %s",
+		    h->conf.index, h->conf.argv[0], strerror(-r));
 	h->failures++;
 	pipe_schedule_restart(h);
 }

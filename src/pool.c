@@ -135,7 +135,7 @@ worker_retry(struct worker *w)
 		return;
 	}
 	if ((r = worker_spawn(w)) < 0) {
-		log_warnx("worker %u: cannot start: %s", w->index,
+		log_warnx("worker %u: cannot restart: %s", w->index,
 		    strerror(-r));
 		w->exit_kind = WX_STARTFAIL;
 		w->exit_code = 0;
@@ -160,13 +160,17 @@ worker_enter(struct worker *w, enum worker_state old)
 		w->timer_src = sd_event_source_disable_unref(w->timer_src);
 		w->up_usec = now;
 		w->progress_usec = now;
+		/* At startup, "ready" says it for all of them. */
+		if (d->ready)
+			log_notice("worker %u (pid %d, port %u) up", w->index,
+			    (int)w->pid, w->port);
 		worker_kick(w);
 		break;
 	case W_BACKOFF:
 		delay = worker_backoff_usec(w, now);
 		w->retry_usec = now + delay;
 		worker_arm(w, delay);
-		log_warnx("worker %u (port %u): %s again in %llu ms",
+		log_notice("worker %u (port %u): %s again in %llu ms",
 		    w->index, w->port, w->pid > 0 ? "reconnecting" :
 		    "restarting", (unsigned long long)(delay / 1000));
 		break;
@@ -316,6 +320,10 @@ worker_set_state(struct worker *w, enum worker_state new)
 	fanoutd_workers_changed(d);
 }
 
+/* Anyone may write to a worker's notify socket. */
+static struct log_limit notify_ll = LOG_LIMIT_INIT(LOG_WARNING,
+    "notify sockets");
+
 /* Reads queued notifications; true once READY=1 came from the worker. */
 static bool
 notify_drain(struct worker *w)
@@ -327,16 +335,18 @@ notify_drain(struct worker *w)
 	while (w->notify_fd >= 0 &&
 	    (r = notify_recv(w->notify_fd, &m)) != -EAGAIN) {
 		if (r < 0) {
-			log_debug("worker %u: notify socket: %s", w->index,
-			    strerror(-r));
+			if (log_limit(&notify_ll))
+				log_warnx("worker %u: notify socket: %s",
+				    w->index, strerror(-r));
 			continue;
 		}
 		/* The abstract socket is reachable by anyone: only the
 		 * worker's own word counts. */
 		if (m.pid != w->pid) {
-			log_warnx("worker %u: ignoring notification from pid "
-			    "%d, not the worker's %d", w->index, (int)m.pid,
-			    (int)w->pid);
+			if (log_limit(&notify_ll))
+				log_warnx("worker %u: ignoring notification "
+				    "from pid %d, not the worker's %d",
+				    w->index, (int)m.pid, (int)w->pid);
 			continue;
 		}
 		if (m.status[0] != '\0')
@@ -387,12 +397,19 @@ on_child(sd_event_source *s, const siginfo_t *si, void *arg)
 	(void)s;
 	(void)notify_drain(w);	/* a last STATUS= may explain the exit */
 	describe_exit(si, how, sizeof(how));
+	/* A failure that ends the startup is the daemon's error; an exit
+	 * fanoutd asked for is news only when it was not a clean one. */
 	if (!d->ready && !d->stopping)
-		log_warnx("worker %u (port %u) failed to start: %s%s%s",
+		log_errx("worker %u (port %u) failed to start: %s%s%s",
 		    w->index, w->port, w->why[0] ? w->why : how,
 		    w->why[0] ? "; " : "", w->why[0] ? how : "");
 	else if (w->state == W_STOPPING || d->stopping)
-		log_info("worker %u (pid %d) %s", w->index, (int)w->pid, how);
+		logit(si->si_code == CLD_EXITED && si->si_status == 0 ?
+		    LOG_DEBUG : LOG_INFO, "worker %u (pid %d) %s", w->index,
+		    (int)w->pid, how);
+	else if (w->state == W_STALLED || w->state == W_RESTARTING)
+		log_info("worker %u (pid %d, port %u) %s", w->index,
+		    (int)w->pid, w->port, how);
 	else
 		log_warnx("worker %u (pid %d, port %u) %s", w->index,
 		    (int)w->pid, w->port, how);
@@ -423,7 +440,8 @@ on_timer(sd_event_source *s, uint64_t usec, void *arg)
 	(void)s;
 	(void)usec;
 	if (w->state == W_STARTING || w->state == W_CONNECTING)
-		log_warnx("worker %u (pid %d, port %u) not %s within %u ms",
+		logit(w->d->ready ? LOG_WARNING : LOG_ERR,
+		    "worker %u (pid %d, port %u) not %s within %u ms",
 		    w->index, (int)w->pid, w->port,
 		    w->state == W_STARTING ? "ready" : "connected",
 		    w->d->conf.start_timeout_ms);
@@ -462,8 +480,9 @@ worker_exec(struct worker *w, pid_t parent, const char *notify_name)
 	argv[argc++] = port;
 	argv[argc++] = (char *)"--address";
 	argv[argc++] = d->conf.listen_address;
+	/* The same verbosity: -vv has the workers log every message. */
 	if (log_getverbose() > 0)
-		argv[argc++] = (char *)"-v";
+		argv[argc++] = (char *)(log_getverbose() > 1 ? "-vv" : "-v");
 	if (d->conf.handler != NULL) {
 		/* Its restarts must stay well inside the stall timeout. */
 		restart_ms = d->conf.restart_max_delay_ms;
@@ -528,7 +547,7 @@ worker_spawn(struct worker *w)
 		return r;
 	}
 	if (w->spawns++ > 0)
-		log_info("worker %u restarted: pid %d", w->index, (int)pid);
+		log_notice("worker %u restarted: pid %d", w->index, (int)pid);
 	else
 		log_debug("worker %u spawned: pid %d, port %u", w->index,
 		    (int)pid, w->port);
@@ -564,7 +583,7 @@ pool_start(struct fanoutd *d)
 	/* All at once: readiness and connects proceed in parallel. */
 	for (i = 0; i < d->nworkers; i++) {
 		if ((r = worker_spawn(d->workers[i])) < 0) {
-			log_warnx("cannot start worker %u: %s", i,
+			log_errx("cannot start worker %u: %s", i,
 			    strerror(-r));
 			return r;
 		}
@@ -600,8 +619,9 @@ pool_link_lost(struct worker *w, const char *why)
 	struct fanoutd *d = w->d;
 
 	if (!d->stopping)
-		log_warnx("worker %u (pid %d, port %u): %s", w->index,
-		    (int)w->pid, w->port, why);
+		logit(d->ready ? LOG_WARNING : LOG_ERR,
+		    "worker %u (pid %d, port %u): %s", w->index, (int)w->pid,
+		    w->port, why);
 	if (w->state == W_UP || w->state == W_CONNECTING) {
 		w->exit_kind = WX_LINK;
 		w->exit_code = 0;

@@ -34,7 +34,7 @@ notify_lines() {
 	exec {fd}>&-
 	[ "$NW_STATUS" -eq 0 ] || fail "fanoutd did not become ready: $NW_ERR"
 	# At READY=1 every worker is up.
-	run ctl status
+	run status_lines
 	assert_status 0
 	[[ ${lines[0]} =~ \ \ up\ 3/3\  ]] ||
 	    fail "the daemon line does not say up 3/3" "$(show_run)"
@@ -122,8 +122,8 @@ notify_lines() {
 	JOURNAL_STREAM=$(stat -c '%d:%i' "$log") \
 	    "$FANOUTD" -c "$CONF" 2>>"$log" || st=$?
 	[ "$st" -eq 1 ] || fail "fanoutd exited $st, expected 1"
-	grep -qx '<4>worker_path /nonexistent/fanout-worker: No such file or directory' \
-	    "$log" || fail "no <4> line in the journal stream:" "$(cat "$log")"
+	grep -qx '<3>worker_path /nonexistent/fanout-worker: No such file or directory' \
+	    "$log" || fail "no <3> line in the journal stream:" "$(cat "$log")"
 	# Another stream's id: plain lines with the program name.
 	run --separate-stderr env JOURNAL_STREAM=1:1 "$FANOUTD" -c "$CONF"
 	assert_status 1
