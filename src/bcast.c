@@ -29,6 +29,10 @@ bcast_finish(struct bcast *b)
 {
 	struct fanoutd *d = b->d;
 
+	log_trace("message %llu, %zu bytes, %u workers: %u acked, %u failed, "
+	    "%u queued", (unsigned long long)b->m->id,
+	    (size_t)b->m->len - FANOUT_HDR_LEN, b->nworkers, b->nacked,
+	    b->nfailed, b->nqueued);
 	if (b->c != NULL) {
 		control_reply_bcast(b->c, b);
 		control_bcast_done(b->c);
@@ -109,6 +113,20 @@ bcast_failed(struct worker *w, struct msg *m, uint32_t status,
 	bcast_settle(m->b, w->index, ACK_FAILED);
 }
 
+/* Which histogram bucket a round trip falls in: a few compares. */
+static unsigned
+hist_bucket(uint32_t rtt_us)
+{
+	static const uint32_t bounds[] = FANOUT_HIST_BOUNDS_US;
+	unsigned i;
+
+	_Static_assert(nitems(bounds) + 1 == FANOUT_HIST_BUCKETS,
+	    "one bucket per bound, and one above them");
+	for (i = 0; i < nitems(bounds) && rtt_us > bounds[i]; i++)
+		;
+	return i;
+}
+
 void
 bcast_acked(struct worker *w, uint32_t status, const uint8_t *reason,
     size_t reason_len)
@@ -121,6 +139,8 @@ bcast_acked(struct worker *w, uint32_t status, const uint8_t *reason,
 	w->last_rtt_us = (uint32_t)(now - m->accepted_usec);
 	if (w->last_rtt_us == 0)
 		w->last_rtt_us = 1;
+	w->rtt_sum_us += w->last_rtt_us;
+	w->rtt_hist[hist_bucket(w->last_rtt_us)]++;
 	if (status != HS_OK)
 		bcast_failed(w, m, status, reason, reason_len);
 	else if (m->b != NULL)
@@ -143,20 +163,53 @@ bcast_worker_away(struct worker *w)
 	}
 }
 
+/* Broadcasts answered with workers that did not ack in time: one line per
+ * broadcast, the first few workers named, and no more than the limit
+ * allows. */
+static struct log_limit late_ll = LOG_LIMIT_INIT(LOG_NOTICE,
+    "acknowledgement timeouts");
+
+#define LATE_NAMED	4
+
+static void
+log_late(const struct bcast *b, const uint32_t *late, uint32_t nlate)
+{
+	char list[LATE_NAMED * 12 + 8];
+	size_t off = 0;
+	uint32_t i;
+
+	list[0] = '\0';
+	for (i = 0; i < nlate && i < LATE_NAMED; i++)
+		off += (size_t)snprintf(list + off, sizeof(list) - off, "%s%u",
+		    i > 0 ? ", " : "", late[i]);
+	if (nlate > LATE_NAMED)
+		snprintf(list + off, sizeof(list) - off, ", ...");
+	log_notice("message %llu: not acknowledged within %u ms by %u of %u "
+	    "workers (%s %s); kept queued", (unsigned long long)b->m->id,
+	    b->timeout_ms, nlate, b->nworkers, nlate == 1 ? "worker" :
+	    "workers", list);
+}
+
 static int
 on_deadline(sd_event_source *s, uint64_t usec, void *arg)
 {
 	struct bcast *b = arg;
-	uint32_t i;
+	uint32_t i, nlate = 0, late[LATE_NAMED];
 
 	(void)s;
 	(void)usec;
 	for (i = 0; i < b->nworkers; i++)
 		if (b->res[i].outcome == ACK_NONE) {
 			b->res[i].outcome = unacked_outcome(b->d);
-			if (b->res[i].outcome == ACK_QUEUED)
+			if (b->res[i].outcome == ACK_QUEUED) {
 				b->nqueued++;
+				if (nlate < LATE_NAMED)
+					late[nlate] = i;
+				nlate++;
+			}
 		}
+	if (nlate > 0 && log_limit(&late_ll))
+		log_late(b, late, nlate);
 	bcast_finish(b);
 	return 0;
 }
@@ -211,8 +264,10 @@ bcast_start(struct fanoutd *d, struct ctl_conn *c, uint64_t req_id,
 		struct worker *w = d->workers[i];
 
 		b->res[i].pid = w->pid;
-		if (queue_push(&w->q, m) < 0)
+		if (queue_push(&w->q, m) < 0) {
+			w->refused++;
 			bcast_settle(b, i, ACK_FULL);
+		}
 		else if (w->state == W_UP)
 			worker_kick(w);
 		else if (!wait)

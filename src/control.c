@@ -8,6 +8,7 @@
 
 #include <sys/socket.h>
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -20,7 +21,39 @@
 /* Unsent reply bytes past which a client is not read until it catches up. */
 #define CTL_OUT_HIGH	(1024 * 1024)
 
+/* Any client can cause these at will: rate-limited. */
+static struct log_limit bad_ll = LOG_LIMIT_INIT(LOG_WARNING,
+    "bad control requests");
+static struct log_limit refused_ll = LOG_LIMIT_INIT(LOG_WARNING,
+    "refused control connections");
+
 static void	ctl_close(struct ctl_conn *);
+
+/* "pid P, uid U" of the client on fd, for the lines about it. */
+static const char *
+ctl_who(int fd, char *buf, size_t len)
+{
+	struct ucred cr;
+	socklen_t sl = sizeof(cr);
+
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &sl) == -1)
+		snprintf(buf, len, "unknown");
+	else
+		snprintf(buf, len, "pid %d, uid %u", (int)cr.pid,
+		    (unsigned)cr.uid);
+	return buf;
+}
+
+/* A request that breaks the protocol: logged, within the limit. */
+static void
+ctl_bad(const struct ctl_conn *c, const char *what)
+{
+	char who[48];
+
+	if (log_limit(&bad_ll))
+		log_warnx("control client (%s): %s; closing the connection",
+		    ctl_who(c->fd, who, sizeof(who)), what);
+}
 
 static int
 end_frame(struct wbuf *wb, uint64_t req_id, const struct ctl_end *e)
@@ -158,6 +191,7 @@ ctl_send(struct ctl_conn *c, const struct frame_hdr *h, const uint8_t *p)
 	uint32_t timeout, len;
 
 	if (ctl_send_decode(p, h->len, &req) < 0) {
+		ctl_bad(c, "malformed send request");
 		ctl_result(c, h->id, CTL_RES_BADFRAME, 0);
 		c->closing = true;
 		return;
@@ -176,13 +210,36 @@ ctl_send(struct ctl_conn *c, const struct frame_hdr *h, const uint8_t *p)
 		timeout = d->conf.ack_timeout_ms;
 	if (bcast_start(d, c, h->id, p + CTL_SEND_LEN, len, timeout,
 	    req.flags) < 0) {
-		log_warnx("out of memory: refusing a message of %u bytes", len);
+		if (log_limit(&refused_ll))
+			log_warnx("out of memory: refusing a message of %u "
+			    "bytes", len);
 		ctl_result(c, h->id, CTL_RES_BUSY, 0);
 	}
 }
 
+/* A worker's counters for CTL_STATS. */
 static void
-ctl_status(struct ctl_conn *c, const struct frame_hdr *h, const uint8_t *p)
+ctl_hist_frame(struct ctl_conn *c, uint64_t req_id, const struct worker *w)
+{
+	uint8_t p[CTL_HIST_LEN + CTL_HIST_TAIL_LEN];
+	struct ctl_hist hs = {
+		.index = w->index,
+		.refused = w->refused,
+		.rtt_count = w->acked,
+		.rtt_sum_us = w->rtt_sum_us,
+	};
+	unsigned i;
+
+	ctl_hist_encode(p, &hs);
+	for (i = 0; i < FANOUT_HIST_BUCKETS; i++)
+		put_u64(p + CTL_HIST_LEN + 8 * i, w->rtt_hist[i]);
+	ctl_frame(c, CTL_HIST, req_id, p, sizeof(p));
+}
+
+/* CTL_STATUS, and CTL_STATS: the same with every worker's counters. */
+static void
+ctl_status_reply(struct ctl_conn *c, const struct frame_hdr *h,
+    bool counters)
 {
 	struct fanoutd *d = c->d;
 	uint8_t buf[CTL_DAEMON_LEN + FANOUT_VERSION_MAX];
@@ -203,8 +260,8 @@ ctl_status(struct ctl_conn *c, const struct frame_hdr *h, const uint8_t *p)
 	size_t vlen = strlen(PACKAGE_VERSION);
 	uint32_t i;
 
-	(void)p;
 	if (h->len != 0) {
+		ctl_bad(c, "malformed status request");
 		ctl_result(c, h->id, CTL_RES_BADFRAME, 0);
 		c->closing = true;
 		return;
@@ -213,6 +270,8 @@ ctl_status(struct ctl_conn *c, const struct frame_hdr *h, const uint8_t *p)
 		worker_record(d->workers[i], now, &rec);
 		ctl_worker_frame(c, h->id, &rec, d->workers[i]->last_reason,
 		    d->workers[i]->last_reason_len);
+		if (counters)
+			ctl_hist_frame(c, h->id, d->workers[i]);
 	}
 	if (vlen > FANOUT_VERSION_MAX)
 		vlen = FANOUT_VERSION_MAX;
@@ -222,6 +281,20 @@ ctl_status(struct ctl_conn *c, const struct frame_hdr *h, const uint8_t *p)
 	ctl_end(c, h->id, &e);
 }
 
+static void
+ctl_status(struct ctl_conn *c, const struct frame_hdr *h, const uint8_t *p)
+{
+	(void)p;
+	ctl_status_reply(c, h, false);
+}
+
+static void
+ctl_stats(struct ctl_conn *c, const struct frame_hdr *h, const uint8_t *p)
+{
+	(void)p;
+	ctl_status_reply(c, h, true);
+}
+
 static const struct ctl_handler {
 	uint8_t	 type;
 	void	(*run)(struct ctl_conn *, const struct frame_hdr *,
@@ -229,6 +302,7 @@ static const struct ctl_handler {
 } handlers[] = {
 	{ CTL_SEND,	ctl_send },
 	{ CTL_STATUS,	ctl_status },
+	{ CTL_STATS,	ctl_stats },
 };
 
 /* Handles the complete frames buffered, as far as backpressure allows. */
@@ -249,8 +323,13 @@ ctl_process(struct ctl_conn *c)
 		if ((r = rbuf_next(&c->in, &h, &p)) == 0)
 			break;
 		if (r < 0) {
-			/* The header was decoded: its id is worth echoing. */
-			log_debug("control client: %s", frame_strerror(r));
+			/* The header was decoded: its id is worth echoing.
+			 * Too big is a mistake, not an attack. */
+			if (r == -EMSGSIZE)
+				log_debug("control client: %s",
+				    frame_strerror(r));
+			else
+				ctl_bad(c, frame_strerror(r));
 			ctl_result(c, h.id, r == -EMSGSIZE ? CTL_RES_TOOBIG :
 			    r == -EBADMSG ? CTL_RES_BADTYPE : CTL_RES_BADFRAME,
 			    r == -EMSGSIZE ? c->d->conf.max_message_bytes : 0);
@@ -261,6 +340,7 @@ ctl_process(struct ctl_conn *c)
 			if (handlers[i].type == h.type)
 				break;
 		if (i == nitems(handlers)) {
+			ctl_bad(c, "unknown request type");
 			ctl_result(c, h.id, CTL_RES_BADTYPE, 0);
 			c->closing = true;
 			break;
@@ -316,9 +396,11 @@ ctl_accept_one(struct fanoutd *d, int fd)
 	if (d->nctls >= CTL_CONNS_MAX || (c = calloc(1, sizeof(*c))) == NULL) {
 		struct ctl_end e = { .result = CTL_RES_BUSY };
 		struct wbuf wb;
+		char who[48];
 
-		log_warnx("refusing a control connection: too many "
-		    "connections");
+		if (log_limit(&refused_ll))
+			log_warnx("refusing a control connection (%s): too "
+			    "many connections", ctl_who(fd, who, sizeof(who)));
 		/* One try: a client that cannot take 40 bytes learns
 		 * nothing, but it does not hold the daemon up. */
 		wbuf_init(&wb);
@@ -334,7 +416,8 @@ ctl_accept_one(struct fanoutd *d, int fd)
 	wbuf_init(&c->out);
 	if (sd_event_add_io(d->ev, &c->io_src, fd, EPOLLIN, on_ctl_io, c) < 0 ||
 	    sd_event_add_defer(d->ev, &c->resume_src, on_ctl_resume, c) < 0) {
-		log_warnx("cannot watch a control connection");
+		if (log_limit(&refused_ll))
+			log_warnx("cannot watch a control connection");
 		c->io_src = sd_event_source_disable_unref(c->io_src);
 		free(c);
 		close(fd);
@@ -359,7 +442,8 @@ on_accept(sd_event_source *s, int lfd, uint32_t revents, void *arg)
 	while ((fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC))
 	    >= 0)
 		ctl_accept_one(d, fd);
-	if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED)
+	if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED &&
+	    log_limit(&refused_ll))
 		log_warn("accepting a control connection");
 	return 0;
 }
@@ -427,29 +511,32 @@ control_start(struct fanoutd *d)
 	if ((fd = unix_connect(path, 1000)) >= 0 || fd == -EAGAIN) {
 		if (fd >= 0)
 			close(fd);
-		log_warnx("another fanoutd is already running on %s", path);
+		log_errx("another fanoutd is already running on %s", path);
 		return -EADDRINUSE;
 	}
 	if (fd == -ECONNREFUSED) {
 		if (unlink(path) == -1 && errno != ENOENT) {
-			log_warn("cannot remove stale control socket %s", path);
+			log_err("cannot remove stale control socket %s", path);
 			return -errno;
 		}
 		log_info("removed stale control socket %s", path);
 	} else if (fd != -ENOENT) {
-		log_warnx("cannot check control socket %s: %s", path,
+		log_errx("cannot check control socket %s: %s", path,
 		    strerror(-fd));
 		return fd;
 	}
 	if ((fd = unix_listen(path, 0660)) < 0) {
-		log_warnx("cannot listen on control socket %s: %s", path,
+		log_errx("cannot listen on control socket %s: %s", path,
 		    strerror(-fd));
 		return fd;
 	}
 	d->ctl_fd = fd;
 	if ((r = sd_event_add_io(d->ev, &d->ctl_src, fd, EPOLLIN, on_accept,
-	    d)) < 0)
+	    d)) < 0) {
+		log_errx("cannot watch control socket %s: %s", path,
+		    strerror(-r));
 		return r;
+	}
 	return 0;
 }
 

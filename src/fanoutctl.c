@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <stdarg.h>
 #include <getopt.h>
+#include <inttypes.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdbool.h>
@@ -28,45 +29,102 @@
 				 * its handler failed */
 #define EXIT_USAGE	2
 #define EXIT_FAILURE3	3	/* daemon unreachable or refused */
+#define EXIT_OUTPUT	4	/* standard output closed (EPIPE): send -
+				 * stopped reading its input there */
 
 #define TIMEOUT_DEFAULT_MS	10000
 #define REPLY_GRACE_MS		2000	/* beyond the ack timeout */
 #define WINDOW_DEFAULT		32	/* send -: requests in flight */
 #define WINDOW_MAX		1024
+#define PROGRESS_AFTER_US	1000000	/* send -: a progress line on a tty
+					 * once a stream lasts this long */
+#define PROGRESS_EVERY_US	200000	/* and then at most this often */
 
 #define LARGER(a, b)		((a) > (b) ? (a) : (b))
 /* Longest reply frame: a worker record with the longest reason, an end
- * record, or a daemon record with the longest version string. */
-#define REPLY_PAYLOAD_MAX	LARGER(LARGER(CTL_WORKER_LEN + \
+ * record, a daemon record with the longest version string, or a
+ * histogram. */
+#define REPLY_PAYLOAD_MAX	LARGER(LARGER(LARGER(CTL_WORKER_LEN + \
 				    FANOUT_REASON_MAX, CTL_END_LEN), \
-				    CTL_DAEMON_LEN + FANOUT_VERSION_MAX)
+				    CTL_DAEMON_LEN + FANOUT_VERSION_MAX), \
+				    CTL_HIST_LEN + CTL_HIST_TAIL_LEN)
 
 struct ctl {
 	const char	*path;
 	uint32_t	 timeout_ms;
 	uint32_t	 send_flags;	/* CTL_SEND_WAIT, CTL_SEND_BRIEF */
 	uint32_t	 window;	/* send -: requests in flight */
-	bool		 stats;		/* send -: a summary on stderr */
+	bool		 stats;		/* send -: latency in the summary */
+	bool		 quiet;		/* send -: print failures only */
 	bool		 json;
+	bool		 prometheus;	/* stats: the Prometheus text format */
+	struct check_limits check;
 	int		 fd;
 	struct rbuf	 in;
 };
 
 static int	cmd_send(struct ctl *, int, char **);
 static int	cmd_status(struct ctl *, int, char **);
+static int	cmd_stats(struct ctl *, int, char **);
+static int	cmd_check(struct ctl *, int, char **);
+struct cmd;
+static void	send_option(struct ctl *, const struct cmd *, int);
+static void	check_option(struct ctl *, const struct cmd *, int);
+static void	stats_option(struct ctl *, const struct cmd *, int);
+
+/* check fails as monitoring plugins do: "UNKNOWN: why" on standard
+ * output, exit 3 (die()'s status anyway). */
+static bool	die_unknown;
+/* send -: a stream that die() ends, to print its summary after why. */
+struct stream;
+static struct stream *die_stream;
+static void	progress_clear(struct stream *);
+static void	stream_summary(struct stream *);
+
+/* The options before the command. */
+#define MAIN_OPTSTRING	"+s:t:jhV"
+enum { OPT_LIST_COMMANDS = 256, OPT_LIST_OPTIONS };
+static const struct option main_opts[] = {
+	{ "socket",	required_argument,	NULL, 's' },
+	{ "timeout",	required_argument,	NULL, 't' },
+	{ "json",	no_argument,		NULL, 'j' },
+	{ "help",	no_argument,		NULL, 'h' },
+	{ "version",	no_argument,		NULL, 'V' },
+	/* hidden, for shell completion: the command table's words */
+	{ "list-commands", no_argument,		NULL, OPT_LIST_COMMANDS },
+	{ "list-options", optional_argument,	NULL, OPT_LIST_OPTIONS },
+	{ NULL,		0,			NULL, 0 }
+};
 
 /* send's own options, after the command name; "--" ends them. */
 static const struct option send_opts[] = {
 	{ "wait",	no_argument,		NULL, 'w' },
 	{ "window",	required_argument,	NULL, 'W' },
 	{ "stats",	no_argument,		NULL, 'S' },
+	{ "quiet",	no_argument,		NULL, 'q' },
+	{ NULL,		0,			NULL, 0 }
+};
+
+static const struct option stats_opts[] = {
+	{ "prometheus",	no_argument,		NULL, 'P' },
+	{ NULL,		0,			NULL, 0 }
+};
+
+enum { OPT_WARN_QUEUED = 256, OPT_CRIT_QUEUED };
+static const struct option check_opts[] = {
+	{ "warn-down",	required_argument,	NULL, 'w' },
+	{ "crit-down",	required_argument,	NULL, 'c' },
+	{ "warn-queued", required_argument,	NULL, OPT_WARN_QUEUED },
+	{ "crit-queued", required_argument,	NULL, OPT_CRIT_QUEUED },
 	{ NULL,		0,			NULL, 0 }
 };
 
 /*
  * A command may have several rows, one per argument shape; rows of one
  * name share its options, which cmd_options() parses before the
- * arguments are counted.
+ * arguments are counted, handing each to the row's opt().  Shell
+ * completion takes its words from here too (--list-commands,
+ * --list-options=COMMAND).
  */
 static const struct cmd {
 	const char	*name;
@@ -76,15 +134,27 @@ static const struct cmd {
 	int		(*run)(struct ctl *, int, char **);
 	const char	*args;
 	const char	*help;
+	/* one option: its getopt value, optarg set */
+	void		(*opt)(struct ctl *, const struct cmd *, int);
 } cmds[] = {
-	{ "send", "+w", send_opts, 1, -1, cmd_send, "[-w] MESSAGE...",
-	    "broadcast MESSAGE (arguments joined by spaces); report the acks" },
-	{ "send", "+w", send_opts, 1, 1, cmd_send,
-	    "[-w] [--window N] [--stats] -",
-	    "broadcast each line of standard input as a message" },
+	{ "send", "+:wq", send_opts, 1, -1, cmd_send, "[-w] MESSAGE...",
+	    "broadcast MESSAGE (arguments joined by spaces); report the acks",
+	    send_option },
+	{ "send", "+:wq", send_opts, 1, 1, cmd_send,
+	    "[-qw] [--window N] [--stats] -",
+	    "broadcast each line of standard input as a message",
+	    send_option },
 	{ "status", NULL, NULL, 0, 0, cmd_status, "",
-	    "show fanoutd and each worker's state, queue and restarts" },
-	{ NULL, NULL, NULL, 0, 0, NULL, NULL, NULL }
+	    "show fanoutd and each worker's state, queue and restarts",
+	    NULL },
+	{ "check", "+:w:c:", check_opts, 0, 0, cmd_check,
+	    "[-w N] [-c N] [--warn-queued N] [--crit-queued N]",
+	    "a monitoring plugin: one line, exit 0 OK to 3 UNKNOWN",
+	    check_option },
+	{ "stats", "+:", stats_opts, 0, 0, cmd_stats, "[--prometheus]",
+	    "counters and ack round trips of each worker, also in the "
+	    "Prometheus format", stats_option },
+	{ NULL, NULL, NULL, 0, 0, NULL, NULL, NULL, NULL }
 };
 
 /* "send [-w] -": a row of the table as usage shows it. */
@@ -128,26 +198,66 @@ usage(FILE *f, int code)
 	    "      --window N         send -: messages in flight at once "
 	    "(default %d;\n"
 	    "                         1 is a closed loop)\n"
-	    "      --stats            send -: count, rate and latency "
-	    "p50/p99/max on stderr\n", WINDOW_DEFAULT);
+	    "      --stats            send -: add latency p50/p99/max to "
+	    "the summary\n"
+	    "  -q, --quiet            send -: print only the messages not "
+	    "acked by every\n"
+	    "                         worker (the summary on stderr "
+	    "stays)\n", WINDOW_DEFAULT);
+	fprintf(f, "\ncheck options (N: a count; WARNING or CRITICAL from N "
+	    "on):\n"
+	    "  -w, --warn-down N      workers not up (default 1)\n"
+	    "  -c, --crit-down N      workers not up (default: all of "
+	    "them)\n"
+	    "      --warn-queued N    messages queued, over all workers "
+	    "(default: none)\n"
+	    "      --crit-queued N    the same, CRITICAL (default: none)\n");
 	fprintf(f, "\nexit status: 0 all workers acked, 1 some did not "
 	    "(queued, full, shutdown)\n"
 	    "or their handler failed, 2 usage error, 3 daemon unreachable "
-	    "or refused\n");
+	    "or refused,\n"
+	    "4 standard output closed (send - stops early); check: 0 OK, "
+	    "1 WARNING,\n2 CRITICAL, 3 UNKNOWN\n");
 	exit(code);
 }
 
 static void __attribute__((noreturn, format(printf, 1, 2)))
 die(const char *fmt, ...)
 {
+	FILE *f = die_unknown ? stdout : stderr;
+	struct stream *st = die_stream;
 	va_list ap;
 
-	fputs("fanoutctl: ", stderr);
+	die_stream = NULL;
+	if (st != NULL)
+		progress_clear(st);
+	fputs(die_unknown ? "UNKNOWN: " : "fanoutctl: ", f);
 	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
+	vfprintf(f, fmt, ap);
 	va_end(ap);
-	fputc('\n', stderr);
+	fputc('\n', f);
+	if (st != NULL)
+		stream_summary(st);
 	exit(EXIT_FAILURE3);
+}
+
+/*
+ * Standard output's reader may go away ("| head -1"): SIGPIPE is ignored,
+ * so writes fail with EPIPE, and out_closed says so; send - then reads no
+ * more input.  Any other write error is fatal.
+ */
+static bool	out_closed;
+
+static void
+out_flush(void)
+{
+	if (out_closed)
+		return;
+	if (fflush(stdout) == 0 && !ferror(stdout))
+		return;
+	if (errno != EPIPE)
+		die("writing output: %s", strerror(errno));
+	out_closed = true;
 }
 
 static void
@@ -217,7 +327,7 @@ ctl_pump(struct ctl *ctl, struct wbuf *wb, uint64_t deadline, bool want_read,
 			return 0;
 		/* Results seen so far go out before any wait: a stream's
 		 * reader sees each one when it is known, not at exit. */
-		(void)fflush(stdout);
+		out_flush();
 		pfd[0].events = POLLIN | (wb != NULL && w == 1 ? POLLOUT : 0);
 		pfd[1].events = POLLIN;
 		if ((r = poll(pfd, in_fd >= 0 ? 2 : 1, ms_left(deadline))) ==
@@ -255,6 +365,33 @@ reply_free(struct reply *rp)
 {
 	free(rp->rec);
 	free(rp->reasons);
+	free(rp->hist);
+}
+
+/* A CTL_HIST record: it belongs to the worker record just before it. */
+static int
+reply_hist(struct reply *rp, const struct frame_hdr *h, const uint8_t *p)
+{
+	struct hist_rec *hr;
+	unsigned i;
+
+	if (h->len != CTL_HIST_LEN + CTL_HIST_TAIL_LEN ||
+	    rp->nhist + 1 != rp->nrec)
+		return -1;
+	if (rp->nhist == rp->caphist) {
+		rp->caphist = rp->caphist ? rp->caphist * 2 : 16;
+		if ((rp->hist = reallocarray(rp->hist, rp->caphist,
+		    sizeof(*rp->hist))) == NULL)
+			die("out of memory");
+	}
+	hr = &rp->hist[rp->nhist];
+	if (ctl_hist_decode(p, h->len, &hr->h) < 0 ||
+	    hr->h.index != rp->rec[rp->nrec - 1].w.index)
+		return -1;
+	for (i = 0; i < FANOUT_HIST_BUCKETS; i++)
+		hr->bucket[i] = get_u64(p + CTL_HIST_LEN + 8 * i);
+	rp->nhist++;
+	return 0;
 }
 
 /* Keeps a worker record's reason, the bytes after the record. */
@@ -310,14 +447,18 @@ reply_add(struct reply *rp, const struct frame_hdr *h, const uint8_t *p)
 		memcpy(rp->version, p + CTL_DAEMON_LEN, rp->version_len);
 		rp->has_daemon = true;
 		return 0;
+	case CTL_HIST:
+		if (reply_hist(rp, h, p) < 0)
+			break;
+		return 0;
 	case CTL_END:
 		if (ctl_end_decode(p, h->len, &rp->end) < 0)
 			break;
 		rp->done = true;
 		return 1;
 	}
-	die("malformed reply from fanoutd (frame type %u, %u bytes)",
-	    h->type, h->len);
+	die("malformed reply from fanoutd (frame type %u, %u byte%s)",
+	    h->type, h->len, PLURAL(h->len));
 }
 
 /* A refused request: message and exit status 3. */
@@ -325,8 +466,9 @@ static void __attribute__((noreturn))
 die_result(const struct reply *rp, size_t msglen)
 {
 	if (rp->end.result == CTL_RES_TOOBIG)
-		die("message of %zu bytes refused: larger than "
-		    "max_message_bytes (%u)", msglen, rp->end.limit);
+		die("message of %zu byte%s refused: larger than "
+		    "max_message_bytes (%u)", msglen, PLURAL(msglen),
+		    rp->end.limit);
 	die("fanoutd refused the request: %s",
 	    output_result(rp->end.result));
 }
@@ -412,7 +554,7 @@ send_one(struct ctl *ctl, const char *msg, size_t len)
 }
 
 /* send -: requests pipelined over one connection, results in input order;
- * request id i lives in slot i % window. */
+ * request id i lives in slot i % window, and is input line i. */
 struct stream {
 	struct ctl	*ctl;
 	uint32_t	 window;
@@ -421,24 +563,24 @@ struct stream {
 	uint64_t	*sent_usec;
 	uint64_t	 next_req;	/* next request id to send */
 	uint64_t	 next_out;	/* next request id to print */
-	int		 status;
+	uint64_t	 start_usec;
+	uint64_t	 nall, npartial, nrefused;
 	/* --stats */
 	uint32_t	*lat_us;
 	size_t		 nlat, caplat;
-	uint64_t	 nall, npartial;
+	/* the progress line, on a terminal */
+	bool		 progress;	/* stderr is a terminal */
+	bool		 out_tty;	/* so is stdout: clear before a result */
+	int		 shown;		/* length of the line on screen, or 0 */
+	uint64_t	 drawn_usec;	/* when it was drawn */
 };
 
+/* --stats: the round trip of request id, as its reply completes. */
 static void
-stream_record(struct stream *st, const struct reply *rp, uint64_t id)
+stream_latency(struct stream *st, uint64_t id)
 {
 	uint64_t us = now_usec() - st->sent_usec[id % st->window];
 
-	if (output_all_acked(rp))
-		st->nall++;
-	else
-		st->npartial++;
-	if (!st->ctl->stats)
-		return;
 	if (st->nlat == st->caplat) {
 		st->caplat = st->caplat ? st->caplat * 2 : 1024;
 		st->lat_us = reallocarray(st->lat_us, st->caplat,
@@ -447,6 +589,112 @@ stream_record(struct stream *st, const struct reply *rp, uint64_t id)
 			die("out of memory");
 	}
 	st->lat_us[st->nlat++] = us > UINT32_MAX ? UINT32_MAX : (uint32_t)us;
+}
+
+static void
+progress_clear(struct stream *st)
+{
+	if (st->shown > 0)
+		fprintf(stderr, "\r%*s\r", st->shown, "");
+	st->shown = 0;
+}
+
+/* On a terminal, once the stream has lasted a second: where it is, on one
+ * line of stderr redrawn in place. */
+static void
+progress_draw(struct stream *st)
+{
+	uint64_t now, done;
+	double secs;
+	int n;
+
+	if (!st->progress)
+		return;
+	now = now_usec();
+	if (now - st->start_usec < PROGRESS_AFTER_US ||
+	    now - st->drawn_usec < PROGRESS_EVERY_US)
+		return;
+	done = st->nall + st->npartial + st->nrefused;
+	secs = (double)(now - st->start_usec) / 1e6;
+	/* Short enough for 80 columns: a wrapped line is not redrawn. */
+	n = fprintf(stderr, "\r%" PRIu64 " message%s (%" PRIu64 " partial, %"
+	    PRIu64 " refused), %" PRIu64 " in flight, %.0f msg/s", done,
+	    PLURAL(done), st->npartial, st->nrefused,
+	    st->next_req - st->next_out, (double)done / secs) - 1;
+	if (n < st->shown)	/* (the \r takes no room) */
+		fprintf(stderr, "%*s", st->shown - n, "");
+	else
+		st->shown = n;
+	st->drawn_usec = now;
+}
+
+static int
+cmp_u32(const void *a, const void *b)
+{
+	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+/*
+ * The end of a stream, on stderr so that stdout stays results:
+ * "fanoutctl: 10000 messages: 9998 to all workers, 2 partial, 0 refused
+ * (51234 msg/s)"; --stats adds time, window and latency.
+ */
+static void
+stream_summary(struct stream *st)
+{
+	double secs = (double)(now_usec() - st->start_usec) / 1e6;
+	uint64_t n = st->nall + st->npartial + st->nrefused;
+	size_t nl = st->nlat;
+
+	progress_clear(st);
+	fprintf(stderr, "fanoutctl: %" PRIu64 " message%s: %" PRIu64 " to all "
+	    "workers, %" PRIu64 " partial, %" PRIu64 " refused (%.0f msg/s)",
+	    n, PLURAL(n), st->nall, st->npartial, st->nrefused,
+	    secs > 0 ? (double)n / secs : 0.0);
+	if (st->ctl->stats) {
+		fprintf(stderr, "; %.3f s, window %u", secs, st->window);
+		qsort(st->lat_us, nl, sizeof(*st->lat_us), cmp_u32);
+		if (nl > 0)
+			fprintf(stderr, "; latency p50 %.3f ms, p99 %.3f ms, "
+			    "max %.3f ms", st->lat_us[(nl - 1) / 2] / 1000.0,
+			    st->lat_us[(nl - 1) * 99 / 100] / 1000.0,
+			    st->lat_us[nl - 1] / 1000.0);
+	}
+	if (out_closed)
+		fputs("; standard output closed: stopped reading input",
+		    stderr);
+	fputc('\n', stderr);
+}
+
+/* The next result in input order: counted, and printed unless -q and
+ * every worker acked it.  A refusal ends the stream, as fanoutd closes
+ * the connection after it (exit 3, the summary after the reason). */
+static void
+stream_result(struct stream *st, const struct reply *rp)
+{
+	size_t len = st->lens[rp->req_id % st->window];
+	bool all;
+
+	if (rp->end.result == CTL_RES_TOOBIG) {
+		st->nrefused++;
+		die("line %" PRIu64 ": message of %zu byte%s refused: larger "
+		    "than max_message_bytes (%u)", rp->req_id, len,
+		    PLURAL(len), rp->end.limit);
+	}
+	if (rp->end.result != CTL_RES_OK && rp->end.result != CTL_RES_PARTIAL)
+		die("line %" PRIu64 ": fanoutd refused the request: %s",
+		    rp->req_id, output_result(rp->end.result));
+	if ((all = output_all_acked(rp)))
+		st->nall++;
+	else
+		st->npartial++;
+	if (out_closed || (all && st->ctl->quiet))
+		return;
+	if (st->out_tty)
+		progress_clear(st);
+	output_send_line(rp, st->ctl->json);
 }
 
 static int
@@ -459,48 +707,15 @@ handle_stream(const struct frame_hdr *h, const uint8_t *p, void *arg)
 		die("reply for request %llu, which is not in flight",
 		    (unsigned long long)h->id);
 	rp = &st->slot[h->id % st->window];
-	if (reply_add(rp, h, p) == 1)
-		stream_record(st, rp, h->id);
+	if (reply_add(rp, h, p) == 1 && st->ctl->stats)
+		stream_latency(st, h->id);
 	while (st->next_out < st->next_req &&
 	    (rp = &st->slot[st->next_out % st->window])->done) {
-		if (rp->end.result != CTL_RES_OK &&
-		    rp->end.result != CTL_RES_PARTIAL)
-			die_result(rp, st->lens[st->next_out % st->window]);
-		output_send_line(rp, st->ctl->json);
-		if (!output_all_acked(rp))
-			st->status = EXIT_PARTIAL;
+		stream_result(st, rp);
 		st->next_out++;
 	}
 	/* Stop pumping as soon as a slot is free for the next line. */
 	return st->next_req - st->next_out < st->window ? 1 : 0;
-}
-
-static int
-cmp_u32(const void *a, const void *b)
-{
-	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
-
-	return x < y ? -1 : x > y;
-}
-
-/* --stats: what a stream did, on stderr, so that stdout stays results. */
-static void
-stream_stats(struct stream *st, uint64_t start_usec)
-{
-	double secs = (double)(now_usec() - start_usec) / 1e6;
-	size_t n = st->nlat;
-
-	qsort(st->lat_us, n, sizeof(*st->lat_us), cmp_u32);
-	fprintf(stderr, "fanoutctl: %zu messages in %.3f s (%.0f/s), window "
-	    "%u: %llu to all workers, %llu partial", n, secs,
-	    secs > 0 ? n / secs : 0.0, st->window,
-	    (unsigned long long)st->nall, (unsigned long long)st->npartial);
-	if (n > 0)
-		fprintf(stderr, "; latency p50 %.3f ms, p99 %.3f ms, max "
-		    "%.3f ms", st->lat_us[(n - 1) / 2] / 1000.0,
-		    st->lat_us[(n - 1) * 99 / 100] / 1000.0,
-		    st->lat_us[n - 1] / 1000.0);
-	fputc('\n', stderr);
 }
 
 /*
@@ -575,9 +790,10 @@ static int
 send_stream(struct ctl *ctl)
 {
 	struct stream st = { .ctl = ctl, .next_req = 1, .next_out = 1,
-	    .window = ctl->window };
+	    .window = ctl->window, .start_usec = now_usec(),
+	    .progress = isatty(STDERR_FILENO) == 1,
+	    .out_tty = isatty(STDOUT_FILENO) == 1 };
 	struct lines in = { .fd = STDIN_FILENO };
-	uint64_t start = now_usec();
 	struct wbuf wb;
 	size_t len;
 	char *line;
@@ -594,11 +810,12 @@ send_stream(struct ctl *ctl)
 	ctl->send_flags |= CTL_SEND_BRIEF;
 	ctl_connect(ctl);
 	wbuf_init(&wb);
+	die_stream = &st;
 	for (;;) {
 		bool room, busy;
 
 		/* Queue the complete lines while the window has room. */
-		while (st.next_req - st.next_out < st.window &&
+		while (!out_closed && st.next_req - st.next_out < st.window &&
 		    (more = lines_next(&in, st.next_req, &line, &len)) == 1) {
 			reply_reset(&st.slot[st.next_req % st.window],
 			    st.next_req);
@@ -608,6 +825,10 @@ send_stream(struct ctl *ctl)
 				die("out of memory");
 			st.next_req++;
 		}
+		/* Nobody reads the results: send no more, but collect the
+		 * replies owed, so that the summary is exact. */
+		if (out_closed)
+			more = -1;
 		room = st.next_req - st.next_out < st.window;
 		busy = st.next_out < st.next_req || wbuf_pending(&wb) > 0;
 		if (more < 0 && !busy)
@@ -615,8 +836,8 @@ send_stream(struct ctl *ctl)
 		if (!busy) {
 			/* Nothing in flight: wait for input as long as it
 			 * takes to come. */
-			(void)fflush(stdout);
-			if ((r = lines_fill(&in)) < 0)
+			out_flush();
+			if (!out_closed && (r = lines_fill(&in)) < 0)
 				die("reading standard input: %s", strerror(-r));
 			continue;
 		}
@@ -627,9 +848,10 @@ send_stream(struct ctl *ctl)
 			die_io(ctl, r);
 		if (r == 1 && (r = lines_fill(&in)) < 0)
 			die("reading standard input: %s", strerror(-r));
+		progress_draw(&st);
 	}
-	if (ctl->stats)
-		stream_stats(&st, start);
+	die_stream = NULL;
+	stream_summary(&st);
 	free(in.buf);
 	wbuf_free(&wb);
 	for (i = 0; i < st.window; i++)
@@ -638,7 +860,9 @@ send_stream(struct ctl *ctl)
 	free(st.lens);
 	free(st.sent_usec);
 	free(st.lat_us);
-	return st.status;
+	if (out_closed)
+		return EXIT_OUTPUT;
+	return st.npartial > 0 ? EXIT_PARTIAL : EXIT_ACKED;
 }
 
 static int
@@ -650,9 +874,9 @@ cmd_send(struct ctl *ctl, int argc, char **argv)
 
 	if (argc == 1 && strcmp(argv[0], "-") == 0)
 		return send_stream(ctl);
-	if (ctl->stats || ctl->window != WINDOW_DEFAULT) {
-		fprintf(stderr, "fanoutctl: send: --window and --stats go with "
-		    "send - (a stream of messages)\n");
+	if (ctl->stats || ctl->quiet || ctl->window != WINDOW_DEFAULT) {
+		fprintf(stderr, "fanoutctl: send: --window, --stats and --quiet "
+		    "go with send - (a stream of messages)\n");
 		usage(stderr, EXIT_USAGE);
 	}
 	for (i = 0; i < argc; i++)
@@ -671,23 +895,129 @@ cmd_send(struct ctl *ctl, int argc, char **argv)
 	return r;
 }
 
+/* A status (or stats) request and its reply. */
+static void
+status_fetch(struct ctl *ctl, struct reply *rp, uint8_t type)
+{
+	struct wbuf wb;
+
+	wbuf_init(&wb);
+	if (wbuf_frame(&wb, type, 1, NULL, 0) < 0)
+		die("out of memory");
+	ctl_request(ctl, &wb, rp);
+	if (rp->end.result != CTL_RES_OK)
+		die_result(rp, 0);
+}
+
 static int
 cmd_status(struct ctl *ctl, int argc, char **argv)
 {
 	struct reply rp = { 0 };
-	struct wbuf wb;
 
 	(void)argc;
 	(void)argv;
-	wbuf_init(&wb);
-	if (wbuf_frame(&wb, CTL_STATUS, 1, NULL, 0) < 0)
-		die("out of memory");
-	ctl_request(ctl, &wb, &rp);
-	if (rp.end.result != CTL_RES_OK)
-		die_result(&rp, 0);
+	status_fetch(ctl, &rp, CTL_STATUS);
 	output_status(&rp, ctl->json);
 	reply_free(&rp);
 	return EXIT_ACKED;
+}
+
+static int
+cmd_stats(struct ctl *ctl, int argc, char **argv)
+{
+	struct reply rp = { 0 };
+
+	(void)argc;
+	(void)argv;
+	status_fetch(ctl, &rp, CTL_STATS);
+	output_stats(&rp, ctl->prometheus ? STATS_PROMETHEUS :
+	    ctl->json ? STATS_JSON : STATS_TEXT);
+	reply_free(&rp);
+	return EXIT_ACKED;
+}
+
+/* The status as a monitoring plugin reports it: exit 0 OK, 1 WARNING,
+ * 2 CRITICAL; any failure to get it is UNKNOWN (3, through die()). */
+static int
+cmd_check(struct ctl *ctl, int argc, char **argv)
+{
+	struct reply rp = { 0 };
+	int r;
+
+	(void)argc;
+	(void)argv;
+	status_fetch(ctl, &rp, CTL_STATUS);
+	r = output_check(&rp, &ctl->check);
+	reply_free(&rp);
+	return r;
+}
+
+/* A bad value for an option or argument of command c: exit 2, or for
+ * check, UNKNOWN and 3, as monitoring plugins do. */
+static void __attribute__((noreturn, format(printf, 2, 3)))
+cmd_error(const struct cmd *c, const char *fmt, ...)
+{
+	FILE *f = die_unknown ? stdout : stderr;
+	va_list ap;
+
+	fprintf(f, "%s%s: ", die_unknown ? "UNKNOWN: " : "fanoutctl: ",
+	    c->name);
+	va_start(ap, fmt);
+	vfprintf(f, fmt, ap);
+	va_end(ap);
+	fputc('\n', f);
+	exit(die_unknown ? EXIT_FAILURE3 : EXIT_USAGE);
+}
+
+static void
+send_option(struct ctl *ctl, const struct cmd *c, int ch)
+{
+	uint64_t v;
+
+	switch (ch) {
+	case 'w':
+		ctl->send_flags |= CTL_SEND_WAIT;
+		break;
+	case 'W':
+		if (parse_uint(optarg, 1, WINDOW_MAX, &v) < 0)
+			cmd_error(c, "--window: must be between 1 and %d",
+			    WINDOW_MAX);
+		ctl->window = (uint32_t)v;
+		break;
+	case 'S':
+		ctl->stats = true;
+		break;
+	case 'q':
+		ctl->quiet = true;
+		break;
+	}
+}
+
+static void
+stats_option(struct ctl *ctl, const struct cmd *c, int ch)
+{
+	(void)c;
+	if (ch == 'P')
+		ctl->prometheus = true;
+}
+
+static void
+check_option(struct ctl *ctl, const struct cmd *c, int ch)
+{
+	struct check_limits *cl = &ctl->check;
+	uint64_t v;
+
+	if (ch == 'w' || ch == 'c') {
+		if (parse_uint(optarg, 1, FANOUT_WORKERS_MAX, &v) < 0)
+			cmd_error(c, "-%c: must be between 1 and %d", ch,
+			    FANOUT_WORKERS_MAX);
+		*(ch == 'w' ? &cl->warn_down : &cl->crit_down) = (uint32_t)v;
+		return;
+	}
+	if (parse_uint(optarg, 1, UINT64_MAX, &v) < 0)
+		cmd_error(c, "--%s-queued: must be a number from 1 on",
+		    ch == OPT_WARN_QUEUED ? "warn" : "crit");
+	*(ch == OPT_WARN_QUEUED ? &cl->warn_queued : &cl->crit_queued) = v;
 }
 
 /*
@@ -697,7 +1027,7 @@ cmd_status(struct ctl *ctl, int argc, char **argv)
 static int
 cmd_options(struct ctl *ctl, const struct cmd *c, int argc, char **argv)
 {
-	uint64_t v;
+	FILE *f;
 	int ch;
 
 	if (c->optstring == NULL)
@@ -706,59 +1036,87 @@ cmd_options(struct ctl *ctl, const struct cmd *c, int argc, char **argv)
 	opterr = 0;	/* our message names the command */
 	while ((ch = getopt_long(argc, argv, c->optstring, c->longopts,
 	    NULL)) != -1) {
-		switch (ch) {
-		case 'w':
-			ctl->send_flags |= CTL_SEND_WAIT;
-			break;
-		case 'W':
-			if (parse_uint(optarg, 1, WINDOW_MAX, &v) < 0) {
-				fprintf(stderr, "fanoutctl: send: --window: "
-				    "must be between 1 and %d\n", WINDOW_MAX);
-				exit(EXIT_USAGE);
-			}
-			ctl->window = (uint32_t)v;
-			break;
-		case 'S':
-			ctl->stats = true;
-			break;
-		default:
-			if (optopt != 0)
-				fprintf(stderr, "fanoutctl: %s: unknown option "
-				    "-%c", c->name, optopt);
-			else
-				fprintf(stderr, "fanoutctl: %s: unknown option "
-				    "%s", c->name, argv[optind - 1]);
-			fprintf(stderr, " (put -- before an argument that "
-			    "starts with '-')\n");
-			usage(stderr, EXIT_USAGE);
+		if (ch == ':')
+			cmd_error(c, "%s needs a value", argv[optind - 1]);
+		if (ch != '?' && c->opt != NULL) {
+			c->opt(ctl, c, ch);
+			continue;
 		}
+		f = die_unknown ? stdout : stderr;
+		fprintf(f, "%s%s: unknown option ", die_unknown ? "UNKNOWN: " :
+		    "fanoutctl: ", c->name);
+		if (optopt != 0)
+			fprintf(f, "-%c", optopt);
+		else
+			fputs(argv[optind - 1], f);
+		fprintf(f, " (put -- before an argument that starts with "
+		    "'-')\n");
+		usage(stderr, die_unknown ? EXIT_FAILURE3 : EXIT_USAGE);
 	}
 	return optind;
+}
+
+/* An option table's words, one a line, "ARG" after those that take a
+ * value: -s ARG, --socket ARG, --json... */
+static void
+list_options(const char *optstring, const struct option *lo)
+{
+	const char *p;
+
+	for (p = optstring; *p != '\0'; p++)
+		if (*p != '+' && *p != ':')
+			printf("-%c%s\n", *p, p[1] == ':' ? " ARG" : "");
+	for (; lo->name != NULL; lo++)
+		if (strncmp(lo->name, "list-", 5) != 0)	/* hidden */
+			printf("--%s%s\n", lo->name,
+			    lo->has_arg == required_argument ? " ARG" : "");
+}
+
+/* --list-commands, --list-options[=COMMAND]: the words shell completion
+ * offers, from the tables that drive parsing. */
+static int
+list_words(const char *cmd)
+{
+	const struct cmd *c;
+
+	if (cmd == NULL) {
+		/* Each name once: the rows of a name are adjacent. */
+		for (c = cmds; c->name != NULL; c++)
+			if (c == cmds || strcmp(c[-1].name, c->name) != 0)
+				printf("%s\n", c->name);
+		return 0;
+	}
+	if (cmd[0] == '\0') {
+		list_options(MAIN_OPTSTRING, main_opts);
+		return 0;
+	}
+	for (c = cmds; c->name != NULL; c++)
+		if (strcmp(c->name, cmd) == 0) {
+			if (c->optstring != NULL)
+				list_options(c->optstring, c->longopts);
+			return 0;
+		}
+	fprintf(stderr, "fanoutctl: %s: unknown command\n", cmd);
+	return EXIT_USAGE;
 }
 
 int
 main(int argc, char *argv[])
 {
-	static const struct option longopts[] = {
-		{ "socket",	required_argument,	NULL, 's' },
-		{ "timeout",	required_argument,	NULL, 't' },
-		{ "json",	no_argument,		NULL, 'j' },
-		{ "help",	no_argument,		NULL, 'h' },
-		{ "version",	no_argument,		NULL, 'V' },
-		{ NULL,		0,			NULL, 0 }
-	};
 	struct ctl ctl = { .timeout_ms = TIMEOUT_DEFAULT_MS, .fd = -1,
-	    .window = WINDOW_DEFAULT };
+	    .window = WINDOW_DEFAULT, .check = { .warn_down = 1 } };
 	const struct cmd *c;
 	const char *name;
 	uint64_t v;
 	int ch, first, nargs = 0, r;
 
+	/* getopt's own messages say "fanoutctl: ...", not the path. */
+	argv[0] = (char *)"fanoutctl";
 	ctl.path = getenv("FANOUT_SOCKET");
 	if (ctl.path == NULL || ctl.path[0] == '\0')
 		ctl.path = FANOUT_SOCKET_DEFAULT;
 	/* '+': options end at the command, so messages may start with '-'. */
-	while ((ch = getopt_long(argc, argv, "+s:t:jhV", longopts, NULL))
+	while ((ch = getopt_long(argc, argv, MAIN_OPTSTRING, main_opts, NULL))
 	    != -1) {
 		switch (ch) {
 		case 's':
@@ -780,6 +1138,10 @@ main(int argc, char *argv[])
 		case 'V':
 			printf("fanoutctl %s\n", PACKAGE_VERSION);
 			return 0;
+		case OPT_LIST_COMMANDS:
+			return list_words(NULL);
+		case OPT_LIST_OPTIONS:
+			return list_words(optarg != NULL ? optarg : "");
 		default:
 			usage(stderr, EXIT_USAGE);
 		}
@@ -795,6 +1157,7 @@ main(int argc, char *argv[])
 		if (strcmp(c->name, name) == 0)
 			break;
 	if (c->name != NULL) {
+		die_unknown = c->run == cmd_check;
 		first += cmd_options(&ctl, c, argc - first, argv + first);
 		nargs = argc - first;
 	}
@@ -803,16 +1166,18 @@ main(int argc, char *argv[])
 		    (c->max_args < 0 || nargs <= c->max_args))
 			break;
 	if (c->name == NULL) {
-		fprintf(stderr, "fanoutctl: %s: unknown command or wrong "
-		    "number of arguments\n", name);
-		usage(stderr, EXIT_USAGE);
+		fprintf(die_unknown ? stdout : stderr, "%s%s: unknown command "
+		    "or wrong number of arguments\n", die_unknown ?
+		    "UNKNOWN: " : "fanoutctl: ", name);
+		usage(stderr, die_unknown ? EXIT_FAILURE3 : EXIT_USAGE);
 	}
 	signal(SIGPIPE, SIG_IGN);
 	r = c->run(&ctl, nargs, argv + first);
 	rbuf_free(&ctl.in);
 	if (ctl.fd >= 0)
 		close(ctl.fd);
-	if (fflush(stdout) == EOF)
-		die("writing output: %s", strerror(errno));
-	return r;
+	/* A reader that left early: exit 4, without a word (send - has said
+	 * so in its summary). */
+	out_flush();
+	return out_closed ? EXIT_OUTPUT : r;
 }

@@ -9,11 +9,26 @@
 
 #include "payload.h"
 
+/* "1 byte", "2 bytes" */
+#define PLURAL(n)	((n) == 1 ? "" : "s")
+
+/* check's thresholds, each reached at that value; 0: not set. */
+struct check_limits {
+	uint32_t	 warn_down, crit_down;	/* workers not up; crit 0: all */
+	uint64_t	 warn_queued, crit_queued; /* summed over the workers */
+};
+
 /* A CTL_WORKER record and where its reason (the tail) is kept. */
 struct worker_rec {
 	struct ctl_worker w;
 	uint32_t	 reason_off;	/* in reply.reasons */
 	uint32_t	 reason_len;	/* 0..FANOUT_REASON_MAX; 0: none */
+};
+
+/* A CTL_HIST record (stats replies): a worker's counters and histogram. */
+struct hist_rec {
+	struct ctl_hist	 h;
+	uint64_t	 bucket[FANOUT_HIST_BUCKETS];
 };
 
 /*
@@ -26,6 +41,8 @@ struct reply {
 	uint64_t	 req_id;
 	struct worker_rec *rec;
 	uint32_t	 nrec, caprec;
+	struct hist_rec	*hist;		/* stats replies: one per record */
+	uint32_t	 nhist, caphist;
 	char		*reasons;			/* no NULs */
 	size_t		 reasons_len, reasons_cap;
 	bool		 has_daemon;
@@ -40,8 +57,14 @@ struct reply {
 void		 output_send(const struct reply *, bool json);
 void		 output_send_line(const struct reply *, bool json);
 void		 output_status(const struct reply *, bool json);
+/* The plugin line of check; returns its exit status, 0 OK to 2 CRITICAL. */
+int		 output_check(const struct reply *, const struct check_limits *);
 const char	*output_result(uint32_t result);
 /* A send reply in which every worker acked and no handler failed. */
 bool		 output_all_acked(const struct reply *);
+
+/* stats.c: a stats reply as text, JSON or the Prometheus text format */
+enum stats_format { STATS_TEXT, STATS_JSON, STATS_PROMETHEUS };
+void		 output_stats(const struct reply *, enum stats_format);
 
 #endif /* FANOUT_FANOUTCTL_H */

@@ -136,6 +136,9 @@ struct worker {
 	uint64_t	 progress_usec;	/* last ack, or first send after idle */
 	uint32_t	 last_rtt_us;
 	uint64_t	 failed;	/* acks whose handler failed */
+	uint64_t	 refused;	/* messages refused: queue full */
+	uint64_t	 rtt_sum_us;	/* of every ack */
+	uint64_t	 rtt_hist[FANOUT_HIST_BUCKETS];	/* proto.h's bounds */
 	uint32_t	 last_status;	/* the last failure's handler status */
 	uint8_t		 last_reason_len;
 	char		 last_reason[FANOUT_REASON_MAX];

@@ -78,6 +78,8 @@ type_known(uint8_t t)
 	case CTL_WORKER:
 	case CTL_END:
 	case CTL_DAEMON:
+	case CTL_STATS:
+	case CTL_HIST:
 		return 1;
 	}
 	return 0;

@@ -5,7 +5,8 @@
  * here talks to the daemon.
  *
  * Every value of a status line is one token without whitespace, so that
- * scripts can find a value by the word before it.
+ * scripts can find a value by the word before it or, in the table of
+ * workers, by its column's name.
  */
 #include "config.h"
 
@@ -273,8 +274,10 @@ json_print(json_t *o)
 	if (o == NULL)
 		json_oom();
 	/* 15 significant digits: a time in microseconds shown in ms keeps
-	 * its exact decimal form (0.123, not 0.12300000000000001). */
-	if (json_dumpf(o, stdout, JSON_COMPACT | JSON_REAL_PRECISION(15)) < 0) {
+	 * its exact decimal form (0.123, not 0.12300000000000001).  A
+	 * reader gone (EPIPE) is fanoutctl.c's to notice and report. */
+	if (json_dumpf(o, stdout, JSON_COMPACT | JSON_REAL_PRECISION(15)) < 0 &&
+	    errno != EPIPE) {
 		fprintf(stderr, "fanoutctl: writing output: %s\n",
 		    strerror(errno));
 		exit(3);
@@ -502,13 +505,144 @@ output_send_line(const struct reply *rp, bool json)
 	printf("\n");
 }
 
+/*
+ * status: the daemon's line, then a table with a header row, one row per
+ * worker, each column as wide as its widest cell and numbers aligned
+ * right; every cell is one word, "-" for none, so that a script can find
+ * a column by its name in the header.  Then "N/M workers up, Q queued".
+ */
+enum status_col {
+	SC_WORKER, SC_PID, SC_PORT, SC_STATE, SC_FOR, SC_NEXT, SC_ACKED,
+	SC_FAILED, SC_QUEUED, SC_BYTES, SC_RTT, SC_RESTARTS, SC_LAST,
+	SC_LASTFAIL, SC_NCOLS
+};
+
+static const struct {
+	const char	*name;
+	bool		 right;		/* a number: aligned right */
+} status_cols[SC_NCOLS] = {
+	[SC_WORKER] =	{ "WORKER", true },
+	[SC_PID] =	{ "PID", true },
+	[SC_PORT] =	{ "PORT", true },
+	[SC_STATE] =	{ "STATE", false },
+	[SC_FOR] =	{ "FOR", false },
+	[SC_NEXT] =	{ "NEXT", false },
+	[SC_ACKED] =	{ "ACKED", true },
+	[SC_FAILED] =	{ "FAILED", true },
+	[SC_QUEUED] =	{ "QUEUED", true },
+	[SC_BYTES] =	{ "BYTES", true },
+	[SC_RTT] =	{ "RTT", false },
+	[SC_RESTARTS] =	{ "RESTARTS", true },
+	[SC_LAST] =	{ "LAST", false },
+	[SC_LASTFAIL] =	{ "LASTFAIL", false },
+};
+
+/* A cell of worker w's row, in buf or a constant. */
+static const char *
+status_cell(char *buf, size_t len, const struct ctl_worker *w,
+    enum status_col col)
+{
+	switch (col) {
+	case SC_WORKER:
+		snprintf(buf, len, "%" PRIu32, w->index);
+		break;
+	case SC_PID:
+		if (w->pid == 0)
+			return "-";
+		snprintf(buf, len, "%" PRIu32, w->pid);
+		break;
+	case SC_PORT:
+		snprintf(buf, len, "%u", w->port);
+		break;
+	case SC_STATE:
+		return NAME(state_names, w->state);
+	case SC_FOR:
+		return fmt_dur(buf, len, w->state_ms);
+	case SC_NEXT:
+		if (w->state != WS_BACKOFF)
+			return "-";
+		return fmt_dur(buf, len, w->next_try_ms);
+	case SC_ACKED:
+		snprintf(buf, len, "%" PRIu64, w->acked);
+		break;
+	case SC_FAILED:
+		snprintf(buf, len, "%" PRIu64, w->failed);
+		break;
+	case SC_QUEUED:
+		snprintf(buf, len, "%" PRIu32, w->queued);
+		break;
+	case SC_BYTES:
+		snprintf(buf, len, "%" PRIu64, w->queued_bytes);
+		break;
+	case SC_RTT:
+		return fmt_rtt(buf, len, w->last_rtt_us);
+	case SC_RESTARTS:
+		snprintf(buf, len, "%" PRIu32, w->restarts);
+		break;
+	case SC_LAST:
+		return fmt_exit(buf, len, w);
+	case SC_LASTFAIL:
+		if (w->status == HS_OK)
+			return "-";
+		return fmt_status_token(buf, len, w->status);
+	default:
+		return "?";
+	}
+	return buf;
+}
+
+/* One row: the header's if w is NULL.  The last column has no padding. */
+static void
+status_row(const struct ctl_worker *w, const int *width)
+{
+	char buf[TOKEN_LEN];
+	const char *s;
+	int c;
+
+	for (c = 0; c < SC_NCOLS; c++) {
+		s = w == NULL ? status_cols[c].name :
+		    status_cell(buf, sizeof(buf), w, (enum status_col)c);
+		if (c == SC_NCOLS - 1)
+			printf("%s\n", s);
+		else if (status_cols[c].right)
+			printf("%*s  ", width[c], s);
+		else
+			printf("%-*s  ", width[c], s);
+	}
+}
+
+static void
+status_table(const struct reply *rp)
+{
+	char buf[TOKEN_LEN];
+	int width[SC_NCOLS], c, n;
+	uint64_t queued = 0;
+	uint32_t i;
+
+	for (c = 0; c < SC_NCOLS; c++)
+		width[c] = (int)strlen(status_cols[c].name);
+	for (i = 0; i < rp->nrec; i++) {
+		for (c = 0; c < SC_NCOLS; c++) {
+			n = (int)strlen(status_cell(buf, sizeof(buf),
+			    &rp->rec[i].w, (enum status_col)c));
+			if (n > width[c])
+				width[c] = n;
+		}
+		queued += rp->rec[i].w.queued;
+	}
+	status_row(NULL, width);
+	for (i = 0; i < rp->nrec; i++)
+		status_row(&rp->rec[i].w, width);
+	printf("%" PRIu32 "/%" PRIu32 " workers up, %" PRIu64 " queued\n",
+	    rp->end.acked, rp->end.workers, queued);
+}
+
 void
 output_status(const struct reply *rp, bool json)
 {
 	const struct ctl_daemon *d = &rp->daemon;
-	char t1[TOKEN_LEN], t2[TOKEN_LEN], t3[TOKEN_LEN];
+	char t1[TOKEN_LEN];
 	char v[ESCAPED_LEN(FANOUT_VERSION_MAX)];
-	uint32_t i;
 
 	if (json) {
 		status_json(rp);
@@ -525,23 +659,76 @@ output_status(const struct reply *rp, bool json)
 			    fmt_dur(t1, sizeof(t1), d->degraded_ms));
 		putchar('\n');
 	}
+	status_table(rp);
+}
+
+/* ---- check ----------------------------------------------------------- */
+
+/* Workers not up named in check's line, at most. */
+#define CHECK_NAMED	5
+
+/*
+ * One line, as monitoring plugins print it (Nagios, Icinga): the verdict,
+ * the figures it rests on, then performance data after "|" in their
+ * range syntax ("3:": alert below 3; "99": alert above 99):
+ *   WARNING: 2/3 workers up, 4 queued; not up: 1 backoff | up=2;3:;1:;0;3
+ *   queued=4;;;0 accepted=1234c
+ */
+int
+output_check(const struct reply *rp, const struct check_limits *cl)
+{
+	static const char *const verdict[] = { "OK", "WARNING", "CRITICAL" };
+	uint32_t total = rp->end.workers, up = rp->end.acked, down, crit_down;
+	uint32_t i, n = 0;
+	uint64_t queued = 0;
+	char t[TOKEN_LEN];
+	int r = 0;
+
+	down = total > up ? total - up : 0;
+	crit_down = cl->crit_down != 0 ? cl->crit_down : total;
+	for (i = 0; i < rp->nrec; i++)
+		queued += rp->rec[i].w.queued;
+	if (total == 0 || down >= crit_down ||
+	    (cl->crit_queued != 0 && queued >= cl->crit_queued))
+		r = 2;
+	else if (down >= cl->warn_down ||
+	    (cl->warn_queued != 0 && queued >= cl->warn_queued))
+		r = 1;
+	printf("%s: %" PRIu32 "/%" PRIu32 " workers up, %" PRIu64 " queued",
+	    verdict[r], up, total, queued);
+	if (cl->crit_queued != 0 && queued >= cl->crit_queued)
+		printf(" (critical from %" PRIu64 ")", cl->crit_queued);
+	else if (cl->warn_queued != 0 && queued >= cl->warn_queued)
+		printf(" (warning from %" PRIu64 ")", cl->warn_queued);
 	for (i = 0; i < rp->nrec; i++) {
 		const struct ctl_worker *w = &rp->rec[i].w;
 
-		printf("worker %u  pid %u  port %u  %-8s acked %" PRIu64
-		    "  queued %u  bytes %" PRIu64 "  restarts %u  for %s"
-		    "  rtt %s  failed %" PRIu64, w->index, w->pid, w->port,
-		    NAME(state_names, w->state), w->acked, w->queued,
-		    w->queued_bytes, w->restarts,
-		    fmt_dur(t1, sizeof(t1), w->state_ms),
-		    fmt_rtt(t2, sizeof(t2), w->last_rtt_us), w->failed);
-		if (w->status != HS_OK)
-			printf("  lastfail %s",
-			    fmt_status_token(t1, sizeof(t1), w->status));
-		printf("  last %s", fmt_exit(t3, sizeof(t3), w));
-		if (w->state == WS_BACKOFF)
-			printf("  next %s",
-			    fmt_dur(t1, sizeof(t1), w->next_try_ms));
-		putchar('\n');
+		if (w->state == WS_UP)
+			continue;
+		if (n++ < CHECK_NAMED)
+			printf("%s%" PRIu32 " %s", n == 1 ? "; not up: " : ", ",
+			    w->index, NAME(state_names, w->state));
 	}
+	if (n > CHECK_NAMED)
+		printf(", %" PRIu32 " more", n - CHECK_NAMED);
+	if (rp->has_daemon && rp->daemon.degraded_ms > 0)
+		printf("; degraded for %s",
+		    fmt_dur(t, sizeof(t), rp->daemon.degraded_ms));
+	printf(" | up=%" PRIu32 ";", up);
+	if (cl->warn_down <= total)
+		printf("%" PRIu32 ":", total - cl->warn_down + 1);
+	putchar(';');
+	if (crit_down <= total)
+		printf("%" PRIu32 ":", total - crit_down + 1);
+	printf(";0;%" PRIu32 " queued=%" PRIu64 ";", total, queued);
+	if (cl->warn_queued != 0)
+		printf("%" PRIu64, cl->warn_queued - 1);
+	putchar(';');
+	if (cl->crit_queued != 0)
+		printf("%" PRIu64, cl->crit_queued - 1);
+	printf(";0");
+	if (rp->has_daemon)
+		printf(" accepted=%" PRIu64 "c", rp->daemon.accepted);
+	putchar('\n');
+	return r;
 }

@@ -59,6 +59,9 @@ enum msg_type {
 	CTL_WORKER = 18,	/* d->c  payload: worker record (below) */
 	CTL_END = 19,		/* d->c  last frame of a reply: end record */
 	CTL_DAEMON = 20,	/* d->c  status replies: daemon record */
+	CTL_STATS = 21,		/* c->d  payload: none; a status reply with
+				 * a CTL_HIST after each CTL_WORKER */
+	CTL_HIST = 22,		/* d->c  stats replies: counters (below) */
 };
 
 /*
@@ -203,6 +206,27 @@ enum handler_status {
 	F(u32, queued) \
 	F(u32, failed)
 
+/*
+ * CTL_HIST payload, in reply to CTL_STATS, one per worker after its
+ * CTL_WORKER:
+ *	index		worker index
+ *	refused		messages refused for this worker: its queue was full
+ *	rtt_count	acks counted in the histogram (all acks)
+ *	rtt_sum_us	their round trips added up, microseconds
+ * then FANOUT_HIST_BUCKETS u64 counts: acks whose round trip (accepted to
+ * acked, microseconds) was at most the bucket's bound and above the one
+ * before; the last bucket has no bound.
+ */
+#define CTL_HIST_FIELDS(F) \
+	F(u32, index) \
+	F(u64, refused) \
+	F(u64, rtt_count) \
+	F(u64, rtt_sum_us)
+#define FANOUT_HIST_BOUNDS_US { \
+	50, 100, 250, 500, 1000, 2500, 5000, 10000, 25000, 50000, 100000, \
+	250000, 500000, 1000000, 2500000, 5000000, 10000000 }
+#define FANOUT_HIST_BUCKETS	18	/* the bounds, then one without */
+
 /* Lengths, computed from the field lists. */
 #define PROTO_LEN_u8		1
 #define PROTO_LEN_u16		2
@@ -214,6 +238,8 @@ enum handler_status {
 #define CTL_WORKER_LEN		(0 CTL_WORKER_FIELDS(PROTO_FIELD_LEN))
 #define CTL_DAEMON_LEN		(0 CTL_DAEMON_FIELDS(PROTO_FIELD_LEN))
 #define CTL_END_LEN		(0 CTL_END_FIELDS(PROTO_FIELD_LEN))
+#define CTL_HIST_LEN		(0 CTL_HIST_FIELDS(PROTO_FIELD_LEN))
+#define CTL_HIST_TAIL_LEN	(FANOUT_HIST_BUCKETS * 8)
 
 /* A worker's state as the wire shows it; fanoutd maps its own onto these,
  * so that a new internal state never changes the protocol by accident. */

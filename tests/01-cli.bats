@@ -30,7 +30,8 @@ version() {
 	assert_status 0
 	local w
 
-	for w in send status -s -t --json --wait; do
+	for w in send status check -s -t --json --wait --quiet --warn-down \
+	    --crit-down --warn-queued --crit-queued; do
 		[[ $output == *"$w"* ]] ||
 		    fail "fanoutctl --help does not mention $w" "$output"
 	done
@@ -70,13 +71,43 @@ version() {
 
 	for args in "" "frobnicate" "send" "status extra" "-x status" \
 	    "--bogus status" "-t abc status" "-t -5 status" "-t" "-s" \
-	    "send --wait" "send -w" "send --bogus hi" "status --wait"; do
+	    "send --wait" "send -w" "send --bogus hi" "status --wait" \
+	    "send -q hi" "send --quiet hi" "send --window" "send --window 0 -"; do
 		# shellcheck disable=SC2086
 		run --separate-stderr "$FANOUTCTL" -s "$T/none.sock" $args
 		[ "$status" -eq 2 ] ||
 		    fail "fanoutctl $args: expected exit 2" "$(show_run)" \
 		    "stderr: $stderr"
 		[ -n "$stderr" ] || fail "fanoutctl $args: nothing on stderr"
+	done
+}
+
+@test "fanoutctl's option errors name it 'fanoutctl', not its path" {
+	local args
+
+	for args in "-x status" "--bogus status" "-s" "-t" "--socket" \
+	    "send --bogus hi" "send --window"; do
+		# shellcheck disable=SC2086
+		run --separate-stderr "$FANOUTCTL" $args
+		assert_status 2
+		[[ ${stderr%%$'\n'*} == "fanoutctl: "* ]] ||
+		    fail "fanoutctl $args: first line of stderr: $stderr"
+		[[ $stderr != *"$FANOUTCTL"* ]] ||
+		    fail "fanoutctl $args: its path in stderr: $stderr"
+	done
+}
+
+@test "fanoutctl check: a usage error is UNKNOWN, exit 3, as for a plugin" {
+	local args
+
+	for args in "check extra" "check -w" "check -w 0" "check -c x" \
+	    "check --warn-queued 0" "check --crit-queued -1" "check --bogus"; do
+		# shellcheck disable=SC2086
+		run --separate-stderr "$FANOUTCTL" -s "$T/none.sock" $args
+		assert_status 3
+		[[ $output == "UNKNOWN: "* ]] ||
+		    fail "fanoutctl $args: no UNKNOWN line on stdout" \
+		    "$(show_run)" "stderr: $stderr"
 	done
 }
 

@@ -8,7 +8,7 @@ load helpers
 @test "send: every worker acks, one line each, 'delivered to 3/3 workers'" {
 	local i pid
 
-	start_fanoutd -v
+	start_fanoutd -vv
 	run --separate-stderr ctl send hello world
 	assert_status 0
 	assert_send 3 "$ACKED" "$ACKED" "$ACKED"
@@ -16,7 +16,7 @@ load helpers
 	[ "$(pids_of_output | sort)" = "$(printf '%s\n' "${WORKER_PIDS[@]}" | sort)" ] ||
 	    fail "the pids shown are not fanoutd's children (${WORKER_PIDS[*]})" \
 	    "$(show_run)"
-	# With -v each worker logged the message (at debug level, with its
+	# With -vv each worker logged the message (at debug level, with its
 	# pid) before it acknowledged it.
 	for i in 0 1 2; do
 		pid=$(pids_of_output | sed -n "$((i + 1))p")
@@ -74,7 +74,7 @@ load helpers
 }
 
 @test "send joins its arguments with single spaces" {
-	start_fanoutd -v
+	start_fanoutd -vv
 	run ctl send a b "c  d"
 	assert_status 0
 	assert_send 3 "$ACKED" "$ACKED" "$ACKED"
@@ -86,7 +86,7 @@ load helpers
 	local x40
 
 	x40=$(printf 'x%.0s' $(seq 40))
-	start_fanoutd -v
+	start_fanoutd -vv
 	run ctl send "$x40"
 	assert_status 0
 	assert_send 3 "$ACKED" "$ACKED" "$ACKED"
@@ -104,7 +104,7 @@ load helpers
 }
 
 @test "an empty message is delivered too" {
-	start_fanoutd -v
+	start_fanoutd -vv
 	run ctl send ""
 	assert_status 0
 	assert_send 3 "$ACKED" "$ACKED" "$ACKED"
@@ -112,33 +112,66 @@ load helpers
 	    "worker 0 \\(pid [0-9]+\\): message $MSG_ID, 0 bytes"
 }
 
-# status_re I STATE ACKED QUEUED: the documented status line of worker I.
-status_re() {
-	printf '%s' "^worker $1  pid ([0-9]+)  port $((BASE_PORT + $1))  $2 +" \
-	    "acked $3  queued $4  bytes [0-9]+  restarts 0  for [0-9.hms]+  " \
-	    "rtt ([0-9]+\\.[0-9]{3}ms|-)  failed 0  last -\$"
+# columns_aligned: the last `run` output's worker table is aligned: each
+# cell of a row starts where its column's name starts in the header, or
+# for a number ends where it ends.
+columns_aligned() {
+	printf '%s\n' "$output" | python3 -c '
+import re, sys
+lines = sys.stdin.read().splitlines()
+h = next(i for i, l in enumerate(lines) if l.startswith("WORKER "))
+right = {"WORKER", "PID", "PORT", "ACKED", "FAILED", "QUEUED", "BYTES",
+         "RESTARTS"}
+cols = [(m.group(), m.start(), m.end()) for m in re.finditer(r"\S+", lines[h])]
+rows = 0
+for l in lines[h + 1:]:
+    if not re.match(r" *[0-9]+ ", l):
+        break
+    rows += 1
+    cells = [(m.start(), m.end()) for m in re.finditer(r"\S+", l)]
+    assert len(cells) == len(cols), "%d cells, not %d: %r" % (len(cells), len(cols), l)
+    for (name, s, e), (cs, ce) in zip(cols, cells):
+        assert (ce == e) if name in right else (cs == s), \
+            "column %s misaligned: %r" % (name, l)
+assert l.endswith(" queued") and re.match(r"[0-9]+/[0-9]+ workers up, ", l), l
+print(rows)
+' || fail "the table is not aligned" "$(show_run)"
 }
 
-@test "status: the daemon, then one line per worker; counts follow the sends" {
+# status_re I STATE ACKED QUEUED: the documented table row of worker I:
+# WORKER PID PORT STATE FOR NEXT ACKED FAILED QUEUED BYTES RTT RESTARTS
+# LAST LASTFAIL, numbers aligned right.
+status_re() {
+	printf '%s' "^ +$1 +([0-9]+) +$((BASE_PORT + $1)) +$2 +[0-9.hms]+ +- +" \
+	    "$3 +0 +$4 +[0-9]+ +([0-9]+\\.[0-9]{3}ms|-) +0 +- +-\$"
+}
+
+@test "status: the daemon, a table of the workers, a summary; counts follow" {
 	local i pid re
 
+	need_python
 	start_fanoutd
 	run --separate-stderr ctl status
 	assert_status 0
 	[ -z "$stderr" ] || fail "stderr: $stderr"
-	[ "${#lines[@]}" -eq 4 ] || fail "expected 4 lines" "$(show_run)"
+	[ "${#lines[@]}" -eq 6 ] || fail "expected 6 lines" "$(show_run)"
 	re="^fanoutd [^ ]+  pid $FANOUTD_PID  up 3/3  uptime [0-9.hms]+  accepted 0\$"
 	[[ ${lines[0]} =~ $re ]] || fail "bad daemon line, not /$re/" "$(show_run)"
+	re='^WORKER +PID  PORT  STATE +FOR +NEXT  ACKED  FAILED  QUEUED  BYTES  RTT +RESTARTS  LAST +LASTFAIL$'
+	[[ ${lines[1]} =~ $re ]] || fail "bad header, not /$re/" "$(show_run)"
 	for i in 0 1 2; do
 		re=$(status_re "$i" up 0 0)
-		[[ ${lines[i + 1]} =~ $re ]] ||
-		    fail "bad status line $((i + 2)), not /$re/" "$(show_run)"
+		[[ ${lines[i + 2]} =~ $re ]] ||
+		    fail "bad row $((i + 3)), not /$re/" "$(show_run)"
 		pid=${BASH_REMATCH[1]}
 		[ "${BASH_REMATCH[2]}" = - ] ||
 		    fail "worker $i has an rtt before any ack" "$(show_run)"
 		[[ " ${WORKER_PIDS[*]} " == *" $pid "* ]] ||
 		    fail "worker $i pid $pid is no child of fanoutd"
 	done
+	[ "${lines[5]}" = "3/3 workers up, 0 queued" ] ||
+	    fail "bad summary line" "$(show_run)"
+	columns_aligned >/dev/null
 	run ctl send one
 	assert_status 0
 	run ctl send two
@@ -149,11 +182,32 @@ status_re() {
 	    fail "the daemon should have accepted 2" "$(show_run)"
 	for i in 0 1 2; do
 		re=$(status_re "$i" up 2 0)
-		[[ ${lines[i + 1]} =~ $re ]] ||
+		[[ ${lines[i + 2]} =~ $re ]] ||
 		    fail "worker $i should have acked 2, queued 0" "$(show_run)"
 		[ "${BASH_REMATCH[2]}" != - ] ||
 		    fail "worker $i shows no rtt after two acks" "$(show_run)"
 	done
+	[ "${lines[5]}" = "3/3 workers up, 0 queued" ] ||
+	    fail "bad summary line" "$(show_run)"
+}
+
+@test "status: columns stay aligned past worker 9 and without a pid (-)" {
+	local victim rows
+
+	need_python
+	write_config workers=12 \
+	    "worker_path=\"$(worker_wrapper "10:--mode crashloop --touch $T")\""
+	start_fanoutd
+	victim=$(worker_pid 10)
+	kill -KILL "$victim"
+	# Each later start of worker 10 fails: it is in backoff, no process.
+	wait_for "worker_is 10 backoff pid - last exit=1" "$(ms 10000)"
+	run --separate-stderr ctl status
+	assert_status 0
+	rows=$(columns_aligned) || return
+	[ "$rows" -eq 12 ] || fail "expected 12 rows, got $rows" "$(show_run)"
+	assert_line '^ +10  +-  [0-9]+  backoff  '
+	assert_line '^11/12 workers up, 0 queued$'
 }
 
 @test "send --json: one object with the documented fields" {
@@ -240,7 +294,7 @@ status_re() {
 	assert_status 0
 	[ "${lines[20]}" = "delivered to 20/20 workers (message ${lines[20]##*message }" ] ||
 	    fail "$(show_run)"
-	run ctl status
+	run status_lines
 	assert_status 0
 	[ "$(printf '%s\n' "${lines[@]}" | grep -cE '^worker .*  up +acked 1  queued 0  ')" -eq 20 ] ||
 	    fail "$(show_run)"

@@ -29,12 +29,15 @@ check_stream() {
 @test "send - : one result line per input line, all delivered" {
 	local i
 
-	start_fanoutd -v
+	start_fanoutd -vv
 	lines_file "$T/in" 5 stream
 	run --separate-stderr ctl send - <"$T/in"
 	assert_status 0
 	printf '%s\n' "${lines[@]}" >"$T/out"
 	check_stream "$T/out" 5
+	# The summary, on stderr.
+	[[ $stderr =~ ^fanoutctl:\ 5\ messages:\ 5\ to\ all\ workers,\ 0\ partial,\ 0\ refused\ \([0-9]+\ msg/s\)$ ]] ||
+	    fail "unexpected summary: $stderr"
 	for i in 1 5; do
 		assert_file_line "$FANOUTD_LOG" \
 		    "worker 2 \\(pid [0-9]+\\): message [0-9]+, 13 bytes: \"stream line $i\""
@@ -63,7 +66,7 @@ assert len(set(reqs)) == 50, reqs
 @test "2 concurrent senders x 500 messages: every one acked by every worker" {
 	local a b sa=0 sb=0 i
 
-	start_fanoutd -v
+	start_fanoutd -vv
 	lines_file "$T/in.a" 500 alpha
 	lines_file "$T/in.b" 500 beta
 	spawn ctl send - <"$T/in.a" >"$T/out.a" 2>"$T/err.a"
@@ -81,7 +84,7 @@ assert len(set(reqs)) == 50, reqs
 	# 1000 different messages, none reported twice.
 	[ "$(cat "$T/out.a" "$T/out.b" | awk '{print $2}' | sort -u | wc -l)" -eq 1000 ] ||
 	    fail "message ids are not unique across the two senders"
-	run ctl status
+	run status_lines
 	assert_status 0
 	[[ ${lines[0]} =~ \ \ accepted\ 1000$ ]] ||
 	    fail "fanoutd did not accept 1000" "$(show_run)"
@@ -98,7 +101,7 @@ assert len(set(reqs)) == 50, reqs
 
 @test "send - with a 1 MiB line: large messages go through whole" {
 	write_config max_message_bytes=2097152
-	start_fanoutd -v
+	start_fanoutd -vv
 	head -c 1048576 /dev/zero | tr '\0' 'y' >"$T/in"
 	echo >>"$T/in"
 	echo small >>"$T/in"
@@ -112,16 +115,21 @@ assert len(set(reqs)) == 50, reqs
 	    "worker 2 \\(pid [0-9]+\\): message [0-9]+, 5 bytes: \"small\"\$"
 }
 
-@test "send - with an oversized line: clear error, exit 3" {
+@test "send - with an oversized line: clear error, the stream ends, exit 3" {
 	write_config max_message_bytes=10
 	start_fanoutd
-	printf '%s\n' short "this line is too long" >"$T/in"
+	printf '%s\n' short "this line is too long" after >"$T/in"
 	run --separate-stderr ctl send - <"$T/in"
 	assert_status 3
-	[[ $stderr == *"message of 21 bytes refused: larger than max_message_bytes (10)"* ]] ||
+	[[ $stderr == *"fanoutctl: line 2: message of 21 bytes refused: larger than max_message_bytes (10)"* ]] ||
 	    fail "no clear error" "stderr: $stderr"
-	[[ ${lines[0]} =~ ^message\ [0-9]+:\ delivered\ to\ 3/3\ workers$ ]] ||
-	    fail "the first message was not delivered" "$(show_run)"
+	[[ $stderr =~ fanoutctl:\ 2\ messages:\ 1\ to\ all\ workers,\ 0\ partial,\ 1\ refused\ \([0-9]+\ msg/s\)$ ]] ||
+	    fail "unexpected summary" "stderr: $stderr"
+	[ "${#lines[@]}" -eq 1 ] || fail "expected 1 result line" "$(show_run)"
+	printf '%s\n' "${lines[@]}" >"$T/out"
+	check_stream "$T/out" 1
+	[ "$(daemon_field accepted)" = 1 ] ||
+	    fail "fanoutd accepted $(daemon_field accepted), not 1"
 	run ctl send fine
 	assert_status 0
 }
@@ -134,7 +142,7 @@ assert len(set(reqs)) == 50, reqs
 	# The writer end stays open between lines, as with tail -f (opened
 	# read-write, so that neither side waits for the other to open).
 	exec {w}<>"$T/in"
-	spawn ctl send - <"$T/in" >"$T/out" 2>&1 {w}>&-
+	spawn ctl send - <"$T/in" >"$T/out" 2>"$T/err" {w}>&-
 	c=$BG_PID
 	echo first >&"$w"
 	# Answered while the input is still open and nothing else has come.
@@ -143,18 +151,18 @@ assert len(set(reqs)) == 50, reqs
 	echo second >&"$w"
 	exec {w}>&-
 	wait_pid_gone "$c" "$(ms 5000)"
-	wait "$c" || fail "fanoutctl send - exited $?" "$(cat "$T/out")"
+	wait "$c" || fail "fanoutctl send - exited $?" "$(cat "$T/out" "$T/err")"
 	check_stream "$T/out" 2
 }
 
-@test "send --window N --stats -: N in flight, a summary on stderr" {
+@test "send --window N --stats -: N in flight, latency in the summary" {
 	start_fanoutd
 	lines_file "$T/in" 20 win
 	run --separate-stderr ctl send --window 1 --stats - <"$T/in"
 	assert_status 0
 	printf '%s\n' "${lines[@]}" >"$T/out"
 	check_stream "$T/out" 20
-	[[ $stderr =~ ^fanoutctl:\ 20\ messages\ in\ [0-9.]+\ s\ \([0-9]+/s\),\ window\ 1:\ 20\ to\ all\ workers,\ 0\ partial\;\ latency\ p50\ [0-9.]+\ ms,\ p99\ [0-9.]+\ ms,\ max\ [0-9.]+\ ms$ ]] ||
+	[[ $stderr =~ ^fanoutctl:\ 20\ messages:\ 20\ to\ all\ workers,\ 0\ partial,\ 0\ refused\ \([0-9]+\ msg/s\)\;\ [0-9.]+\ s,\ window\ 1\;\ latency\ p50\ [0-9.]+\ ms,\ p99\ [0-9.]+\ ms,\ max\ [0-9.]+\ ms$ ]] ||
 	    fail "unexpected --stats line: $stderr"
 	run ctl send --window 1025 -
 	assert_status 2

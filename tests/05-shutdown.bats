@@ -244,7 +244,7 @@ print("result=%d" % end_result(s), flush=True)
 	assert_status 1
 	assert_send 2 "$ACKED" "$(queued_re up)" "$ACKED"
 	alive "$FANOUTD_PID" || fail "fanoutd died"
-	run ctl status
+	run status_lines
 	assert_status 0
 	[[ ${lines[2]} =~ ^worker\ 1\ .*\ \ up\ +acked\ 0\ \ queued\ 2\ \ bytes\ 7\  ]] ||
 	    fail "worker 1 should have both messages (7 bytes) queued" \

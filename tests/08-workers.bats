@@ -22,7 +22,7 @@ still_serving() {
 	alive "$FANOUTD_PID" || fail "fanoutd died" "$(cat "$FANOUTD_LOG")"
 	run ctl status
 	assert_status 0
-	[ "${#lines[@]}" -eq 4 ] || fail "status" "$(show_run)"
+	[ "${#lines[@]}" -eq 6 ] || fail "status" "$(show_run)"
 	run ctl send again
 	assert_status 1
 	assert_send 2 "$ACKED" "$QUEUED" "$ACKED"
@@ -82,7 +82,7 @@ link_flaps() {
 	assert_file_line "$FANOUTD_LOG" \
 	    "worker 1 \\(pid $victim, port $((BASE_PORT + 1))\\) killed by signal 9"
 	assert_file_line "$FANOUTD_LOG" "worker 1 restarted: pid $newpid"
-	run ctl status
+	run status_lines
 	assert_status 0
 	[[ ${lines[2]} =~ ^worker\ 1\ \ pid\ $newpid\ \ port\ [0-9]+\ \ starting\ acked\ 0\ \ queued\ 1\ \ bytes\ 14\ \ restarts\ 1\ .*\ \ last\ signal=KILL$ ]] ||
 	    fail "worker 1 should be starting, the message queued" "$(show_run)"
@@ -202,9 +202,11 @@ link_flaps() {
 @test "send - names the workers that did not ack, and why" {
 	with_fake_worker_1 "--mode noack" ack_timeout_ms="$(ms 300)"
 	printf '%s\n' one two >"$T/in"
-	run ctl send - <"$T/in"
+	run --separate-stderr ctl send - <"$T/in"
 	assert_status 1
 	[ "${#lines[@]}" -eq 2 ] || fail "expected 2 lines" "$(show_run)"
+	[[ $stderr =~ ^fanoutctl:\ 2\ messages:\ 0\ to\ all\ workers,\ 2\ partial,\ 0\ refused\  ]] ||
+	    fail "unexpected summary: $stderr"
 	[[ ${lines[0]} =~ ^message\ [0-9]+:\ delivered\ to\ 2/3\ workers\;\ not\ acked:\ 1\ \(queued\)$ ]] ||
 	    fail "bad result line" "$(show_run)"
 	[[ ${lines[1]} =~ ^message\ [0-9]+:\ delivered\ to\ 2/3\ workers\;\ not\ acked:\ 1\ \(queued\)$ ]] ||

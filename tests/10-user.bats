@@ -39,7 +39,7 @@ as_nobody() {
 	run ctl send as a normal user
 	assert_status 0
 	assert_send 3 "$ACKED" "$ACKED" "$ACKED"
-	run ctl status
+	run status_lines
 	assert_status 0
 	[[ ${lines[0]} =~ ^fanoutd\ .*\ \ pid\ $FANOUTD_PID\ \ up\ 3/3\ .*\ \ accepted\ 1$ ]] ||
 	    fail "$(show_run)"

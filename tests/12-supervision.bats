@@ -3,7 +3,7 @@
 # Supervision and delivery (issue 6): workers killed, stopped, crashing at
 # every start, links cut under a live process, full queues, the systemd
 # watchdog and the degraded daemon.  What a worker handled is read from
-# the worker itself (fanout-worker -v logs every message it handles and
+# the worker itself (fanout-worker -vv logs every message it handles and
 # every resend it acks without handling; fake-worker leaves files), not
 # only from fanoutctl's verdicts.
 
@@ -24,9 +24,9 @@ teardown() {
 	fanout_teardown
 }
 
-# sv_status: `fanoutctl status` into $T/status.
+# sv_status: `fanoutctl status` into $T/status, as status_lines shows it.
 sv_status() {
-	ctl status >"$T/status"
+	status_lines >"$T/status"
 }
 
 # sv_line INDEX: worker INDEX's line of the last sv_status.
@@ -64,7 +64,7 @@ sv_recvq() {
 	in_ns ss -Htn state established "( $1 )" | awk '{ print $1 }'
 }
 
-# sv_check_log LOG NWORKERS FIRST LAST: from fanout-worker -v lines in LOG,
+# sv_check_log LOG NWORKERS FIRST LAST: from fanout-worker -vv lines in LOG,
 #  - every worker index handled every message id FIRST..LAST (some process
 #    of it did);
 #  - each process handled ids strictly in order and without a gap: each
@@ -135,7 +135,7 @@ sv_kill_loop() {
 	local up pick
 
 	while [ ! -e "$T/kill.stop" ]; do
-		if ctl status >"$T/kill.status" 2>/dev/null; then
+		if status_lines >"$T/kill.status" 2>/dev/null; then
 			mapfile -t up < <(awk '$1 == "worker" && $7 == "up" &&
 			    $4 > 0 { print $2 " " $4 }' "$T/kill.status" |
 			    grep -vxF -f "$T/kills")
@@ -155,7 +155,7 @@ sv_kill_loop() {
 
 	write_config workers=4 restart_max_delay_ms=400 restart_reset_ms=500 \
 	    queue_max_messages=100000 ack_timeout_ms="$(ms 5000)"
-	start_fanoutd -v
+	start_fanoutd -vv
 	: >"$T/kills"
 	: >"$T/out"
 	sv_kill_loop 3>&- &
@@ -246,7 +246,7 @@ sv_kill_loop() {
 	local p1 port i id s rc
 
 	write_config ack_timeout_ms="$(ms 5000)" stall_timeout_ms="$(ms 60000)"
-	start_fanoutd -v
+	start_fanoutd -vv
 	sv_status
 	p1=$(sv_field 1 pid)
 	port=$((BASE_PORT + 1))
@@ -404,7 +404,7 @@ sv_restart_bound() {
 
 	write_config stall_timeout_ms=500 ack_timeout_ms="$(ms 20000)" \
 	    restart_max_delay_ms=400
-	start_fanoutd -v
+	start_fanoutd -vv
 	sv_status
 	p1=$(sv_field 1 pid)
 	seq -f 's-%05g' 1 3000 >"$T/in"

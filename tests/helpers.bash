@@ -569,15 +569,48 @@ spawn() {
 	BG_PIDS+=("$BG_PID")
 }
 
-# status_field INDEX FIELD: from `fanoutctl status` text, the value after
-# the word FIELD on worker INDEX's line (pid, port, acked, queued, bytes,
-# restarts, for, rtt, last); FIELD "state" is the word after the port.
+# `fanoutctl status` prints the daemon's line, a table of the workers (a
+# header row naming the columns, then a row per worker, "-" for none) and
+# a summary line.  Its layout is tested in 03-send.bats; the helpers below
+# find values by column name.
+
+# status_field INDEX FIELD: from `fanoutctl status` text, worker INDEX's
+# value in the column FIELD (pid, port, state, for, next, acked, failed,
+# queued, bytes, rtt, restarts, last, lastfail).
 status_field() {
 	ctl status | awk -v i="$1" -v f="$2" '
-	    $1 == "worker" && $2 == i {
-		if (f == "state" && $5 == "port") { print $7; exit }
-		for (k = 3; k < NF; k++) if ($k == f) { print $(k + 1); exit }
+	    $1 == "WORKER" { for (k = 1; k <= NF; k++) c[tolower($k)] = k; next }
+	    (f in c) && $1 == i { print $c[f]; exit }'
+}
+
+# status_kv: `fanoutctl status` text on stdin as lines to match regexes
+# against: the daemon's line as it is, then a line of name-value pairs per
+# worker, "worker I  pid P  port X  STATE    acked N  queued N  bytes N
+# restarts N  for D  rtt R  failed N[  lastfail F]  last L[  next D]" (the
+# state padded to 8 columns; lastfail and next only when set).
+status_kv() {
+	awk '
+	    $1 == "fanoutd" { print; next }
+	    $1 == "WORKER" { for (k = 1; k <= NF; k++) c[tolower($k)] = k; next }
+	    ("state" in c) && $1 ~ /^[0-9]+$/ {
+		printf "worker %s  pid %s  port %s  %-8s acked %s  queued %s" \
+		    "  bytes %s  restarts %s  for %s  rtt %s  failed %s", $1,
+		    $c["pid"], $c["port"], $c["state"], $c["acked"],
+		    $c["queued"], $c["bytes"], $c["restarts"], $c["for"],
+		    $c["rtt"], $c["failed"]
+		if ($c["lastfail"] != "-") printf "  lastfail %s", $c["lastfail"]
+		printf "  last %s", $c["last"]
+		if ($c["next"] != "-") printf "  next %s", $c["next"]
+		printf "\n"
 	    }'
+}
+
+# status_lines: `fanoutctl status` through status_kv, with its exit status.
+status_lines() {
+	local out
+
+	out=$(ctl status) || return
+	printf '%s\n' "$out" | status_kv
 }
 
 # daemon_field FIELD: from the first line of `fanoutctl status` ("fanoutd
@@ -591,18 +624,17 @@ daemon_field() {
 
 # worker_is INDEX STATE [FIELD VALUE]...: one `fanoutctl status` shows
 # worker INDEX in STATE (an ERE for the whole word: "up", "backoff|up")
-# with each FIELD at VALUE (pid, acked, queued, restarts, last...); for
-# wait_for.
+# with each FIELD at VALUE (a column, as for status_field); for wait_for.
 worker_is() {
 	local i=$1 st=$2
 
 	shift 2
 	ctl status | awk -v i="$i" -v st="^($st)\$" -v want="$*" '
 	    BEGIN { n = split(want, w, " ") }
-	    $1 == "worker" && $2 == i && $5 == "port" {
-		if ($7 !~ st) exit 1
-		for (k = 3; k < NF; k++) v[$k] = $(k + 1)
-		for (k = 1; k < n; k += 2) if (v[w[k]] != w[k + 1]) exit 1
+	    $1 == "WORKER" { for (k = 1; k <= NF; k++) c[tolower($k)] = k; next }
+	    ("state" in c) && $1 == i {
+		if ($c["state"] !~ st) exit 1
+		for (k = 1; k < n; k += 2) if ($c[w[k]] != w[k + 1]) exit 1
 		found = 1
 	    }
 	    END { exit !found }'

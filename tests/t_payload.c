@@ -115,6 +115,8 @@ test_lengths(void **state)
 	 * failed u64 (64): 72 bytes.
 	 */
 	assert_int_equal(CTL_WORKER_LEN, 72);
+	/* index u32, refused u64, rtt_count u64, rtt_sum_us u64 */
+	assert_int_equal(CTL_HIST_LEN, 28);
 	/* The largest frame is a CTL_SEND with the largest message. */
 	assert_int_equal(FANOUT_PAYLOAD_MAX, 16 * 1024 * 1024 + 8);
 }
@@ -131,6 +133,13 @@ test_ctl_send(void **state)
 {
 	(void)state;
 	ROUND_TRIP(ctl_send, CTL_SEND_FIELDS, CTL_SEND_LEN, 1);
+}
+
+static void
+test_ctl_hist(void **state)
+{
+	(void)state;
+	ROUND_TRIP(ctl_hist, CTL_HIST_FIELDS, CTL_HIST_LEN, 1);
 }
 
 static void
@@ -336,6 +345,7 @@ main(void)
 		cmocka_unit_test(test_msg_ack),
 		cmocka_unit_test(test_ctl_send),
 		cmocka_unit_test(test_ctl_worker),
+		cmocka_unit_test(test_ctl_hist),
 		cmocka_unit_test(test_ctl_daemon),
 		cmocka_unit_test(test_ctl_end),
 		cmocka_unit_test(test_ctl_end_bytes),
