@@ -29,10 +29,10 @@ bcast_finish(struct bcast *b)
 {
 	struct fanoutd *d = b->d;
 
-	log_trace("message %llu, %zu bytes, %u workers: %u acked, %u failed, "
+	log_trace("message %llu, %zu byte%s, %u workers: %u acked, %u failed, "
 	    "%u queued", (unsigned long long)b->m->id,
-	    (size_t)b->m->len - FANOUT_HDR_LEN, b->nworkers, b->nacked,
-	    b->nfailed, b->nqueued);
+	    msg_payload_len(b->m), PLURAL(msg_payload_len(b->m)),
+	    b->nworkers, b->nacked, b->nfailed, b->nqueued);
 	if (b->c != NULL) {
 		control_reply_bcast(b->c, b);
 		control_bcast_done(b->c);

@@ -146,9 +146,9 @@ log_message(struct wk *wk, const struct frame_hdr *h, const uint8_t *p)
 		return;
 	str_escape(preview, sizeof(preview), p,
 	    h->len < LOG_PREVIEW ? h->len : LOG_PREVIEW);
-	log_trace("worker %u (pid %d): message %llu, %u bytes: \"%s\"%s",
+	log_trace("worker %u (pid %d): message %llu, %u byte%s: \"%s\"%s",
 	    wk->index, (int)wk->pid, (unsigned long long)h->id, h->len,
-	    preview, h->len > LOG_PREVIEW ? "..." : "");
+	    PLURAL(h->len), preview, h->len > LOG_PREVIEW ? "..." : "");
 }
 
 static int

@@ -9,8 +9,6 @@
 
 #include "payload.h"
 
-/* "1 byte", "2 bytes" */
-#define PLURAL(n)	((n) == 1 ? "" : "s")
 
 /* check's thresholds, each reached at that value; 0: not set. */
 struct check_limits {

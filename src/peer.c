@@ -84,7 +84,8 @@ tcp_read(struct worker *w, bool draining)
 			if (h.type != MSG_ACK || (r = tcp_ack(w, &h, p)) ==
 			    -EBADMSG) {
 				snprintf(why, sizeof(why), "sent an unexpected "
-				    "frame (type %u, %u bytes)", h.type, h.len);
+				    "frame (type %u, %u byte%s)", h.type, h.len,
+				    PLURAL(h.len));
 				if (!draining)
 					tcp_lost(w, why);
 				return -1;

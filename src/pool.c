@@ -189,10 +189,10 @@ worker_enter(struct worker *w, enum worker_state old)
 		w->timer_src = sd_event_source_disable_unref(w->timer_src);
 		/* Only now, with the last acks read, is the loss known. */
 		if (d->stopping && w->q.n > 0)
-			log_warnx("worker %u: %u queued message%s (%llu bytes) "
-			    "dropped at shutdown", w->index, w->q.n,
-			    w->q.n == 1 ? "" : "s",
-			    (unsigned long long)w->q.bytes);
+			log_warnx("worker %u: %u queued message%s (%llu "
+			    "byte%s) dropped at shutdown", w->index, w->q.n,
+			    PLURAL(w->q.n), (unsigned long long)w->q.bytes,
+			    PLURAL(w->q.bytes));
 		break;
 	}
 }

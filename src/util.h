@@ -7,6 +7,8 @@
 #include <stdint.h>
 
 #define nitems(a)	(sizeof(a) / sizeof((a)[0]))
+/* "1 byte", "2 bytes": printf("%u byte%s", n, PLURAL(n)) */
+#define PLURAL(n)	((n) == 1 ? "" : "s")
 
 /* Parses a whole decimal string into [min, max]: 0, or -EINVAL/-ERANGE. */
 int		 parse_uint(const char *, uint64_t min, uint64_t max,
