@@ -254,6 +254,38 @@ spawn(struct handler *h, int in_fd, int out_fd, int err_fd, pid_t *pid)
 	return -r;
 }
 
+/* The process is gone: its sources and pipes go too (either mode's;
+ * those the mode does not use are unset already). */
+static void
+proc_cleanup(struct handler *h)
+{
+	h->child_src = sd_event_source_disable_unref(h->child_src);
+	h->in_src = sd_event_source_disable_unref(h->in_src);
+	h->out_src = sd_event_source_disable_unref(h->out_src);
+	h->err_src = sd_event_source_disable_unref(h->err_src);
+	h->deadline_src = sd_event_source_disable_unref(h->deadline_src);
+	h->kill_src = sd_event_source_disable_unref(h->kill_src);
+	close_fd(&h->in_fd);
+	close_fd(&h->out_fd);
+	close_fd(&h->err_fd);
+	h->pid = 0;
+	h->pstate = P_DOWN;
+	h->answer_len = 0;
+}
+
+/* Ends the process now and reaps it here, its watch dropped first. */
+static void
+proc_abort(struct handler *h)
+{
+	pid_t pid = h->pid;
+
+	proc_cleanup(h);
+	if (pid > 0) {
+		(void)kill(-pid, SIGKILL);
+		(void)waitpid(pid, NULL, 0);
+	}
+}
+
 /* A process is up: watch its exit (pidfd based, no pid reuse race). */
 static int
 watch_child(struct handler *h, pid_t pid, sd_event_child_handler_t cb)
@@ -263,13 +295,8 @@ watch_child(struct handler *h, pid_t pid, sd_event_child_handler_t cb)
 	h->pid = pid;
 	h->pstate = P_RUNNING;
 	r = sd_event_add_child(h->ev, &h->child_src, pid, WEXITED, cb, h);
-	if (r < 0) {
-		/* Unwatched, it could never be reaped: end it now. */
-		(void)kill(-pid, SIGKILL);
-		(void)waitpid(pid, NULL, 0);
-		h->pid = 0;
-		h->pstate = P_DOWN;
-	}
+	if (r < 0)
+		proc_abort(h);	/* unwatched, it could never be reaped */
 	return r;
 }
 
@@ -375,20 +402,6 @@ exec_on_deadline(sd_event_source *s, uint64_t usec, void *arg)
 	return 0;
 }
 
-static void
-exec_cleanup(struct handler *h)
-{
-	h->child_src = sd_event_source_disable_unref(h->child_src);
-	h->in_src = sd_event_source_disable_unref(h->in_src);
-	h->err_src = sd_event_source_disable_unref(h->err_src);
-	h->deadline_src = sd_event_source_disable_unref(h->deadline_src);
-	h->kill_src = sd_event_source_disable_unref(h->kill_src);
-	close_fd(&h->in_fd);
-	close_fd(&h->err_fd);
-	h->pid = 0;
-	h->pstate = P_DOWN;
-}
-
 static int
 exec_on_exit(sd_event_source *s, const siginfo_t *si, void *arg)
 {
@@ -414,7 +427,7 @@ exec_on_exit(sd_event_source *s, const siginfo_t *si, void *arg)
 	if (h->timed_out)
 		len = (size_t)snprintf(h->reason, sizeof(h->reason),
 		    "no result within %u ms", h->conf.timeout_ms);
-	exec_cleanup(h);
+	proc_cleanup(h);
 	finish_head(h, status, status == HS_OK ? NULL : h->reason,
 	    status == HS_OK ? 0 : len);
 	pump(h);
@@ -464,12 +477,7 @@ exec_start(struct handler *h)
 
 fail_started:
 	/* Cannot be watched through: end it, and report why. */
-	pid = h->pid;
-	exec_cleanup(h);
-	if (pid > 0) {
-		(void)kill(-pid, SIGKILL);
-		(void)waitpid(pid, NULL, 0);
-	}
+	proc_abort(h);
 	finish_head_str(h, HS_NOSTART, strerror(-r));
 	return -1;
 fail:
@@ -800,21 +808,6 @@ pipe_schedule_restart(struct handler *h)
 		    h->conf.index);
 }
 
-static void
-pipe_cleanup(struct handler *h)
-{
-	h->child_src = sd_event_source_disable_unref(h->child_src);
-	h->in_src = sd_event_source_disable_unref(h->in_src);
-	h->out_src = sd_event_source_disable_unref(h->out_src);
-	h->deadline_src = sd_event_source_disable_unref(h->deadline_src);
-	h->kill_src = sd_event_source_disable_unref(h->kill_src);
-	close_fd(&h->in_fd);
-	close_fd(&h->out_fd);
-	h->pid = 0;
-	h->pstate = P_DOWN;
-	h->answer_len = 0;
-}
-
 /* The handler is gone: what it was given, even in part, and did not
  * answer is failed; what it was never given goes to the next process. */
 static void
@@ -859,7 +852,7 @@ pipe_on_exit(sd_event_source *s, const siginfo_t *si, void *arg)
 		log_warnx("worker %u: %s", h->conf.index, why);
 	if (!(h->draining && clean && h->flight.n == 0))
 		h->failures++;
-	pipe_cleanup(h);
+	proc_cleanup(h);
 	pipe_lost(h, why);
 	if (!h->draining)
 		pipe_schedule_restart(h);
@@ -890,12 +883,7 @@ pipe_start(struct handler *h)
 	    pipe_on_in, h)) < 0 ||
 	    (r = sd_event_add_io(h->ev, &h->out_src, h->out_fd, EPOLLIN,
 	    pipe_on_out, h)) < 0) {
-		pid = h->pid;
-		pipe_cleanup(h);
-		if (pid > 0) {
-			(void)kill(-pid, SIGKILL);
-			(void)waitpid(pid, NULL, 0);
-		}
+		proc_abort(h);
 		goto fail_logged;
 	}
 	(void)sd_event_source_set_enabled(h->in_src, SD_EVENT_OFF);
@@ -1052,16 +1040,8 @@ handler_free(struct handler *h)
 
 	if (h == NULL)
 		return;
-	pid_t pid = h->pid;
-
-	pipe_cleanup(h);
-	if (pid > 0) {
-		(void)kill(-pid, SIGKILL);
-		(void)waitpid(pid, NULL, 0);
-	}
-	h->err_src = sd_event_source_disable_unref(h->err_src);
+	proc_abort(h);
 	h->restart_src = sd_event_source_disable_unref(h->restart_src);
-	close_fd(&h->err_fd);
 	while ((m = list_pop(&h->queue)) != NULL)
 		free(m);
 	while ((m = list_pop(&h->flight)) != NULL)
