@@ -52,6 +52,12 @@ struct reply {
 };
 
 /* output.c: text for people, or one JSON object per reply */
+#define OUTPUT_JSON_FORMAT	1	/* the "format" member of every object */
+struct json_t;
+/* Prints one object on a line and frees it; NULL: out of memory. */
+void		 output_json(struct json_t *);
+/* enum wire_state as the outputs show it */
+const char	*output_state(unsigned state);
 void		 output_send(const struct reply *, bool json);
 void		 output_send_line(const struct reply *, bool json);
 void		 output_status(const struct reply *, bool json);

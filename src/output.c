@@ -22,8 +22,6 @@
 #include "util.h"
 
 /* The "format" member: raised when a member changes meaning or goes. */
-#define JSON_FORMAT	1
-
 static const char *const outcome_names[] = ACK_OUTCOME_NAMES;
 static const char *const state_names[] = WIRE_STATE_NAMES;
 static const char *const result_names[] = CTL_RESULT_NAMES;
@@ -50,6 +48,12 @@ name_of(const char *const *names, size_t n, unsigned v)
 	return v < n ? names[v] : "unknown";
 }
 #define NAME(tab, v)	name_of(tab, nitems(tab), v)
+
+const char *
+output_state(unsigned state)
+{
+	return NAME(state_names, state);
+}
 
 const char *
 output_result(uint32_t result)
@@ -268,8 +272,8 @@ j_status_text(uint32_t status)
 }
 
 /* One object, one line; the object is freed. */
-static void
-json_print(json_t *o)
+void
+output_json(json_t *o)
 {
 	if (o == NULL)
 		json_oom();
@@ -318,7 +322,7 @@ send_json(const struct reply *rp)
 		    send_worker_json(rp, &rp->rec[i])) < 0)
 			json_oom();
 	o = json_pack("{s:i, s:o, s:o, s:s, s:o, s:o, s:o, s:o, s:o, s:o}",
-	    "format", JSON_FORMAT,
+	    "format", OUTPUT_JSON_FORMAT,
 	    "request", j_int((json_int_t)rp->req_id),
 	    "message_id", j_int((json_int_t)e->msg_id),
 	    "result", output_all_acked(rp) ? "ok" : "partial",
@@ -328,7 +332,7 @@ send_json(const struct reply *rp)
 	    "workers_queued", j_int(e->queued),
 	    "workers_failed", j_int(e->failed),
 	    "workers", workers);
-	json_print(o);
+	output_json(o);
 }
 
 static json_t *
@@ -403,12 +407,12 @@ status_json(const struct reply *rp)
 		    status_worker_json(rp, &rp->rec[i])) < 0)
 			json_oom();
 	o = json_pack("{s:i, s:o, s:o, s:o, s:o}",
-	    "format", JSON_FORMAT,
+	    "format", OUTPUT_JSON_FORMAT,
 	    "daemon", daemon,
 	    "workers_total", j_int(rp->end.workers),
 	    "workers_up", j_int(rp->end.acked),
 	    "workers", workers);
-	json_print(o);
+	output_json(o);
 }
 
 /* ---- text ------------------------------------------------------------ */

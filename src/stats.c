@@ -18,16 +18,9 @@
 #include "util.h"
 
 static const uint32_t bounds_us[] = FANOUT_HIST_BOUNDS_US;
-static const char *const state_names[] = WIRE_STATE_NAMES;
 
 _Static_assert(nitems(bounds_us) + 1 == FANOUT_HIST_BUCKETS,
     "one bucket per bound, and one above them");
-
-static const char *
-state_name(unsigned s)
-{
-	return s < nitems(state_names) ? state_names[s] : "unknown";
-}
 
 /* The histogram of the record at index i, or NULL (an older daemon). */
 static const struct hist_rec *
@@ -97,7 +90,7 @@ stats_text(const struct reply *rp)
 			snprintf(mean, sizeof(mean), "-");
 		printf("%-6u %-8s %10" PRIu64 " %8" PRIu64 " %8" PRIu64
 		    " %8u %8u %10s %10s %10s\n", w->index,
-		    state_name(w->state), w->acked, w->failed,
+		    output_state(w->state), w->acked, w->failed,
 		    hr ? hr->h.refused : 0, w->queued, w->restarts, mean,
 		    fmt_bound(p50, sizeof(p50), quantile_us(hr, 0.5)),
 		    fmt_bound(p99, sizeof(p99), quantile_us(hr, 0.99)));
@@ -117,11 +110,12 @@ must(json_t *j)
 static json_t *
 j_rtt(const struct hist_rec *hr)
 {
-	json_t *buckets = must(json_array()), *o;
+	json_t *buckets, *o;
 	unsigned i;
 
 	if (hr == NULL)
 		return json_null();
+	buckets = must(json_array());
 	for (i = 0; i < FANOUT_HIST_BUCKETS; i++) {
 		o = must(json_pack("{s:o,s:I}", "le_ms",
 		    i < nitems(bounds_us) ? json_real(bounds_us[i] / 1000.0) :
@@ -136,7 +130,7 @@ j_rtt(const struct hist_rec *hr)
 static void
 stats_json(const struct reply *rp)
 {
-	json_t *o, *workers = must(json_array()), *daemon = json_null();
+	json_t *workers = must(json_array()), *daemon = json_null();
 	uint32_t i;
 
 	if (rp->has_daemon)
@@ -151,7 +145,7 @@ stats_json(const struct reply *rp)
 		json_array_append_new(workers, must(json_pack(
 		    "{s:I,s:s,s:I,s:I,s:o,s:I,s:I,s:I,s:o}",
 		    "index", (json_int_t)w->index,
-		    "state", state_name(w->state),
+		    "state", output_state(w->state),
 		    "acked_count", (json_int_t)w->acked,
 		    "failed_count", (json_int_t)w->failed,
 		    "refused_count", hr ? json_integer((json_int_t)
@@ -161,15 +155,10 @@ stats_json(const struct reply *rp)
 		    "restarts", (json_int_t)w->restarts,
 		    "rtt", j_rtt(hr))));
 	}
-	o = must(json_pack("{s:i,s:o,s:I,s:I,s:o}", "format", 1,
-	    "daemon", daemon, "workers_total", (json_int_t)rp->end.workers,
-	    "workers_up", (json_int_t)rp->end.acked, "workers", workers));
-	if (json_dumpf(o, stdout, JSON_COMPACT) == -1) {
-		fputs("fanoutctl: cannot write the JSON output\n", stderr);
-		exit(3);
-	}
-	putchar('\n');
-	json_decref(o);
+	output_json(json_pack("{s:i,s:o,s:I,s:I,s:o}", "format",
+	    OUTPUT_JSON_FORMAT, "daemon", daemon, "workers_total",
+	    (json_int_t)rp->end.workers, "workers_up",
+	    (json_int_t)rp->end.acked, "workers", workers));
 }
 
 /* One metric family: HELP and TYPE, then one sample per worker. */
