@@ -28,28 +28,14 @@ hd_failed() {
 	echo "failed +$1"
 }
 
-# hd_assert_send ACKED FAILED OUTCOME...: the last `run` was a `fanoutctl
-# send` whose text output has one line per worker, worker i's outcome
-# matching the i-th OUTCOME (ERE), then "delivered to ACKED/N workers",
-# ", FAILED failed" when FAILED > 0, " (message ID)".  Sets MSG_ID.
+# hd_assert_send ACKED FAILED OUTCOME...: helpers.bash's assert_send,
+# and FAILED workers failed.  Sets MSG_ID.
 hd_assert_send() {
-	local acked=$1 failed=$2 i re n tail=""
-	shift 2
-	n=$#
+	local failed=$2
 
-	[ "${#lines[@]}" -eq $((n + 1)) ] ||
-	    fail "expected $((n + 1)) lines of output" "$(show_run)"
-	for ((i = 0; i < n; i++)); do
-		re="^worker $i  pid [0-9]+  port $((BASE_PORT + i))  $1\$"
-		[[ ${lines[i]} =~ $re ]] ||
-		    fail "line $((i + 1)) does not match /$re/" "$(show_run)"
-		shift
-	done
-	[ "$failed" -gt 0 ] && tail=", $failed failed"
-	re="^delivered to $acked/$n workers$tail \(message ([0-9]+)\)\$"
-	[[ ${lines[n]} =~ $re ]] ||
-	    fail "last line does not match /$re/" "$(show_run)"
-	MSG_ID=${BASH_REMATCH[1]}
+	assert_send "$1" "${@:3}"
+	[ "$(printf '%s\n' "${lines[@]}" | grep -c '^worker .*  failed ')" \
+	    -eq "$failed" ] || fail "expected $failed failed" "$(show_run)"
 }
 
 # hd_env FILE: the last line of FILE, "KEY=VALUE" words that a handler

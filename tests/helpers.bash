@@ -672,10 +672,10 @@ queued_re() { echo "queued +\\(worker $1; kept for delivery\\)"; }
 # assert_send ACKED OUTCOME...: the last `run` was a `fanoutctl send` whose
 # text output has one line per worker, worker i's outcome matching the i-th
 # OUTCOME (ERE), then "delivered to ACKED/N workers (message ID)", with
-# ", Q queued" before the parenthesis when Q > 0 worker lines say queued.
-# Sets MSG_ID.
+# ", Q queued" and ", F failed" before the parenthesis when Q > 0 worker
+# lines say queued and F > 0 say failed.  Sets MSG_ID.
 assert_send() {
-	local acked=$1 i re n q=0 tail=""
+	local acked=$1 i re n q=0 f=0 tail=""
 	shift
 	n=$#
 
@@ -687,9 +687,12 @@ assert_send() {
 		    fail "line $((i + 1)) does not match /$re/" "$(show_run)"
 		[[ ${lines[i]} =~ ^worker\ [0-9]+\ \ pid\ [0-9]+\ \ port\ [0-9]+\ \ queued\  ]] &&
 		    q=$((q + 1))
+		[[ ${lines[i]} =~ ^worker\ [0-9]+\ \ pid\ [0-9]+\ \ port\ [0-9]+\ \ failed\  ]] &&
+		    f=$((f + 1))
 		shift
 	done
 	[ "$q" -gt 0 ] && tail=", $q queued"
+	[ "$f" -gt 0 ] && tail+=", $f failed"
 	re="^delivered to $acked/$n workers$tail \(message ([0-9]+)\)\$"
 	[[ ${lines[n]} =~ $re ]] ||
 	    fail "last line does not match /$re/" "$(show_run)"
