@@ -242,21 +242,26 @@ conf_apply_argv(const struct conf_setting *cs, config_setting_t *s,
  * rather than as a worker that fails to start. */
 static int
 conf_check_program(const char *prog, const config_setting_t *s,
-    const char *path, FILE *errs)
+    const char *name, const char *path, FILE *errs)
 {
+	/* Not in the file: the default is to blame, and said to be. */
+	const char *dflt = s == NULL ? name : "";
+	const char *sep = s == NULL ? " (default): " : "";
 	struct stat st;
 
 	if (stat(prog, &st) == -1) {
-		conf_error(errs, path, s, "%s: %s", prog, strerror(errno));
+		conf_error(errs, path, s, "%s%s%s: %s", dflt, sep, prog,
+		    strerror(errno));
 		return -1;
 	}
 	if (!S_ISREG(st.st_mode)) {
-		conf_error(errs, path, s, "%s: not a regular file", prog);
+		conf_error(errs, path, s, "%s%s%s: not a regular file", dflt,
+		    sep, prog);
 		return -1;
 	}
 	if (access(prog, X_OK) == -1) {
-		conf_error(errs, path, s, "%s: is not executable (%s)", prog,
-		    strerror(errno));
+		conf_error(errs, path, s, "%s%s%s: is not executable (%s)",
+		    dflt, sep, prog, strerror(errno));
 		return -1;
 	}
 	return 0;
@@ -421,7 +426,11 @@ conf_check(const struct fanout_conf *conf, config_setting_t *const found[],
 		bad = 1;
 	}
 	if (conf->handler != NULL && conf_check_program(conf->handler[0],
-	    conf_blame(found, "handler", "handler", cf), path, errs) < 0)
+	    conf_blame(found, "handler", "handler", cf), "handler", path,
+	    errs) < 0)
+		bad = 1;
+	if (conf_check_program(conf->worker_path, found[conf_lookup(
+	    "worker_path") - settings], "worker_path", path, errs) < 0)
 		bad = 1;
 	return bad;
 }
@@ -434,4 +443,72 @@ conf_free(struct fanout_conf *conf)
 	free(conf->worker_path);
 	conf_argv_free(conf->handler);
 	memset(conf, 0, sizeof(*conf));
+}
+
+/* A setting's value in libconfig syntax, as the file would say it. */
+static void
+conf_format(const struct conf_setting *cs, const struct fanout_conf *conf,
+    char *buf, size_t len)
+{
+	const void *field = (const char *)conf + cs->off;
+	char *const *argv;
+	size_t off = 0;
+
+	switch (cs->type) {
+	case CT_INT:
+		snprintf(buf, len, "%u", *(const uint32_t *)field);
+		break;
+	case CT_ENUM:
+		snprintf(buf, len, "\"%s\"",
+		    cs->names[*(const uint32_t *)field]);
+		break;
+	case CT_ARGV:
+		if ((argv = *(char **const *)field) == NULL) {
+			snprintf(buf, len, "none");
+			break;
+		}
+		buf[0] = '\0';
+		for (; *argv != NULL && off < len; argv++)
+			off += (size_t)snprintf(buf + off, len - off, "%s\"%s\"",
+			    off == 0 ? "[ " : ", ", *argv);
+		if (off < len)
+			snprintf(buf + off, len - off, " ]");
+		break;
+	default:
+		snprintf(buf, len, "\"%s\"", *(char *const *)field);
+		break;
+	}
+}
+
+void
+conf_print(const struct fanout_conf *conf, FILE *f)
+{
+	char value[CONF_VALUE_MAX];
+	size_t i;
+
+	for (i = 0; i < nitems(settings); i++) {
+		conf_format(&settings[i], conf, value, sizeof(value));
+		if (settings[i].type == CT_ARGV &&
+		    *(char **const *)((const char *)conf + settings[i].off) ==
+		    NULL)
+			fprintf(f, "# %s: none\n", settings[i].name);
+		else
+			fprintf(f, "%s = %s;\n", settings[i].name, value);
+	}
+}
+
+void
+conf_diff(const struct fanout_conf *old, const struct fanout_conf *new,
+    void (*changed)(const char *name, const char *was, const char *is,
+    void *), void *arg)
+{
+	char was[CONF_VALUE_MAX], is[CONF_VALUE_MAX];
+	size_t i;
+
+	for (i = 0; i < nitems(settings); i++) {
+		conf_format(&settings[i], old, was, sizeof(was));
+		conf_format(&settings[i], new, is, sizeof(is));
+		if (strcmp(was, is) != 0)
+			changed(settings[i].name, was, is, arg);
+	}
 }

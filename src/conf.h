@@ -75,6 +75,14 @@ struct fanout_conf {
  * "file:line: setting: problem".  Returns 0, or -1 with conf left empty. */
 int	conf_load(const char *path, struct fanout_conf *, FILE *errs);
 void	conf_free(struct fanout_conf *);
+/* Every setting, defaults included, in the file's own syntax. */
+void	conf_print(const struct fanout_conf *, FILE *);
+/* Calls changed for each setting whose value differs, with both values as
+ * conf_print would write them (cut at CONF_VALUE_MAX). */
+#define CONF_VALUE_MAX	256
+void	conf_diff(const struct fanout_conf *old, const struct fanout_conf *new,
+	    void (*changed)(const char *name, const char *was, const char *is,
+	    void *), void *arg);
 void	conf_argv_free(char **);
 
 #endif /* FANOUT_CONF_H */

@@ -122,11 +122,11 @@ notify_lines() {
 	JOURNAL_STREAM=$(stat -c '%d:%i' "$log") \
 	    "$FANOUTD" -c "$CONF" 2>>"$log" || st=$?
 	[ "$st" -eq 1 ] || fail "fanoutd exited $st, expected 1"
-	grep -qx '<3>worker_path /nonexistent/fanout-worker: No such file or directory' \
+	grep -qxE "<3>$CONF:[0-9]+: worker_path: /nonexistent/fanout-worker: No such file or directory" \
 	    "$log" || fail "no <3> line in the journal stream:" "$(cat "$log")"
 	# Another stream's id: plain lines with the program name.
 	run --separate-stderr env JOURNAL_STREAM=1:1 "$FANOUTD" -c "$CONF"
 	assert_status 1
-	[ "$stderr" = "fanoutd: worker_path /nonexistent/fanout-worker: No such file or directory" ] ||
+	[[ $stderr =~ ^$CONF:[0-9]+:\ worker_path:\ /nonexistent/fanout-worker:\ No\ such\ file\ or\ directory$ ]] ||
 	    fail "unexpected plain log: $stderr"
 }
