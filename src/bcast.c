@@ -20,7 +20,7 @@ bcast_free_reasons(struct bcast *b)
 {
 	uint32_t i;
 
-	for (i = 0; b->nfailed > 0 && i < b->nworkers; i++)
+	for (i = 0; b->nfailed > 0 && i < b->nslots; i++)
 		free(b->res[i].reason);
 }
 
@@ -59,7 +59,8 @@ bcast_settle(struct bcast *b, uint32_t index, uint8_t outcome)
 {
 	struct bcast_res *res;
 
-	if (index >= b->nworkers || b->res[index].outcome != ACK_NONE)
+	if (index >= b->nslots || !b->res[index].member ||
+	    b->res[index].outcome != ACK_NONE)
 		return;
 	res = &b->res[index];
 	res->outcome = outcome;
@@ -100,10 +101,10 @@ bcast_failed(struct worker *w, struct msg *m, uint32_t status,
 	w->last_reason_len = (uint8_t)reason_len;
 	if (reason_len > 0)
 		memcpy(w->last_reason, reason, reason_len);
-	if (m->b == NULL || w->index >= m->b->nworkers)
+	if (m->b == NULL || w->index >= m->b->nslots)
 		return;
 	res = &m->b->res[w->index];
-	if (res->outcome != ACK_NONE)
+	if (!res->member || res->outcome != ACK_NONE)
 		return;
 	res->status = status;
 	if (reason_len > 0 && (res->reason = malloc(reason_len)) != NULL) {
@@ -146,6 +147,23 @@ bcast_acked(struct worker *w, uint32_t status, const uint8_t *reason,
 	else if (m->b != NULL)
 		bcast_settle(m->b, w->index, ACK_OK);
 	msg_unref(m);
+	/* A reload waits for this one's queue to empty, or its in-flight
+	 * messages to be acked. */
+	if ((w->retiring && w->q.n == 0) || (w->draining && w->q.nsent == 0))
+		reload_kick(w->d);
+}
+
+void
+bcast_worker_removed(struct worker *w)
+{
+	uint32_t i;
+
+	for (i = 0; i < w->q.n; i++) {
+		struct msg *m = queue_at(&w->q, i);
+
+		if (m->b != NULL)
+			bcast_settle(m->b, w->index, ACK_REMOVED);
+	}
 }
 
 void
@@ -198,8 +216,8 @@ on_deadline(sd_event_source *s, uint64_t usec, void *arg)
 
 	(void)s;
 	(void)usec;
-	for (i = 0; i < b->nworkers; i++)
-		if (b->res[i].outcome == ACK_NONE) {
+	for (i = 0; i < b->nslots; i++)
+		if (b->res[i].member && b->res[i].outcome == ACK_NONE) {
 			b->res[i].outcome = unacked_outcome(b->d);
 			if (b->res[i].outcome == ACK_QUEUED) {
 				b->nqueued++;
@@ -247,7 +265,10 @@ bcast_start(struct fanoutd *d, struct ctl_conn *c, uint64_t req_id,
 	b->timeout_ms = timeout_ms;
 	b->wait = wait;
 	b->brief = (flags & CTL_SEND_BRIEF) != 0;
-	b->nworkers = d->nworkers;
+	b->nslots = d->nworkers;
+	for (i = 0; i < b->nslots; i++)
+		if (d->workers[i]->member)
+			b->nworkers++;
 	b->prev = d->bcasts_tail;
 	if (d->bcasts_tail != NULL)
 		d->bcasts_tail->next = b;
@@ -260,9 +281,14 @@ bcast_start(struct fanoutd *d, struct ctl_conn *c, uint64_t req_id,
 	/* Queue on every worker first; npending covers them all before any
 	 * verdict is recorded, so the broadcast cannot finish half built. */
 	b->npending = b->nworkers + 1;
-	for (i = 0; i < b->nworkers; i++) {
+	for (i = 0; i < b->nslots; i++) {
 		struct worker *w = d->workers[i];
 
+		b->res[i].port = w->port;
+		b->res[i].serial = w->serial;
+		if (!w->member)
+			continue;	/* added and not up yet, or retiring */
+		b->res[i].member = true;
 		b->res[i].pid = w->pid;
 		if (queue_push(&w->q, m) < 0) {
 			w->refused++;
@@ -301,8 +327,8 @@ bcast_abort_all(struct fanoutd *d)
 		struct bcast *b = d->bcasts;
 		uint32_t i;
 
-		for (i = 0; i < b->nworkers; i++)
-			if (b->res[i].outcome == ACK_NONE)
+		for (i = 0; i < b->nslots; i++)
+			if (b->res[i].member && b->res[i].outcome == ACK_NONE)
 				b->res[i].outcome = ACK_SHUTDOWN;
 		bcast_finish(b);
 	}

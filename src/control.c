@@ -133,10 +133,20 @@ control_reply_bcast(struct ctl_conn *c, const struct bcast *b)
 	};
 	uint32_t i;
 
-	for (i = 0; i < b->nworkers; i++) {
-		if (b->brief && b->res[i].outcome == ACK_OK)
+	for (i = 0; i < b->nslots; i++) {
+		if (!b->res[i].member ||
+		    (b->brief && b->res[i].outcome == ACK_OK))
 			continue;
-		worker_record(d->workers[i], now, &rec);
+		/* A reload may have removed the worker since. */
+		if (i < d->nworkers && d->workers[i]->serial ==
+		    b->res[i].serial)
+			worker_record(d->workers[i], now, &rec);
+		else {
+			memset(&rec, 0, sizeof(rec));
+			rec.index = i;
+			rec.port = b->res[i].port;
+			rec.state = WS_DOWN;
+		}
 		rec.pid = (uint32_t)b->res[i].pid;
 		rec.outcome = b->res[i].outcome;
 		rec.rtt_us = b->res[i].rtt_us;
@@ -295,6 +305,64 @@ ctl_stats(struct ctl_conn *c, const struct frame_hdr *h, const uint8_t *p)
 	ctl_status_reply(c, h, true);
 }
 
+void
+control_reload_change(struct ctl_conn *c, uint64_t req_id, uint32_t kind,
+    uint32_t worker, const char *text)
+{
+	uint8_t p[CTL_CHANGE_LEN + FANOUT_CHANGE_TEXT_MAX];
+	struct ctl_change ch = { .kind = kind, .worker = worker };
+	size_t len = strlen(text);
+
+	if (len > FANOUT_CHANGE_TEXT_MAX)
+		len = FANOUT_CHANGE_TEXT_MAX;
+	ctl_change_encode(p, &ch);
+	memcpy(p + CTL_CHANGE_LEN, text, len);
+	ctl_frame(c, CTL_CHANGE, req_id, p, CTL_CHANGE_LEN + len);
+}
+
+void
+control_reload_end(struct ctl_conn *c, uint64_t req_id, uint32_t result)
+{
+	struct fanoutd *d = c->d;
+	struct ctl_end e = {
+		.result = result,
+		.acked = d->nup,
+		.workers = d->conf.workers,
+	};
+
+	ctl_end(c, req_id, &e);
+	ctl_schedule_flush(c);
+	control_bcast_done(c);
+}
+
+/* Answered when the reload is done, which may take a while: it counts as
+ * a request in flight. */
+static void
+ctl_reload(struct ctl_conn *c, const struct frame_hdr *h, const uint8_t *p)
+{
+	struct fanoutd *d = c->d;
+	char who[48];
+
+	(void)p;
+	if (h->len != 0) {
+		ctl_bad(c, "malformed reload request");
+		ctl_result(c, h->id, CTL_RES_BADFRAME, 0);
+		c->closing = true;
+		return;
+	}
+	if (d->stopping) {
+		ctl_result(c, h->id, CTL_RES_SHUTDOWN, 0);
+		return;
+	}
+	log_info("reload requested by control client (%s)",
+	    ctl_who(c->fd, who, sizeof(who)));
+	c->ninflight++;
+	if (reload_start(d, c, h->id) == -EBUSY) {
+		c->ninflight--;
+		ctl_result(c, h->id, CTL_RES_RELOADING, 0);
+	}
+}
+
 static const struct ctl_handler {
 	uint8_t	 type;
 	void	(*run)(struct ctl_conn *, const struct frame_hdr *,
@@ -303,6 +371,7 @@ static const struct ctl_handler {
 	{ CTL_SEND,	ctl_send },
 	{ CTL_STATUS,	ctl_status },
 	{ CTL_STATS,	ctl_stats },
+	{ CTL_RELOAD,	ctl_reload },
 };
 
 /* Handles the complete frames buffered, as far as backpressure allows. */
@@ -455,6 +524,7 @@ ctl_close(struct ctl_conn *c)
 	struct ctl_conn **pp;
 
 	bcast_detach_client(d, c);
+	reload_detach_client(d, c);
 	for (pp = &d->dirty_ctls; *pp != NULL; pp = &(*pp)->next_dirty)
 		if (*pp == c) {
 			*pp = c->next_dirty;

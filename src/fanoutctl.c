@@ -33,6 +33,8 @@
 				 * stopped reading its input there */
 
 #define TIMEOUT_DEFAULT_MS	10000
+/* A reload waits for workers to drain, stop and start: longer. */
+#define RELOAD_TIMEOUT_DEFAULT_MS	300000
 #define REPLY_GRACE_MS		2000	/* beyond the ack timeout */
 #define WINDOW_DEFAULT		32	/* send -: requests in flight */
 #define WINDOW_MAX		1024
@@ -52,6 +54,7 @@
 struct ctl {
 	const char	*path;
 	uint32_t	 timeout_ms;
+	bool		 timeout_set;	/* -t given */
 	uint32_t	 send_flags;	/* CTL_SEND_WAIT, CTL_SEND_BRIEF */
 	uint32_t	 window;	/* send -: requests in flight */
 	bool		 stats;		/* send -: latency in the summary */
@@ -67,6 +70,7 @@ static int	cmd_send(struct ctl *, int, char **);
 static int	cmd_status(struct ctl *, int, char **);
 static int	cmd_stats(struct ctl *, int, char **);
 static int	cmd_check(struct ctl *, int, char **);
+static int	cmd_reload(struct ctl *, int, char **);
 struct cmd;
 static void	send_option(struct ctl *, const struct cmd *, int);
 static void	check_option(struct ctl *, const struct cmd *, int);
@@ -154,6 +158,9 @@ static const struct cmd {
 	{ "stats", "+:", stats_opts, 0, 0, cmd_stats, "[--prometheus]",
 	    "counters and ack round trips of each worker, also in the "
 	    "Prometheus format", stats_option },
+	{ "reload", NULL, NULL, 0, 0, cmd_reload, "",
+	    "reread the configuration file, apply it, report each change",
+	    NULL },
 	{ NULL, NULL, NULL, 0, 0, NULL, NULL, NULL, NULL }
 };
 
@@ -353,6 +360,8 @@ reply_reset(struct reply *rp, uint64_t req_id)
 {
 	rp->req_id = req_id;
 	rp->nrec = 0;
+	while (rp->nchanges > 0)
+		free(rp->changes[--rp->nchanges].text);
 	rp->reasons_len = 0;
 	rp->has_daemon = false;
 	rp->version_len = 0;
@@ -363,6 +372,11 @@ reply_reset(struct reply *rp, uint64_t req_id)
 static void
 reply_free(struct reply *rp)
 {
+	uint32_t i;
+
+	for (i = 0; i < rp->nchanges; i++)
+		free(rp->changes[i].text);
+	free(rp->changes);
 	free(rp->rec);
 	free(rp->reasons);
 	free(rp->hist);
@@ -416,6 +430,36 @@ reply_reason(struct reply *rp, struct worker_rec *r, const uint8_t *p,
 	rp->reasons_len += len;
 }
 
+/* A CTL_CHANGE record and its text; a few dozen per reload at most. */
+static int
+reply_change(struct reply *rp, const struct frame_hdr *h, const uint8_t *p)
+{
+	struct change_rec *cr;
+	size_t len;
+
+	if (h->len < CTL_CHANGE_LEN ||
+	    h->len - CTL_CHANGE_LEN > FANOUT_CHANGE_TEXT_MAX ||
+	    rp->nchanges >= 4 * FANOUT_WORKERS_MAX)
+		return -1;
+	if (rp->nchanges == rp->capchanges) {
+		rp->capchanges = rp->capchanges ? rp->capchanges * 2 : 16;
+		if ((rp->changes = reallocarray(rp->changes, rp->capchanges,
+		    sizeof(*rp->changes))) == NULL)
+			die("out of memory");
+	}
+	cr = &rp->changes[rp->nchanges];
+	if (ctl_change_decode(p, h->len, &cr->c) < 0)
+		return -1;
+	len = h->len - CTL_CHANGE_LEN;
+	if ((cr->text = malloc(len + 1)) == NULL)
+		die("out of memory");
+	memcpy(cr->text, p + CTL_CHANGE_LEN, len);
+	cr->text[len] = '\0';
+	cr->len = len;
+	rp->nchanges++;
+	return 0;
+}
+
 /* Records one frame into its reply: 1 once CTL_END closes it. */
 static int
 reply_add(struct reply *rp, const struct frame_hdr *h, const uint8_t *p)
@@ -449,6 +493,10 @@ reply_add(struct reply *rp, const struct frame_hdr *h, const uint8_t *p)
 		return 0;
 	case CTL_HIST:
 		if (reply_hist(rp, h, p) < 0)
+			break;
+		return 0;
+	case CTL_CHANGE:
+		if (reply_change(rp, h, p) < 0)
 			break;
 		return 0;
 	case CTL_END:
@@ -936,6 +984,39 @@ cmd_stats(struct ctl *ctl, int argc, char **argv)
 	return EXIT_ACKED;
 }
 
+/* Waits for the reload to be done: 0 applied, 1 applied but some worker
+ * did not come up, 3 refused (an invalid file changes nothing). */
+static int
+cmd_reload(struct ctl *ctl, int argc, char **argv)
+{
+	struct reply rp = { 0 };
+	struct wbuf wb;
+	int r;
+
+	(void)argc;
+	(void)argv;
+	if (!ctl->timeout_set)
+		ctl->timeout_ms = RELOAD_TIMEOUT_DEFAULT_MS;
+	wbuf_init(&wb);
+	if (wbuf_frame(&wb, CTL_RELOAD, 1, NULL, 0) < 0)
+		die("out of memory");
+	ctl_request(ctl, &wb, &rp);
+	output_reload(&rp, ctl->json);
+	switch (rp.end.result) {
+	case CTL_RES_OK:
+		r = EXIT_ACKED;
+		break;
+	case CTL_RES_PARTIAL:
+		r = EXIT_PARTIAL;
+		break;
+	default:
+		r = EXIT_FAILURE3;
+		break;
+	}
+	reply_free(&rp);
+	return r;
+}
+
 /* The status as a monitoring plugin reports it: exit 0 OK, 1 WARNING,
  * 2 CRITICAL; any failure to get it is UNKNOWN (3, through die()). */
 static int
@@ -1129,6 +1210,7 @@ main(int argc, char *argv[])
 				return EXIT_USAGE;
 			}
 			ctl.timeout_ms = (uint32_t)v;
+			ctl.timeout_set = true;
 			break;
 		case 'j':
 			ctl.json = true;

@@ -29,6 +29,13 @@ struct hist_rec {
 	uint64_t	 bucket[FANOUT_HIST_BUCKETS];
 };
 
+/* A CTL_CHANGE record (reload replies) and its text. */
+struct change_rec {
+	struct ctl_change c;
+	char		*text;		/* no NUL inside; NUL ended */
+	size_t		 len;
+};
+
 /*
  * One reply: the CTL_WORKER records, the CTL_DAEMON record of a status
  * reply, and the CTL_END that closed it, all as payload.h decoded them.
@@ -47,6 +54,8 @@ struct reply {
 	struct ctl_daemon daemon;
 	char		 version[FANOUT_VERSION_MAX];	/* no NUL */
 	size_t		 version_len;
+	struct change_rec *changes;	/* reload replies */
+	uint32_t	 nchanges, capchanges;
 	struct ctl_end	 end;
 	bool		 done;
 };
@@ -61,6 +70,7 @@ const char	*output_state(unsigned state);
 void		 output_send(const struct reply *, bool json);
 void		 output_send_line(const struct reply *, bool json);
 void		 output_status(const struct reply *, bool json);
+void		 output_reload(const struct reply *, bool json);
 /* The plugin line of check; returns its exit status, 0 OK to 2 CRITICAL. */
 int		 output_check(const struct reply *, const struct check_limits *);
 const char	*output_result(uint32_t result);

@@ -42,11 +42,13 @@ static void __attribute__((noreturn))
 usage(FILE *f, int code)
 {
 	fprintf(f,
-	    "usage: fanoutd [-t] [-v] [-c FILE]\n"
+	    "usage: fanoutd [-t [-v]] [-v] [-c FILE]\n"
 	    "Broadcast messages to a pool of workers and collect their "
 	    "acknowledgements.\n\n"
 	    "  -c, --config FILE  configuration file (default %s)\n"
-	    "  -t, --test         check the configuration and exit\n"
+	    "  -t, --test         check the configuration and exit; with -v, "
+	    "print it,\n"
+	    "                     defaults included\n"
 	    "  -v, --verbose      log debug messages too; -vv: a line per "
 	    "message\n"
 	    "  -h, --help         show this help and exit\n"
@@ -74,6 +76,10 @@ fanoutd_workers_changed(struct fanoutd *d)
 		notify_ready(status);
 		log_notice("ready: %s, control socket %s", status,
 		    d->conf.control_socket);
+		/* A SIGHUP that came while starting. */
+		if (d->reload_again)
+			(void)sd_event_source_set_enabled(d->reload_src,
+			    SD_EVENT_ONESHOT);
 	} else if (d->ready) {
 		if (d->degraded && d->nup > 0) {
 			d->degraded = false;
@@ -117,6 +123,7 @@ on_tick(sd_event_source *s, uint64_t usec, void *arg)
 	(void)usec;
 	if (!d->stopping)
 		pool_tick(d, now);
+	reload_kick(d);		/* a retiring worker's deadline */
 	check_degraded(d, now);
 	log_limit_flush(false);		/* what was suppressed, once it was */
 	(void)sd_event_source_set_time_relative(s, tick_usec(d));
@@ -207,6 +214,7 @@ fanoutd_stop(struct fanoutd *d, int exit_code)
 		log_errx("stopping the workers; exiting with status %d",
 		    exit_code);
 	notify_stopping();
+	reload_abort(d);
 	control_close_listener(d);
 	/* Workers that are away will not ack before the end. */
 	for (i = 0; i < d->nworkers; i++)
@@ -270,8 +278,10 @@ on_signal(sd_event_source *s, const struct signalfd_siginfo *si, void *arg)
 
 	(void)s;
 	if (si->ssi_signo == SIGHUP) {
-		log_notice("SIGHUP: configuration reload is not supported yet; "
-		    "ignored");
+		if (!d->stopping) {
+			log_info("SIGHUP: reloading the configuration");
+			(void)reload_start(d, NULL, 0);
+		}
 		return 0;
 	}
 	log_info("received %s", strsignal((int)si->ssi_signo));
@@ -294,6 +304,19 @@ raise_fd_limit(uint32_t workers)
 }
 
 static int
+on_reload(sd_event_source *s, void *arg)
+{
+	struct fanoutd *d = arg;
+
+	(void)s;
+	if (!d->stopping && d->reload_again) {
+		d->reload_again = false;
+		(void)reload_start(d, NULL, 0);
+	}
+	return 0;
+}
+
+static int
 fanoutd_run(struct fanoutd *d)
 {
 	sigset_t set;
@@ -311,10 +334,6 @@ fanoutd_run(struct fanoutd *d)
 	signal(SIGPIPE, SIG_IGN);
 	raise_fd_limit(d->conf.workers);
 
-	if (access(d->conf.worker_path, X_OK) == -1) {
-		log_err("worker_path %s", d->conf.worker_path);
-		return 1;
-	}
 	if ((r = sd_event_new(&d->ev)) < 0) {
 		log_errx("cannot create the event loop: %s", strerror(-r));
 		return 1;
@@ -324,6 +343,7 @@ fanoutd_run(struct fanoutd *d)
 	    sd_event_add_signal(d->ev, NULL, SIGHUP, on_signal, d) < 0 ||
 	    sd_event_add_defer(d->ev, &d->flush_src, on_flush, d) < 0 ||
 	    sd_event_add_defer(d->ev, &d->done_src, on_check_done, d) < 0 ||
+	    sd_event_add_defer(d->ev, &d->reload_src, on_reload, d) < 0 ||
 	    sd_event_add_time_relative(d->ev, &d->tick_src, CLOCK_MONOTONIC,
 	    tick_usec(d), tick_usec(d) / 2, on_tick, d) < 0) {
 		log_errx("cannot set up the event loop");
@@ -331,6 +351,7 @@ fanoutd_run(struct fanoutd *d)
 	}
 	(void)sd_event_source_set_enabled(d->flush_src, SD_EVENT_OFF);
 	(void)sd_event_source_set_enabled(d->done_src, SD_EVENT_OFF);
+	(void)sd_event_source_set_enabled(d->reload_src, SD_EVENT_OFF);
 	/* Flushes run before the shutdown check in the same turn. */
 	(void)sd_event_source_set_priority(d->done_src,
 	    SD_EVENT_PRIORITY_IDLE);
@@ -378,7 +399,9 @@ fanoutd_free(struct fanoutd *d)
 	bcast_abort_all(d);
 	d->closing_ctls = true;
 	control_close_all(d, true);
+	reload_free(d);
 	pool_free(d);
+	d->reload_src = sd_event_source_disable_unref(d->reload_src);
 	d->stop_timer = sd_event_source_disable_unref(d->stop_timer);
 	d->flush_src = sd_event_source_disable_unref(d->flush_src);
 	d->done_src = sd_event_source_disable_unref(d->done_src);
@@ -435,6 +458,8 @@ main(int argc, char *argv[])
 	if (load_conf(&d) == -1)
 		return 1;
 	if (test) {
+		if (verbose > 0)
+			conf_print(&d.conf, stdout);
 		printf("configuration OK\n");
 		conf_free(&d.conf);
 		return 0;

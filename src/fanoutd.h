@@ -96,7 +96,9 @@ enum worker_state {
 	W_BACKOFF,		/* failed; retry when the timer fires */
 	W_STALLED,		/* stopped acking: SIGTERM sent, will restart */
 	W_RESTARTING,		/* could not be brought up: being stopped */
-	W_STOPPING,		/* shutdown: SIGTERM sent */
+	W_STOPPING,		/* shutdown or removal: SIGTERM sent */
+	W_REPLACING,		/* reload changed its settings: SIGTERM sent,
+				 * respawned as soon as it exits */
 };
 
 enum worker_ev {
@@ -107,14 +109,25 @@ enum worker_ev {
 	WE_EXITED,		/* process reaped */
 	WE_TIMEOUT,		/* the state's timer fired */
 	WE_STALL,		/* acks stopped with messages outstanding */
-	WE_STOP,		/* daemon shutting down */
+	WE_STOP,		/* daemon shutting down, or worker removed */
+	WE_REPLACE,		/* restart with the current settings */
 };
 
 struct worker {
 	struct fanoutd	*d;
 	uint32_t	 index;
 	uint16_t	 port;
+	uint64_t	 serial;	/* never reused: tells apart the workers
+					 * one index had over reloads */
 	enum worker_state state;
+	/* its place in the pool, which reloads change (reload.c) */
+	bool		 member;	/* new broadcasts are for it */
+	bool		 joining;	/* added by a reload, not up yet */
+	bool		 retiring;	/* removed by a reload: drains, stops */
+	bool		 replace;	/* restart due: its settings changed */
+	bool		 draining;	/* replace is next: write nothing more */
+	bool		 replacing;	/* replaced, not up again yet */
+	uint64_t	 retire_usec;	/* when it was removed */
 	uint64_t	 state_usec;	/* when it entered state */
 	/* the process (pool.c) */
 	pid_t		 pid;
@@ -148,7 +161,10 @@ struct worker {
 
 struct bcast_res {
 	uint8_t		 outcome;	/* enum ack_outcome; ACK_NONE: pending */
+	bool		 member;	/* the broadcast is for this worker */
 	uint8_t		 reason_len;
+	uint16_t	 port;
+	uint64_t	 serial;	/* the worker's, to know it is the same */
 	uint32_t	 rtt_us;
 	uint32_t	 status;	/* ACK_FAILED: the handler's result */
 	pid_t		 pid;
@@ -164,7 +180,8 @@ struct bcast {
 	bool		 wait;		/* CTL_SEND_WAIT: wait for queued too */
 	bool		 brief;		/* CTL_SEND_BRIEF: no records of acks */
 	sd_event_source	*timer;
-	uint32_t	 nworkers;
+	uint32_t	 nslots;	/* of res: the pool's slots then */
+	uint32_t	 nworkers;	/* the members among them */
 	uint32_t	 npending;
 	uint32_t	 nacked;
 	uint32_t	 nqueued;
@@ -195,9 +212,15 @@ struct fanoutd {
 	struct fanout_conf conf;
 	const char	*conf_path;
 	uint64_t	 start_usec;
-	/* Pointers, so that a worker's address never moves. */
+	/* Pointers, so that a worker's address never moves.  Index i holds
+	 * worker i; retiring workers stay until those above them are gone. */
 	struct worker	**workers;
 	uint32_t	 nworkers;
+	uint32_t	 workers_cap;
+	uint64_t	 next_serial;
+	struct reload	*reload;	/* under way, or NULL */
+	bool		 reload_again;	/* SIGHUP during a reload */
+	sd_event_source	*reload_src;	/* runs a reload from the loop */
 	uint32_t	 nup;		/* workers in W_UP */
 	uint32_t	 nalive;	/* workers with a process */
 	uint64_t	 next_msg_id;
@@ -243,6 +266,14 @@ void	fanoutd_schedule_flush(struct fanoutd *);
 
 /* pool.c */
 int	pool_start(struct fanoutd *);
+/* A new slot at index d->nworkers, not started; NULL: out of memory. */
+struct worker *pool_add(struct fanoutd *);
+/* Frees the top slot (retired, dead and empty). */
+void	pool_remove_top(struct fanoutd *);
+int	worker_spawn(struct worker *);
+/* Whether worker index would run differently under conf b than under a. */
+bool	worker_settings_differ(const struct fanout_conf *a,
+	    const struct fanout_conf *b, uint32_t index);
 void	pool_stop(struct fanoutd *);
 void	pool_tick(struct fanoutd *, uint64_t now);
 void	pool_free(struct fanoutd *);
@@ -286,8 +317,23 @@ void	bcast_acked(struct worker *, uint32_t status, const uint8_t *reason,
 	    size_t reason_len);
 /* A worker left W_UP: what waits on it needs no waiting. */
 void	bcast_worker_away(struct worker *);
+/* A worker is removed with messages still queued: they are lost for it. */
+void	bcast_worker_removed(struct worker *);
 void	bcast_detach_client(struct fanoutd *, struct ctl_conn *);
 void	bcast_abort_all(struct fanoutd *);
+
+/* reload.c */
+/* Reads the configuration file again and applies it; c, if not NULL, gets
+ * the reply once it is done.  0, or -EBUSY while another one is under way. */
+int	reload_start(struct fanoutd *, struct ctl_conn *, uint64_t req_id);
+/* Something a reload waits for may have happened: look, from the loop. */
+void	reload_kick(struct fanoutd *);
+void	reload_detach_client(struct fanoutd *, struct ctl_conn *);
+/* Shutdown: answer the client with what was done so far. */
+void	reload_abort(struct fanoutd *);
+void	reload_free(struct fanoutd *);
+/* Loads path into conf; the errors, one per line, into *errors (to free). */
+int	reload_load_conf(const char *path, struct fanout_conf *, char **errors);
 
 /* control.c */
 int	control_start(struct fanoutd *);
@@ -295,6 +341,11 @@ void	control_close_listener(struct fanoutd *);
 /* now: drop unsent replies instead of flushing them first */
 void	control_close_all(struct fanoutd *, bool now);
 void	control_reply_bcast(struct ctl_conn *, const struct bcast *);
+/* One CTL_CHANGE record of a reload reply, and its end. */
+void	control_reload_change(struct ctl_conn *, uint64_t req_id,
+	    uint32_t kind, uint32_t worker, const char *text);
+void	control_reload_end(struct ctl_conn *, uint64_t req_id,
+	    uint32_t result);
 void	control_bcast_done(struct ctl_conn *);
 void	control_flush(struct ctl_conn *);
 bool	control_idle(const struct fanoutd *);

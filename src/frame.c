@@ -80,6 +80,8 @@ type_known(uint8_t t)
 	case CTL_DAEMON:
 	case CTL_STATS:
 	case CTL_HIST:
+	case CTL_RELOAD:
+	case CTL_CHANGE:
 		return 1;
 	}
 	return 0;

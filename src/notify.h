@@ -27,6 +27,7 @@ void	notify_ready(const char *status);
 void	notify_status(const char *fmt, ...)
 	    __attribute__((format(printf, 1, 2)));
 void	notify_stopping(void);
+void	notify_reloading(void);
 void	notify_failure(int errnum, const char *status);
 
 /* A datagram socket on an autobound abstract address; name gets the

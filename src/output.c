@@ -666,6 +666,78 @@ output_status(const struct reply *rp, bool json)
 	status_table(rp);
 }
 
+/* ---- reload --------------------------------------------------------- */
+
+static const char *const change_names[] = RELOAD_CHANGE_NAMES;
+
+static void
+reload_json(const struct reply *rp)
+{
+	char buf[ESCAPED_LEN(FANOUT_CHANGE_TEXT_MAX)];
+	json_t *changes, *o;
+	uint32_t i;
+
+	if ((changes = json_array()) == NULL)
+		json_oom();
+	for (i = 0; i < rp->nchanges; i++) {
+		const struct change_rec *cr = &rp->changes[i];
+
+		o = json_pack("{s:s, s:o, s:s}",
+		    "kind", NAME(change_names, cr->c.kind),
+		    "worker", j_int_or_null(cr->c.worker != CTL_CHANGE_NONE,
+			cr->c.worker),
+		    "text", escape(buf, cr->text, cr->len, false));
+		if (o == NULL || json_array_append_new(changes, o) < 0)
+			json_oom();
+	}
+	o = json_pack("{s:i, s:s, s:o, s:o, s:o}",
+	    "format", OUTPUT_JSON_FORMAT,
+	    "result", rp->end.result == CTL_RES_OK ? "ok" :
+		rp->end.result == CTL_RES_PARTIAL ? "partial" : "refused",
+	    "workers_total", j_int(rp->end.workers),
+	    "workers_up", j_int(rp->end.acked),
+	    "changes", changes);
+	output_json(o);
+}
+
+/*
+ * One line per change on standard output; for an invalid file, its
+ * problems ("file:line: setting: problem") on standard error, since
+ * nothing changed.
+ */
+void
+output_reload(const struct reply *rp, bool json)
+{
+	char buf[ESCAPED_LEN(FANOUT_CHANGE_TEXT_MAX)];
+	uint32_t i;
+
+	if (json) {
+		reload_json(rp);
+		return;
+	}
+	for (i = 0; i < rp->nchanges; i++) {
+		const struct change_rec *cr = &rp->changes[i];
+
+		escape(buf, cr->text, cr->len, false);
+		if (cr->c.kind == RC_ERROR)
+			fprintf(stderr, "fanoutctl: %s\n", buf);
+		else
+			printf("%-10s %s\n", NAME(change_names, cr->c.kind),
+			    buf);
+	}
+	switch (rp->end.result) {
+	case CTL_RES_OK:
+	case CTL_RES_PARTIAL:
+		printf("reloaded: %" PRIu32 " worker%s, %" PRIu32 " up\n",
+		    rp->end.workers, PLURAL(rp->end.workers), rp->end.acked);
+		break;
+	default:
+		fprintf(stderr, "fanoutctl: reload refused: %s\n",
+		    output_result(rp->end.result));
+		break;
+	}
+}
+
 /* ---- check ----------------------------------------------------------- */
 
 /* Workers not up named in check's line, at most. */
@@ -688,6 +760,14 @@ output_check(const struct reply *rp, const struct check_limits *cl)
 	char t[TOKEN_LEN];
 	int r = 0;
 
+	/* Workers a reload removed are on their way out, not down. */
+	if (rp->nrec > 0) {
+		total = up = 0;
+		for (i = 0; i < rp->nrec; i++) {
+			total += rp->rec[i].w.state != WS_RETIRING;
+			up += rp->rec[i].w.state == WS_UP;
+		}
+	}
 	down = total > up ? total - up : 0;
 	crit_down = cl->crit_down != 0 ? cl->crit_down : total;
 	for (i = 0; i < rp->nrec; i++)
@@ -707,7 +787,7 @@ output_check(const struct reply *rp, const struct check_limits *cl)
 	for (i = 0; i < rp->nrec; i++) {
 		const struct ctl_worker *w = &rp->rec[i].w;
 
-		if (w->state == WS_UP)
+		if (w->state == WS_UP || w->state == WS_RETIRING)
 			continue;
 		if (n++ < CHECK_NAMED)
 			printf("%s%" PRIu32 " %s", n == 1 ? "; not up: " : ", ",

@@ -24,11 +24,12 @@ struct ctl_worker	{ CTL_WORKER_FIELDS(PAYLOAD_MEMBER) };
 struct ctl_daemon	{ CTL_DAEMON_FIELDS(PAYLOAD_MEMBER) };
 struct ctl_end		{ CTL_END_FIELDS(PAYLOAD_MEMBER) };
 struct ctl_hist		{ CTL_HIST_FIELDS(PAYLOAD_MEMBER) };
+struct ctl_change	{ CTL_CHANGE_FIELDS(PAYLOAD_MEMBER) };
 
 /*
  * name_encode writes exactly NAME_LEN bytes.  name_decode reads a payload of
  * len bytes: 0, or -EBADMSG unless len is NAME_LEN (payloads with a tail,
- * MSG_ACK, CTL_SEND, CTL_WORKER, CTL_DAEMON and CTL_HIST: at least
+ * MSG_ACK, CTL_SEND, CTL_WORKER, CTL_DAEMON, CTL_HIST and CTL_CHANGE: at least
  * NAME_LEN; the tail follows, and its bound is the caller's to check).
  */
 #define PAYLOAD_PROTOS(name) \
@@ -40,6 +41,7 @@ PAYLOAD_PROTOS(ctl_worker)
 PAYLOAD_PROTOS(ctl_daemon)
 PAYLOAD_PROTOS(ctl_end)
 PAYLOAD_PROTOS(ctl_hist)
+PAYLOAD_PROTOS(ctl_change)
 #undef PAYLOAD_PROTOS
 
 #endif /* FANOUT_PAYLOAD_H */

@@ -26,7 +26,7 @@ tcp_set_events(struct worker *w)
 {
 	uint32_t ev = EPOLLIN;
 
-	if (w->state == W_UP && w->q.nsent < w->q.n)
+	if (w->state == W_UP && !w->draining && w->q.nsent < w->q.n)
 		ev |= EPOLLOUT;
 	(void)sd_event_source_set_io_events(w->link.io_src, ev);
 }
@@ -169,7 +169,8 @@ tcp_flush(struct worker *w)
 	ssize_t n;
 	int cnt;
 
-	if (w->link.fd < 0 || w->state != W_UP)
+	/* Draining for a restart: what was written is acked first. */
+	if (w->link.fd < 0 || w->state != W_UP || w->draining)
 		return;
 	if (q->nsent == 0 && q->n > 0)
 		w->progress_usec = loop_now(w->d);	/* the stall clock starts */

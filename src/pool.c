@@ -23,7 +23,7 @@
 
 static const char *const state_names[] = {
 	"dead", "starting", "connecting", "up", "backoff", "stalled",
-	"restarting", "stopping",
+	"restarting", "stopping", "replacing",
 };
 
 const char *
@@ -35,6 +35,8 @@ worker_state_name(enum worker_state s)
 enum wire_state
 worker_wire_state(const struct worker *w)
 {
+	if (w->retiring)
+		return WS_RETIRING;
 	switch (w->state) {
 	case W_DEAD:
 		return WS_DOWN;
@@ -50,6 +52,8 @@ worker_wire_state(const struct worker *w)
 		return WS_STALLED;
 	case W_STOPPING:
 		return WS_STOPPING;
+	case W_REPLACING:
+		return WS_RESTARTING;
 	}
 	return WS_DOWN;
 }
@@ -106,9 +110,8 @@ worker_backoff_usec(struct worker *w, uint64_t now)
 	return ms * 1000;
 }
 
-static int	worker_spawn(struct worker *);
-
 static void	worker_set_state(struct worker *, enum worker_state);
+static void	worker_respawn(struct worker *);
 
 /* Starts the link; a connect that fails at once is a lost link. */
 static void
@@ -160,6 +163,9 @@ worker_enter(struct worker *w, enum worker_state old)
 		w->timer_src = sd_event_source_disable_unref(w->timer_src);
 		w->up_usec = now;
 		w->progress_usec = now;
+		/* Added by a reload: broadcasts are for it from now on. */
+		if (!w->member && !w->retiring)
+			w->member = true;
 		/* At startup, "ready" says it for all of them. */
 		if (d->ready)
 			log_notice("worker %u (pid %d, port %u) up", w->index,
@@ -177,6 +183,7 @@ worker_enter(struct worker *w, enum worker_state old)
 	case W_STALLED:
 	case W_RESTARTING:
 	case W_STOPPING:
+	case W_REPLACING:
 		/* CONT, so that a stopped process gets the TERM; CONT
 		 * first, because a CONT that comes later cancels any stop
 		 * pending then (a ptrace attach at exit, say, which then
@@ -210,9 +217,12 @@ worker_enter(struct worker *w, enum worker_state old)
  * STALLED          -        -          -         -      BACKOFF  (SIGKILL)     -    STOPPING
  * RESTARTING       -        -          -         -      BACKOFF  (SIGKILL)     -    STOPPING
  * STOPPING         -        -          -         -       DEAD    (SIGKILL)     -       -
+ * REPLACING        -        -          -         -     (spawn)   (SIGKILL)     -    STOPPING
  *
  * BACKOFF's retry reconnects (-> CONNECTING) while the process lives, and
- * spawns (-> STARTING) once it is gone.
+ * spawns (-> STARTING) once it is gone.  REPLACE (a reload changed the
+ * worker's settings) takes STARTING, CONNECTING, UP and a BACKOFF with a
+ * live process to REPLACING; its exit spawns the new process at once.
  */
 void
 worker_event(struct worker *w, enum worker_ev ev)
@@ -244,6 +254,10 @@ worker_event(struct worker *w, enum worker_ev ev)
 		 * that is due respawns instead of reconnecting. */
 		if (old == W_BACKOFF && !d->stopping)
 			return;
+		if (old == W_REPLACING && !d->stopping) {
+			worker_respawn(w);
+			return;
+		}
 		new = old == W_STOPPING || d->stopping ? W_DEAD : W_BACKOFF;
 		break;
 	case WE_TIMEOUT:
@@ -260,6 +274,7 @@ worker_event(struct worker *w, enum worker_ev ev)
 		case W_STALLED:
 		case W_RESTARTING:
 		case W_STOPPING:
+		case W_REPLACING:
 			log_warnx("worker %u (pid %d) did not stop within "
 			    "%llu ms; killing it", w->index, (int)w->pid,
 			    (unsigned long long)(pool_stop_usec(d) / 1000));
@@ -278,6 +293,11 @@ worker_event(struct worker *w, enum worker_ev ev)
 			new = W_DEAD;
 		else if (old != W_STOPPING)
 			new = W_STOPPING;
+		break;
+	case WE_REPLACE:
+		if (w->pid > 0 && (old == W_STARTING || old == W_CONNECTING ||
+		    old == W_UP || old == W_BACKOFF))
+			new = W_REPLACING;
 		break;
 	}
 	if (new == old)
@@ -312,12 +332,32 @@ worker_set_state(struct worker *w, enum worker_state new)
 	/* A worker stopped while up still acks what its handler took: its
 	 * link stays open for reading until it exits. */
 	if (new != W_UP && new != W_CONNECTING &&
-	    !(new == W_STOPPING && old == W_UP))
+	    !((new == W_STOPPING || new == W_REPLACING) && old == W_UP))
 		w->link.ops->close(w, false);
 	if (old == W_UP)
 		bcast_worker_away(w);
 	worker_enter(w, old);
 	fanoutd_workers_changed(d);
+	if (d->reload != NULL)
+		reload_kick(d);
+}
+
+/* Its replacement's turn: the old process is gone, the new one starts at
+ * once, with the settings of now. */
+static void
+worker_respawn(struct worker *w)
+{
+	int r;
+
+	worker_set_state(w, W_DEAD);
+	w->failures = 0;
+	w->exit_kind = WX_NONE;
+	if ((r = worker_spawn(w)) < 0) {
+		log_warnx("worker %u: cannot restart: %s", w->index,
+		    strerror(-r));
+		w->exit_kind = WX_STARTFAIL;
+		worker_set_state(w, W_BACKOFF);
+	}
 }
 
 /* Anyone may write to a worker's notify socket. */
@@ -403,7 +443,8 @@ on_child(sd_event_source *s, const siginfo_t *si, void *arg)
 		log_errx("worker %u (port %u) failed to start: %s%s%s",
 		    w->index, w->port, w->why[0] ? w->why : how,
 		    w->why[0] ? "; " : "", w->why[0] ? how : "");
-	else if (w->state == W_STOPPING || d->stopping)
+	else if (w->state == W_STOPPING || w->state == W_REPLACING ||
+	    d->stopping)
 		logit(si->si_code == CLD_EXITED && si->si_status == 0 ?
 		    LOG_DEBUG : LOG_INFO, "worker %u (pid %d) %s", w->index,
 		    (int)w->pid, how);
@@ -449,18 +490,80 @@ on_timer(sd_event_source *s, uint64_t usec, void *arg)
 	return 0;
 }
 
+/* A worker's command line under a configuration. */
+struct worker_args {
+	char	 index[16], port[16], timeout[16], restart[16];
+	char	*argv[20 + HANDLER_ARGS_MAX];
+};
+
+static void
+worker_args(const struct fanout_conf *cf, uint32_t index,
+    struct worker_args *a)
+{
+	static char *modes[] = HANDLER_MODE_NAMES;
+	static char *framings[] = HANDLER_FRAMING_NAMES;
+	uint32_t restart_ms;
+	int argc = 0;
+
+	snprintf(a->index, sizeof(a->index), "%u", index);
+	snprintf(a->port, sizeof(a->port), "%u", cf->base_port + index);
+	a->argv[argc++] = (char *)"fanout-worker";
+	a->argv[argc++] = (char *)"--index";
+	a->argv[argc++] = a->index;
+	a->argv[argc++] = (char *)"--port";
+	a->argv[argc++] = a->port;
+	a->argv[argc++] = (char *)"--address";
+	a->argv[argc++] = cf->listen_address;
+	/* The same verbosity: -vv has the workers log every message. */
+	if (log_getverbose() > 0)
+		a->argv[argc++] = (char *)(log_getverbose() > 1 ? "-vv" : "-v");
+	if (cf->handler != NULL) {
+		/* Its restarts must stay well inside the stall timeout. */
+		restart_ms = cf->restart_max_delay_ms;
+		if (restart_ms > cf->stall_timeout_ms / 2)
+			restart_ms = cf->stall_timeout_ms / 2;
+		snprintf(a->timeout, sizeof(a->timeout), "%u",
+		    cf->handler_timeout_ms);
+		snprintf(a->restart, sizeof(a->restart), "%u", restart_ms);
+		a->argv[argc++] = (char *)"--handler-mode";
+		a->argv[argc++] = modes[cf->handler_mode];
+		a->argv[argc++] = (char *)"--handler-framing";
+		a->argv[argc++] = framings[cf->handler_framing];
+		a->argv[argc++] = (char *)"--handler-timeout";
+		a->argv[argc++] = a->timeout;
+		a->argv[argc++] = (char *)"--handler-restart-max";
+		a->argv[argc++] = a->restart;
+		a->argv[argc++] = (char *)"--";
+		for (char **h = cf->handler; *h != NULL; h++)
+			a->argv[argc++] = *h;
+	}
+	a->argv[argc] = NULL;
+}
+
+bool
+worker_settings_differ(const struct fanout_conf *a,
+    const struct fanout_conf *b, uint32_t index)
+{
+	struct worker_args wa, wb;
+	int i;
+
+	if (strcmp(a->worker_path, b->worker_path) != 0)
+		return true;
+	worker_args(a, index, &wa);
+	worker_args(b, index, &wb);
+	for (i = 0; wa.argv[i] != NULL && wb.argv[i] != NULL; i++)
+		if (strcmp(wa.argv[i], wb.argv[i]) != 0)
+			return true;
+	return wa.argv[i] != wb.argv[i];
+}
+
 /* In the child between fork and exec.  fanoutd is single-threaded, so
  * ordinary libc calls are safe here. */
 static void __attribute__((noreturn))
 worker_exec(struct worker *w, pid_t parent, const char *notify_name)
 {
-	static char *modes[] = HANDLER_MODE_NAMES;
-	static char *framings[] = HANDLER_FRAMING_NAMES;
 	struct fanoutd *d = w->d;
-	char index[16], port[16], timeout[16], restart[16];
-	char *argv[20 + HANDLER_ARGS_MAX];
-	uint32_t restart_ms;
-	int argc = 0;
+	struct worker_args a;
 	sigset_t all;
 
 	sigemptyset(&all);
@@ -471,45 +574,13 @@ worker_exec(struct worker *w, pid_t parent, const char *notify_name)
 	if (prctl(PR_SET_PDEATHSIG, SIGTERM) == -1 || getppid() != parent)
 		_exit(1);
 	setenv("NOTIFY_SOCKET", notify_name, 1);
-	snprintf(index, sizeof(index), "%u", w->index);
-	snprintf(port, sizeof(port), "%u", w->port);
-	argv[argc++] = (char *)"fanout-worker";
-	argv[argc++] = (char *)"--index";
-	argv[argc++] = index;
-	argv[argc++] = (char *)"--port";
-	argv[argc++] = port;
-	argv[argc++] = (char *)"--address";
-	argv[argc++] = d->conf.listen_address;
-	/* The same verbosity: -vv has the workers log every message. */
-	if (log_getverbose() > 0)
-		argv[argc++] = (char *)(log_getverbose() > 1 ? "-vv" : "-v");
-	if (d->conf.handler != NULL) {
-		/* Its restarts must stay well inside the stall timeout. */
-		restart_ms = d->conf.restart_max_delay_ms;
-		if (restart_ms > d->conf.stall_timeout_ms / 2)
-			restart_ms = d->conf.stall_timeout_ms / 2;
-		snprintf(timeout, sizeof(timeout), "%u",
-		    d->conf.handler_timeout_ms);
-		snprintf(restart, sizeof(restart), "%u", restart_ms);
-		argv[argc++] = (char *)"--handler-mode";
-		argv[argc++] = modes[d->conf.handler_mode];
-		argv[argc++] = (char *)"--handler-framing";
-		argv[argc++] = framings[d->conf.handler_framing];
-		argv[argc++] = (char *)"--handler-timeout";
-		argv[argc++] = timeout;
-		argv[argc++] = (char *)"--handler-restart-max";
-		argv[argc++] = restart;
-		argv[argc++] = (char *)"--";
-		for (char **a = d->conf.handler; *a != NULL; a++)
-			argv[argc++] = *a;
-	}
-	argv[argc] = NULL;
-	execv(d->conf.worker_path, argv);
+	worker_args(&d->conf, w->index, &a);
+	execv(d->conf.worker_path, a.argv);
 	notify_failure(errno, "cannot execute worker_path");
 	_exit(127);
 }
 
-static int
+int
 worker_spawn(struct worker *w)
 {
 	struct fanoutd *d = w->d;
@@ -518,6 +589,8 @@ worker_spawn(struct worker *w)
 	int r;
 
 	w->why[0] = '\0';
+	/* A reload may have moved it. */
+	w->port = (uint16_t)(d->conf.base_port + w->index);
 	if ((w->notify_fd = notify_listen(name, sizeof(name))) < 0)
 		return w->notify_fd;
 	r = sd_event_add_io(d->ev, &w->notify_src, w->notify_fd, EPOLLIN,
@@ -555,30 +628,65 @@ worker_spawn(struct worker *w)
 	return 0;
 }
 
+struct worker *
+pool_add(struct fanoutd *d)
+{
+	struct worker *w, **grown;
+	uint32_t cap;
+
+	if (d->nworkers == d->workers_cap) {
+		cap = d->workers_cap < 8 ? 8 : d->workers_cap * 2;
+		if ((grown = reallocarray(d->workers, cap,
+		    sizeof(*grown))) == NULL)
+			return NULL;
+		d->workers = grown;
+		d->workers_cap = cap;
+	}
+	if ((w = calloc(1, sizeof(*w))) == NULL)
+		return NULL;
+	w->d = d;
+	w->index = d->nworkers;
+	w->serial = ++d->next_serial;
+	w->port = (uint16_t)(d->conf.base_port + w->index);
+	w->state = W_DEAD;
+	w->state_usec = now_usec();
+	w->notify_fd = w->link.fd = -1;
+	w->link.ops = &tcp_link_ops;
+	queue_init(&w->q, d->conf.queue_max_messages, d->conf.queue_max_bytes);
+	d->workers[d->nworkers++] = w;
+	return w;
+}
+
+static void
+worker_free(struct worker *w)
+{
+	w->link.ops->close(w, false);
+	queue_clear(&w->q);
+	worker_stop_notify(w);
+	w->timer_src = sd_event_source_disable_unref(w->timer_src);
+	w->child_src = sd_event_source_disable_unref(w->child_src);
+	free(w);
+}
+
+void
+pool_remove_top(struct fanoutd *d)
+{
+	struct worker *w = d->workers[--d->nworkers];
+
+	worker_free(w);
+}
+
 int
 pool_start(struct fanoutd *d)
 {
+	struct worker *w;
 	uint32_t i;
 	int r;
 
-	d->workers = calloc(d->conf.workers, sizeof(*d->workers));
-	if (d->workers == NULL)
-		return -ENOMEM;
 	for (i = 0; i < d->conf.workers; i++) {
-		struct worker *w = calloc(1, sizeof(*w));
-
-		if (w == NULL)
+		if ((w = pool_add(d)) == NULL)
 			return -ENOMEM;
-		w->d = d;
-		w->index = i;
-		w->port = (uint16_t)(d->conf.base_port + i);
-		w->state = W_DEAD;
-		w->state_usec = now_usec();
-		w->notify_fd = w->link.fd = -1;
-		w->link.ops = &tcp_link_ops;
-		queue_init(&w->q, d->conf.queue_max_messages,
-		    d->conf.queue_max_bytes);
-		d->workers[d->nworkers++] = w;
+		w->member = true;
 	}
 	/* All at once: readiness and connects proceed in parallel. */
 	for (i = 0; i < d->nworkers; i++) {
@@ -618,7 +726,11 @@ pool_link_lost(struct worker *w, const char *why)
 {
 	struct fanoutd *d = w->d;
 
-	if (!d->stopping)
+	/* A worker told to stop closes its end: no news. */
+	if (d->stopping || w->state == W_STOPPING || w->state == W_REPLACING)
+		log_debug("worker %u (pid %d, port %u): %s", w->index,
+		    (int)w->pid, w->port, why);
+	else
 		logit(d->ready ? LOG_WARNING : LOG_ERR,
 		    "worker %u (pid %d, port %u): %s", w->index, (int)w->pid,
 		    w->port, why);
@@ -700,17 +812,9 @@ pool_free(struct fanoutd *d)
 {
 	uint32_t i;
 
-	for (i = 0; i < d->nworkers; i++) {
-		struct worker *w = d->workers[i];
-
-		w->link.ops->close(w, false);
-		queue_clear(&w->q);
-		worker_stop_notify(w);
-		w->timer_src = sd_event_source_disable_unref(w->timer_src);
-		w->child_src = sd_event_source_disable_unref(w->child_src);
-		free(w);
-	}
+	for (i = 0; i < d->nworkers; i++)
+		worker_free(d->workers[i]);
 	free(d->workers);
 	d->workers = NULL;
-	d->nworkers = 0;
+	d->nworkers = d->workers_cap = 0;
 }

@@ -34,7 +34,8 @@
 
 #include <stdint.h>
 
-#define FANOUT_PROTO_VERSION	3	/* 3: handler results; 2: supervision */
+#define FANOUT_PROTO_VERSION	4	/* 4: reload; 3: handler results;
+					 * 2: supervision */
 #define FANOUT_HDR_LEN		16
 
 /* Hard cap on max_message_bytes: bounds every buffer the daemon allocates. */
@@ -62,6 +63,10 @@ enum msg_type {
 	CTL_STATS = 21,		/* c->d  payload: none; a status reply with
 				 * a CTL_HIST after each CTL_WORKER */
 	CTL_HIST = 22,		/* d->c  stats replies: counters (below) */
+	CTL_RELOAD = 23,	/* c->d  payload: none; reload the
+				 * configuration, reply once it is done */
+	CTL_CHANGE = 24,	/* d->c  reload replies: one per change
+				 * (below) */
 };
 
 /*
@@ -188,9 +193,10 @@ enum handler_status {
  * CTL_END payload, ends every reply:
  *	result		enum ctl_result
  *	acked		CTL_SEND: workers that acknowledged;
- *			CTL_STATUS: workers up
+ *			CTL_STATUS, CTL_RELOAD: workers up
  *	workers		CTL_SEND: workers the message was for;
- *			CTL_STATUS: the pool size
+ *			CTL_STATUS: the pool size (retiring workers
+ *			included); CTL_RELOAD: the new pool size
  *	limit		CTL_RES_TOOBIG: max_message_bytes; CTL_SEND replies:
  *			the ack timeout applied, in ms; otherwise 0
  *	msg_id		the message id given to the broadcast (CTL_SEND), or 0
@@ -227,6 +233,35 @@ enum handler_status {
 	250000, 500000, 1000000, 2500000, 5000000, 10000000 }
 #define FANOUT_HIST_BUCKETS	18	/* the bounds, then one without */
 
+/*
+ * CTL_CHANGE payload, in reply to CTL_RELOAD, one per change or problem,
+ * then its text (0..FANOUT_CHANGE_TEXT_MAX bytes, no NUL; for
+ * RC_ERROR "file:line: setting: problem"):
+ *	kind		enum reload_change
+ *	worker		the worker index it is about, or CTL_CHANGE_NONE
+ */
+#define CTL_CHANGE_FIELDS(F) \
+	F(u32, kind) \
+	F(u32, worker)
+#define CTL_CHANGE_NONE		0xffffffffU
+#define FANOUT_CHANGE_TEXT_MAX	400
+
+enum reload_change {
+	RC_ERROR = 0,		/* the new file is invalid: nothing changed */
+	RC_ADDED,		/* a worker added, and up */
+	RC_REMOVED,		/* a worker drained, stopped and removed */
+	RC_RESTARTED,		/* a worker restarted with new settings */
+	RC_SET,			/* a setting changed, in effect now */
+	RC_KEPT,		/* a setting changed that needs a restart of
+				 * fanoutd: the old value stays */
+	RC_FAILED,		/* an added or restarted worker did not come
+				 * up; it is retried like any failed worker */
+	RC_UNCHANGED,		/* the file is valid and changes nothing */
+};
+#define RELOAD_CHANGE_NAMES \
+	{ "error", "added", "removed", "restarted", "set", "kept", \
+	  "failed", "unchanged" }
+
 /* Lengths, computed from the field lists. */
 #define PROTO_LEN_u8		1
 #define PROTO_LEN_u16		2
@@ -240,6 +275,7 @@ enum handler_status {
 #define CTL_END_LEN		(0 CTL_END_FIELDS(PROTO_FIELD_LEN))
 #define CTL_HIST_LEN		(0 CTL_HIST_FIELDS(PROTO_FIELD_LEN))
 #define CTL_HIST_TAIL_LEN	(FANOUT_HIST_BUCKETS * 8)
+#define CTL_CHANGE_LEN		(0 CTL_CHANGE_FIELDS(PROTO_FIELD_LEN))
 
 /* A worker's state as the wire shows it; fanoutd maps its own onto these,
  * so that a new internal state never changes the protocol by accident. */
@@ -250,9 +286,13 @@ enum wire_state {
 	WS_BACKOFF,		/* failed; next try after next_try_ms */
 	WS_STALLED,		/* stopped acking: being killed, restarts */
 	WS_STOPPING,		/* SIGTERM sent, waiting for exit */
+	WS_RETIRING,		/* removed by a reload: delivers what is
+				 * queued for it, then stops */
+	WS_RESTARTING,		/* restarting with new settings (reload) */
 };
 #define WIRE_STATE_NAMES \
-	{ "down", "starting", "up", "backoff", "stalled", "stopping" }
+	{ "down", "starting", "up", "backoff", "stalled", "stopping", \
+	  "retiring", "restarting" }
 
 /* Why a worker's last process or link ended. */
 enum worker_exit {
@@ -273,20 +313,28 @@ enum ack_outcome {
 	ACK_FULL,		/* worker's queue full: refused for it */
 	ACK_QUEUED,		/* not acked yet, kept: will be delivered */
 	ACK_FAILED,		/* delivered, its handler failed: not retried */
+	ACK_REMOVED,		/* its worker was removed by a reload before
+				 * it acked: dropped for that worker */
 };
 #define ACK_OUTCOME_NAMES \
 	{ "none", "acked", "timeout", "down", "shutdown", "full", "queued", \
-	  "failed" }
+	  "failed", "removed" }
 
 enum ctl_result {
 	CTL_RES_OK = 0,		/* done; for CTL_SEND: every worker acked */
 	CTL_RES_PARTIAL,	/* CTL_SEND delivered, some worker did not ack
-				 * or its handler failed */
+				 * or its handler failed; CTL_RELOAD done,
+				 * some worker did not come up (RC_FAILED) */
 	CTL_RES_TOOBIG,		/* message larger than max_message_bytes */
 	CTL_RES_BADFRAME,	/* malformed frame: connection closed */
 	CTL_RES_BADTYPE,	/* unknown request type: connection closed */
 	CTL_RES_SHUTDOWN,	/* daemon stopping: request refused */
 	CTL_RES_BUSY,		/* too many control connections */
+	CTL_RES_CONFIG,		/* CTL_RELOAD: the file is invalid (the
+				 * RC_ERROR records say why); nothing
+				 * changed */
+	CTL_RES_RELOADING,	/* CTL_RELOAD: fanoutd is starting, or
+				 * another reload is under way */
 };
 #define CTL_RESULT_NAMES { \
 	"ok", \
@@ -296,6 +344,8 @@ enum ctl_result {
 	"unknown request type", \
 	"daemon is shutting down", \
 	"too many control connections", \
+	"configuration invalid; nothing changed", \
+	"busy: fanoutd is starting or already reloading; try again", \
 }
 
 #endif /* FANOUT_PROTO_H */

@@ -131,6 +131,7 @@ setup(void **state)
 		/* No process is ever signalled here: pids are only copied. */
 		w->pid = (pid_t)(1000 + i);
 		w->state = W_UP;
+		w->member = true;
 		w->state_usec = now_usec();
 		w->notify_fd = w->link.fd = -1;
 		w->link.ops = &test_link_ops;
