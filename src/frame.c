@@ -73,6 +73,9 @@ type_known(uint8_t t)
 	switch (t) {
 	case MSG_DATA:
 	case MSG_ACK:
+	case MSG_AUTH_HELLO:
+	case MSG_AUTH_CHALLENGE:
+	case MSG_AUTH_PROOF:
 	case CTL_SEND:
 	case CTL_STATUS:
 	case CTL_WORKER:
