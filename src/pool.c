@@ -10,6 +10,7 @@
 #include <sys/prctl.h>
 #include <sys/wait.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -452,13 +453,14 @@ on_timer(sd_event_source *s, uint64_t usec, void *arg)
 /* In the child between fork and exec.  fanoutd is single-threaded, so
  * ordinary libc calls are safe here. */
 static void __attribute__((noreturn))
-worker_exec(struct worker *w, pid_t parent, const char *notify_name)
+worker_exec(struct worker *w, pid_t parent, const char *notify_name,
+    int secret_fd)
 {
 	static char *modes[] = HANDLER_MODE_NAMES;
 	static char *framings[] = HANDLER_FRAMING_NAMES;
 	struct fanoutd *d = w->d;
-	char index[16], port[16], timeout[16], restart[16];
-	char *argv[20 + HANDLER_ARGS_MAX];
+	char index[16], port[16], timeout[16], restart[16], sfd[16], maxb[16];
+	char *argv[24 + HANDLER_ARGS_MAX];
 	uint32_t restart_ms;
 	int argc = 0;
 	sigset_t all;
@@ -471,6 +473,12 @@ worker_exec(struct worker *w, pid_t parent, const char *notify_name)
 	if (prctl(PR_SET_PDEATHSIG, SIGTERM) == -1 || getppid() != parent)
 		_exit(1);
 	setenv("NOTIFY_SOCKET", notify_name, 1);
+	/* The one descriptor the worker inherits: its key, which it reads
+	 * and closes first thing (proto.h). */
+	if (fcntl(secret_fd, F_SETFD, 0) == -1)
+		_exit(1);
+	snprintf(sfd, sizeof(sfd), "%d", secret_fd);
+	snprintf(maxb, sizeof(maxb), "%u", d->conf.max_message_bytes);
 	snprintf(index, sizeof(index), "%u", w->index);
 	snprintf(port, sizeof(port), "%u", w->port);
 	argv[argc++] = (char *)"fanout-worker";
@@ -480,6 +488,10 @@ worker_exec(struct worker *w, pid_t parent, const char *notify_name)
 	argv[argc++] = port;
 	argv[argc++] = (char *)"--address";
 	argv[argc++] = d->conf.listen_address;
+	argv[argc++] = (char *)"--secret-fd";
+	argv[argc++] = sfd;
+	argv[argc++] = (char *)"--max-message-bytes";
+	argv[argc++] = maxb;
 	/* The same verbosity: -vv has the workers log every message. */
 	if (log_getverbose() > 0)
 		argv[argc++] = (char *)(log_getverbose() > 1 ? "-vv" : "-v");
@@ -515,24 +527,34 @@ worker_spawn(struct worker *w)
 	struct fanoutd *d = w->d;
 	char name[108];
 	pid_t pid, parent = getpid();
-	int r;
+	int r, secret_fd;
 
 	w->why[0] = '\0';
-	if ((w->notify_fd = notify_listen(name, sizeof(name))) < 0)
+	/* A new process, a new key: one a former process (or anyone who
+	 * watched it) knew is worth nothing now. */
+	if ((r = auth_key_new(w->secret)) < 0 ||
+	    (r = secret_fd = auth_key_pipe(w->secret)) < 0)
+		return r;
+	if ((w->notify_fd = notify_listen(name, sizeof(name))) < 0) {
+		close(secret_fd);
 		return w->notify_fd;
+	}
 	r = sd_event_add_io(d->ev, &w->notify_src, w->notify_fd, EPOLLIN,
 	    on_notify, w);
 	if (r < 0) {
+		close(secret_fd);
 		worker_stop_notify(w);
 		return r;
 	}
 	if ((pid = fork()) == -1) {
 		r = -errno;
+		close(secret_fd);
 		worker_stop_notify(w);
 		return r;
 	}
 	if (pid == 0)
-		worker_exec(w, parent, name);
+		worker_exec(w, parent, name, secret_fd);
+	close(secret_fd);
 	w->pid = pid;
 	d->nalive++;
 	/* pidfd based: no reaping loop, no pid reuse race. */
@@ -561,6 +583,10 @@ pool_start(struct fanoutd *d)
 	uint32_t i;
 	int r;
 
+	if ((r = auth_init()) < 0) {
+		log_errx("cannot initialise libsodium");
+		return r;
+	}
 	d->workers = calloc(d->conf.workers, sizeof(*d->workers));
 	if (d->workers == NULL)
 		return -ENOMEM;
@@ -705,6 +731,7 @@ pool_free(struct fanoutd *d)
 
 		w->link.ops->close(w, false);
 		queue_clear(&w->q);
+		explicit_bzero(w->secret, sizeof(w->secret));
 		worker_stop_notify(w);
 		w->timer_src = sd_event_source_disable_unref(w->timer_src);
 		w->child_src = sd_event_source_disable_unref(w->child_src);
