@@ -5,7 +5,8 @@
  * one) and acknowledges it, in order, with the handler's result.  A message
  * it has already handled (a resend after a lost link) is acked without
  * being handled again.  On SIGTERM it lets the running handler finish, acks
- * what its handler took, then exits.
+ * what its handler took, then exits; SIGHUP and SIGINT, which reach it with
+ * fanoutd's process group, it ignores.
  *
  * Only fanoutd gets in: a connection must prove it knows the key fanoutd
  * gave this process (the handshake of proto.h) within AUTH_DEADLINE_MS,
@@ -599,6 +600,19 @@ on_handler_idle(void *arg)
 	(void)sd_event_exit(wk->ev, 0);
 }
 
+/* SIGHUP and SIGINT: meant for fanoutd (a terminal hangup, a ^C, systemctl
+ * kill), which tells its workers with SIGTERM what it wants of them. */
+static int
+on_ignored(sd_event_source *s, const struct signalfd_siginfo *si, void *arg)
+{
+	struct wk *wk = arg;
+
+	(void)s;
+	log_debug("worker %u: %s from pid %u: ignored", wk->index,
+	    strsignal((int)si->ssi_signo), si->ssi_pid);
+	return 0;
+}
+
 static int
 on_signal(sd_event_source *s, const struct signalfd_siginfo *si, void *arg)
 {
@@ -812,6 +826,7 @@ main(int argc, char *argv[])
 	sigemptyset(&set);
 	sigaddset(&set, SIGTERM);
 	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGHUP);
 	sigaddset(&set, SIGCHLD);	/* handlers are reaped by sd-event */
 	if (sigprocmask(SIG_BLOCK, &set, NULL) == -1)
 		fatal("sigprocmask");
@@ -827,7 +842,8 @@ main(int argc, char *argv[])
 	}
 	if ((r = sd_event_new(&wk.ev)) < 0 ||
 	    (r = sd_event_add_signal(wk.ev, NULL, SIGTERM, on_signal, &wk)) < 0 ||
-	    (r = sd_event_add_signal(wk.ev, NULL, SIGINT, on_signal, &wk)) < 0 ||
+	    (r = sd_event_add_signal(wk.ev, NULL, SIGINT, on_ignored, &wk)) < 0 ||
+	    (r = sd_event_add_signal(wk.ev, NULL, SIGHUP, on_ignored, &wk)) < 0 ||
 	    (r = sd_event_add_io(wk.ev, &wk.lsrc, wk.lfd, EPOLLIN, on_accept,
 	    &wk)) < 0 ||
 	    (r = sd_event_add_defer(wk.ev, &wk.post_src, on_post, &wk)) < 0 ||
