@@ -296,9 +296,9 @@ conn_auth(struct conn *c)
 			return 0;
 		if (r < 0) {
 			if (log_limit(&frames_ll))
-				log_warnx("worker %u: unauthenticated "
-				    "connection: bad frame: %s; closing it",
-				    wk->index, frame_strerror(r));
+				log_warnx("worker %u: bad frame: %s; closing "
+				    "the connection", wk->index,
+				    frame_strerror(r));
 			return -1;
 		}
 		if ((n = auth_worker_recv(&c->auth, &h, p, out)) < 0) {

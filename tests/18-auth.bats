@@ -110,7 +110,7 @@ au_rss() {
 	# worker per 10 s window.
 	lim=$((10 * (($(now_ms) - start) / 10000 + 2)))
 	for i in 0 1 2; do
-		n=$(grep -cE "^fanout-worker: worker $i: (unauth|connection|[0-9]+ connections)" \
+		n=$(grep -cE "^fanout-worker: worker $i: (bad frame|connection|[0-9]+ connections)" \
 		    "$FANOUTD_LOG" || true)
 		[ "$n" -le "$lim" ] ||
 		    fail "worker $i: $n warnings about strangers, limit $lim"
@@ -147,15 +147,15 @@ au_rss() {
 		au_stranger "$p" replay "$T/rec.$i"
 		assert_status 0
 		[ "$output" = "closed 80 4" ] || fail "replay on port $p: $output"
+		# What was replayed: hello, proof, the message.
+		[ "$(stat -c %s "$T/rec.$i")" -eq $((48 + 48 + 16 + 8)) ] ||
+		    fail "recorded $(stat -c %s "$T/rec.$i") bytes:" \
+		    "$(od -An -tx1 "$T/rec.$i")"
 	done
 	au_send_all after
 	for i in 0 1 2; do
 		[ "$(au_handled "$i")" = "$(printf '%s\n' recorded after)" ] ||
 		    fail "worker $i's handler got:" "$(au_handled "$i")"
-		# What was replayed: hello, proof, the message.
-		[ "$(stat -c %s "$T/rec.$i")" -eq $((48 + 48 + 16 + 8)) ] ||
-		    fail "recorded $(stat -c %s "$T/rec.$i") bytes:" \
-		    "$(od -An -tx1 "$T/rec.$i")"
 	done
 }
 
