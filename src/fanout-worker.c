@@ -5,7 +5,13 @@
  * one) and acknowledges it, in order, with the handler's result.  A message
  * it has already handled (a resend after a lost link) is acked without
  * being handled again.  On SIGTERM it lets the running handler finish, acks
- * what its handler took, then exits.
+ * what its handler took, then exits; SIGHUP and SIGINT, which reach it with
+ * fanoutd's process group, it ignores.
+ *
+ * Only fanoutd gets in: a connection must prove it knows the key fanoutd
+ * gave this process (the handshake of proto.h) within AUTH_DEADLINE_MS,
+ * sending nothing but the handshake before; one authenticated link is
+ * served at a time, and a newer one replaces it.
  */
 #include "config.h"
 
@@ -13,6 +19,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <limits.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
@@ -22,6 +29,7 @@
 
 #include <systemd/sd-event.h>
 
+#include "auth.h"
 #include "conf.h"
 #include "frame.h"
 #include "handler.h"
@@ -31,7 +39,10 @@
 #include "sock.h"
 #include "util.h"
 
-#define CONNS_MAX	8	/* fanoutd uses one; a few spare for reconnects */
+/* Connections at once: fanoutd's, and strangers still in the handshake.  At
+ * the cap a new connection takes the place of the oldest unauthenticated
+ * one, so that strangers cannot keep fanoutd from reconnecting. */
+#define CONNS_MAX	8
 #define LOG_PREVIEW	32	/* message bytes shown in the log */
 #define EXIT_FLUSH_MS	2000	/* how long acks may take to leave at exit */
 /* With a handler: messages read and not yet acked, per connection, and
@@ -46,6 +57,8 @@ struct conn {
 	struct wk	*wk;
 	int		 fd;
 	sd_event_source	*src;
+	sd_event_source	*deadline_src;	/* until authenticated */
+	struct auth	 auth;
 	struct rbuf	 in;
 	struct wbuf	 out;
 	/* ids read on this connection and not yet acked, oldest first: acks
@@ -68,8 +81,11 @@ struct wk {
 	uint32_t	 index;
 	int		 lfd;
 	sd_event_source	*lsrc;
-	struct conn	*conns;
+	struct conn	*conns;		/* newest first */
 	unsigned	 nconns;
+	struct conn	*link;		/* the authenticated one, or NULL */
+	uint8_t		 key[AUTH_KEY_LEN];
+	uint32_t	 max_message;	/* max_message_bytes */
 	/* Ids grow in the order fanoutd accepted the messages and each
 	 * worker gets them in that order: two numbers tell what the handler
 	 * took and what it has answered. */
@@ -87,7 +103,8 @@ static void __attribute__((noreturn))
 usage(FILE *f, int code)
 {
 	fprintf(f,
-	    "usage: fanout-worker --index N --port PORT [--address ADDR] [-v]\n"
+	    "usage: fanout-worker --index N --port PORT --secret-fd FD\n"
+	    "           [--address ADDR] [--max-message-bytes N] [-v]\n"
 	    "           [--handler-mode exec|pipe] [--handler-framing lines|binary]"
 	    "\n"
 	    "           [--handler-timeout MS] [--handler-restart-max MS]\n"
@@ -97,6 +114,10 @@ usage(FILE *f, int code)
 	    "  -i, --index N        this worker's index in the pool\n"
 	    "  -p, --port PORT      TCP port to listen on\n"
 	    "  -a, --address ADDR   address to listen on (default 127.0.0.1)\n"
+	    "  --secret-fd FD       read the link key from FD (fanoutd passes "
+	    "it)\n"
+	    "  --max-message-bytes N\n"
+	    "                       longest message taken (default 16 MiB)\n"
 	    "  --handler-mode M     exec (a process per message, default) or "
 	    "pipe\n"
 	    "  --handler-framing F  pipe mode: lines (default) or binary\n"
@@ -122,7 +143,11 @@ conn_close(struct conn *c)
 		;
 	*pp = c->next;
 	c->wk->nconns--;
+	if (c->wk->link == c)
+		c->wk->link = NULL;
 	c->src = sd_event_source_disable_unref(c->src);
+	c->deadline_src = sd_event_source_disable_unref(c->deadline_src);
+	auth_clear(&c->auth);
 	close(c->fd);
 	rbuf_free(&c->in);
 	wbuf_free(&c->out);
@@ -231,6 +256,69 @@ conn_take(struct conn *c, const struct frame_hdr *h, const uint8_t *p)
 	return 0;
 }
 
+/* The connection proved it is fanoutd's: it becomes the link, and takes
+ * messages up to max_message_bytes from now on. */
+static void
+conn_promote(struct conn *c)
+{
+	struct wk *wk = c->wk;
+
+	c->deadline_src = sd_event_source_disable_unref(c->deadline_src);
+	auth_clear(&c->auth);
+	c->auth.state = AUTH_DONE;
+	c->in.max_payload = wk->max_message;
+	/* Only from on_conn_io for c, never while on_post walks the list:
+	 * closing another connection here is safe.  What the old link read
+	 * and did not ack, fanoutd sends again on this one. */
+	if (wk->link != NULL) {
+		log_info("worker %u: fanoutd connected again; closing its "
+		    "previous link", wk->index);
+		conn_close(wk->link);
+	}
+	wk->link = c;
+	log_debug("worker %u: fanoutd authenticated", wk->index);
+}
+
+/* Handshake frames, the only ones a connection may send first: 0 (done
+ * or incomplete), or -1 to close it. */
+static int
+conn_auth(struct conn *c)
+{
+	struct wk *wk = c->wk;
+	uint8_t out[AUTH_FRAME_MAX];
+	struct frame_hdr h;
+	const uint8_t *p;
+	ssize_t n;
+	int r;
+
+	while (c->auth.state != AUTH_DONE) {
+		if ((r = rbuf_next(&c->in, &h, &p)) == 0)
+			return 0;
+		if (r < 0) {
+			if (log_limit(&frames_ll))
+				log_warnx("worker %u: bad frame: %s; closing "
+				    "the connection", wk->index,
+				    frame_strerror(r));
+			return -1;
+		}
+		if ((n = auth_worker_recv(&c->auth, &h, p, out)) < 0) {
+			if (log_limit(&frames_ll))
+				log_warnx("worker %u: connection failed the "
+				    "handshake: %s (type %u, %u byte%s); "
+				    "closing it", wk->index,
+				    auth_strerror((int)n), h.type, h.len,
+				    PLURAL(h.len));
+			return -1;
+		}
+		/* The one answer, the connection's first write: the send
+		 * buffer is empty, a short write means a broken one. */
+		if (n > 0 && write(c->fd, out, (size_t)n) != n)
+			return -1;
+	}
+	conn_promote(c);
+	return 0;
+}
+
 /* Handles the complete frames read so far, as far as the bounds allow:
  * 0, or -1 on a protocol error. */
 static int
@@ -241,6 +329,12 @@ conn_process(struct conn *c)
 	const uint8_t *p;
 	int r = 0;
 
+	if (c->auth.state != AUTH_DONE) {
+		if (conn_auth(c) < 0)
+			return -1;
+		if (c->auth.state != AUTH_DONE)
+			return 0;
+	}
 	/* Answered slots first: they are room to read more. */
 	if (conn_emit(c) < 0)
 		return -1;
@@ -401,6 +495,38 @@ on_handler_done(void *arg, uint64_t id, uint32_t status, const char *reason,
 }
 
 static int
+on_auth_deadline(sd_event_source *s, uint64_t usec, void *arg)
+{
+	struct conn *c = arg;
+
+	(void)s;
+	(void)usec;
+	if (log_limit(&frames_ll))
+		log_warnx("worker %u: connection not authenticated within "
+		    "%u ms; closing it", c->wk->index, AUTH_DEADLINE_MS);
+	conn_close(c);
+	return 0;
+}
+
+/* At the cap: the oldest connection still in the handshake makes room. */
+static bool
+conn_evict(struct wk *wk)
+{
+	struct conn *c, *oldest = NULL;
+
+	for (c = wk->conns; c != NULL; c = c->next)
+		if (c->auth.state != AUTH_DONE)
+			oldest = c;
+	if (oldest == NULL)
+		return false;
+	if (log_limit(&frames_ll))
+		log_warnx("worker %u: %u connections; closing the oldest "
+		    "unauthenticated one", wk->index, wk->nconns);
+	conn_close(oldest);
+	return true;
+}
+
+static int
 on_accept(sd_event_source *s, int lfd, uint32_t revents, void *arg)
 {
 	struct wk *wk = arg;
@@ -411,7 +537,7 @@ on_accept(sd_event_source *s, int lfd, uint32_t revents, void *arg)
 	(void)revents;
 	while ((fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC))
 	    >= 0) {
-		if (wk->nconns >= CONNS_MAX ||
+		if ((wk->nconns >= CONNS_MAX && !conn_evict(wk)) ||
 		    (c = calloc(1, sizeof(*c))) == NULL) {
 			if (log_limit(&frames_ll))
 				log_warnx("worker %u: refusing a connection: "
@@ -421,10 +547,18 @@ on_accept(sd_event_source *s, int lfd, uint32_t revents, void *arg)
 		}
 		c->wk = wk;
 		c->fd = fd;
-		rbuf_init(&c->in, FANOUT_MESSAGE_MAX);
+		/* Until it is authenticated, nothing longer than a
+		 * handshake frame: a stranger holds no memory. */
+		rbuf_init(&c->in, AUTH_PAYLOAD_MAX);
 		wbuf_init(&c->out);
+		auth_start(&c->auth, wk->key);
 		if (sd_event_add_io(wk->ev, &c->src, fd, EPOLLIN, on_conn_io,
-		    c) < 0) {
+		    c) < 0 ||
+		    sd_event_add_time_relative(wk->ev, &c->deadline_src,
+		    CLOCK_MONOTONIC, AUTH_DEADLINE_MS * 1000ULL, 0,
+		    on_auth_deadline, c) < 0) {
+			c->src = sd_event_source_disable_unref(c->src);
+			auth_clear(&c->auth);
 			close(fd);
 			free(c);
 			continue;
@@ -466,6 +600,19 @@ on_handler_idle(void *arg)
 	(void)sd_event_exit(wk->ev, 0);
 }
 
+/* SIGHUP and SIGINT: meant for fanoutd (a terminal hangup, a ^C, systemctl
+ * kill), which tells its workers with SIGTERM what it wants of them. */
+static int
+on_ignored(sd_event_source *s, const struct signalfd_siginfo *si, void *arg)
+{
+	struct wk *wk = arg;
+
+	(void)s;
+	log_debug("worker %u: %s from pid %u: ignored", wk->index,
+	    strsignal((int)si->ssi_signo), si->ssi_pid);
+	return 0;
+}
+
 static int
 on_signal(sd_event_source *s, const struct signalfd_siginfo *si, void *arg)
 {
@@ -496,6 +643,8 @@ enum {
 	OPT_FRAMING,
 	OPT_TIMEOUT,
 	OPT_RESTART_MAX,
+	OPT_SECRET_FD,
+	OPT_MAX_MESSAGE,
 };
 
 /* A value out of names (NULL ended): its index, or exit 2. */
@@ -554,6 +703,9 @@ main(int argc, char *argv[])
 		{ "handler-timeout", required_argument,	NULL, OPT_TIMEOUT },
 		{ "handler-restart-max", required_argument, NULL,
 		    OPT_RESTART_MAX },
+		{ "secret-fd",	required_argument,	NULL, OPT_SECRET_FD },
+		{ "max-message-bytes", required_argument, NULL,
+		    OPT_MAX_MESSAGE },
 		{ "help",	no_argument,		NULL, 'h' },
 		{ "version",	no_argument,		NULL, 'V' },
 		{ NULL,		0,			NULL, 0 }
@@ -567,8 +719,9 @@ main(int argc, char *argv[])
 		.restart_max_ms = 30000,
 	};
 	const char *addr = "127.0.0.1";
-	uint64_t index = UINT64_MAX, port = 0;
-	struct wk wk;
+	uint64_t index = UINT64_MAX, port = 0, secret_fd = UINT64_MAX;
+	uint64_t max_message = FANOUT_MESSAGE_MAX;
+	struct wk wk = { .lfd = -1 };
 	char why[160];
 	sigset_t set;
 	int ch, verbose = 0, r;
@@ -612,6 +765,22 @@ main(int argc, char *argv[])
 			hc.restart_max_ms = parse_ms("handler-restart-max",
 			    optarg);
 			break;
+		case OPT_SECRET_FD:
+			if (parse_uint(optarg, 3, INT_MAX, &secret_fd) < 0) {
+				fprintf(stderr, "fanout-worker: --secret-fd: "
+				    "must be a descriptor above 2\n");
+				return 2;
+			}
+			break;
+		case OPT_MAX_MESSAGE:
+			if (parse_uint(optarg, 1, FANOUT_MESSAGE_MAX,
+			    &max_message) < 0) {
+				fprintf(stderr, "fanout-worker: "
+				    "--max-message-bytes: must be between 1 "
+				    "and %d\n", FANOUT_MESSAGE_MAX);
+				return 2;
+			}
+			break;
 		case 'h':
 			usage(stdout, 0);
 		case 'V':
@@ -621,9 +790,19 @@ main(int argc, char *argv[])
 			usage(stderr, 2);
 		}
 	}
-	if (index == UINT64_MAX || port == 0) {
-		fprintf(stderr, "fanout-worker: --index and --port are "
-		    "required\n");
+	/* The key first: closed before anything else happens, so that no
+	 * handler ever inherits it, whatever comes next. */
+	if (secret_fd != UINT64_MAX &&
+	    (r = auth_key_read((int)secret_fd, wk.key)) < 0) {
+		snprintf(why, sizeof(why), "cannot read the link key from "
+		    "descriptor %d: %s", (int)secret_fd, auth_strerror(r));
+		fprintf(stderr, "fanout-worker: %s\n", why);
+		notify_failure(-r, why);
+		return 1;
+	}
+	if (index == UINT64_MAX || port == 0 || secret_fd == UINT64_MAX) {
+		fprintf(stderr, "fanout-worker: --index, --port and "
+		    "--secret-fd are required\n");
 		usage(stderr, 2);
 	}
 	if (optind < argc) {
@@ -638,13 +817,16 @@ main(int argc, char *argv[])
 		hc.port = (uint16_t)port;
 	}
 	log_init("fanout-worker", verbose);
-	memset(&wk, 0, sizeof(wk));
 	wk.index = (uint32_t)index;
 	wk.pid = getpid();
+	wk.max_message = (uint32_t)max_message;
+	if (auth_init() < 0)
+		fatalx("worker %u: cannot initialise libsodium", wk.index);
 
 	sigemptyset(&set);
 	sigaddset(&set, SIGTERM);
 	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGHUP);
 	sigaddset(&set, SIGCHLD);	/* handlers are reaped by sd-event */
 	if (sigprocmask(SIG_BLOCK, &set, NULL) == -1)
 		fatal("sigprocmask");
@@ -660,7 +842,8 @@ main(int argc, char *argv[])
 	}
 	if ((r = sd_event_new(&wk.ev)) < 0 ||
 	    (r = sd_event_add_signal(wk.ev, NULL, SIGTERM, on_signal, &wk)) < 0 ||
-	    (r = sd_event_add_signal(wk.ev, NULL, SIGINT, on_signal, &wk)) < 0 ||
+	    (r = sd_event_add_signal(wk.ev, NULL, SIGINT, on_ignored, &wk)) < 0 ||
+	    (r = sd_event_add_signal(wk.ev, NULL, SIGHUP, on_ignored, &wk)) < 0 ||
 	    (r = sd_event_add_io(wk.ev, &wk.lsrc, wk.lfd, EPOLLIN, on_accept,
 	    &wk)) < 0 ||
 	    (r = sd_event_add_defer(wk.ev, &wk.post_src, on_post, &wk)) < 0 ||
@@ -690,6 +873,7 @@ main(int argc, char *argv[])
 	while (wk.conns != NULL)
 		conn_close(wk.conns);
 	handler_free(wk.h);
+	explicit_bzero(wk.key, sizeof(wk.key));
 	free(wk.fails);
 	wk.post_src = sd_event_source_disable_unref(wk.post_src);
 	sd_event_unref(wk.ev);

@@ -20,6 +20,7 @@
 
 #include <systemd/sd-event.h>
 
+#include "auth.h"
 #include "conf.h"
 #include "frame.h"
 #include "notify.h"
@@ -85,7 +86,8 @@ struct link {
 	int		 fd;
 	sd_event_source	*io_src;
 	struct rbuf	 in;
-	bool		 connected;
+	struct auth	 auth;		/* the handshake, first on every link */
+	bool		 connected;	/* TCP is; up once auth is AUTH_DONE */
 };
 
 enum worker_state {
@@ -135,6 +137,8 @@ struct worker {
 	sd_event_source	*notify_src;
 	sd_event_source	*timer_src;	/* the current state's deadline */
 	int		 notify_fd;
+	/* this process's key for the link handshake, fresh at each spawn */
+	uint8_t		 secret[AUTH_KEY_LEN];
 	uint32_t	 spawns;
 	uint32_t	 failures;	/* in a row: sets the backoff */
 	uint64_t	 up_usec;	/* when it last came up */

@@ -73,6 +73,9 @@ type_known(uint8_t t)
 	switch (t) {
 	case MSG_DATA:
 	case MSG_ACK:
+	case MSG_AUTH_HELLO:
+	case MSG_AUTH_CHALLENGE:
+	case MSG_AUTH_PROOF:
 	case CTL_SEND:
 	case CTL_STATUS:
 	case CTL_WORKER:
@@ -161,7 +164,7 @@ rbuf_reserve(struct rbuf *rb, size_t want)
 ssize_t
 rbuf_read(struct rbuf *rb, int fd)
 {
-	size_t want = FRAME_READ_CHUNK;
+	size_t want = FRAME_READ_CHUNK, room, held, limit;
 	ssize_t n;
 	int r;
 
@@ -176,10 +179,21 @@ rbuf_read(struct rbuf *rb, int fd)
 	}
 	if ((r = rbuf_reserve(rb, want)) < 0)
 		return r;
-	n = read(fd, rb->buf + rb->len, rb->cap - rb->len);
+	/* Never more unparsed bytes than one frame of the largest size
+	 * allowed (or one chunk): what a peer makes us hold is bounded by
+	 * max_payload, not by what it sends.  rbuf_next is called until it
+	 * says incomplete before the next read, so this is always > 0. */
+	held = rb->len - rb->off;
+	limit = FANOUT_HDR_LEN + (size_t)rb->max_payload;
+	if (limit < FRAME_READ_CHUNK)
+		limit = FRAME_READ_CHUNK;
+	room = rb->cap - rb->len;
+	if (held < limit && room > limit - held)
+		room = limit - held;
+	n = read(fd, rb->buf + rb->len, room);
 	if (n == -1)
 		return errno == EWOULDBLOCK ? -EAGAIN : -errno;
-	rb->drained = (size_t)n < rb->cap - rb->len;
+	rb->drained = (size_t)n < room;
 	rb->len += (size_t)n;
 	return n;
 }

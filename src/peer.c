@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * The TCP link to a worker: non-blocking connect, writing the worker's
- * queue with writev, and the acks coming back in order.  It reports what
+ * The TCP link to a worker: non-blocking connect, the handshake that proves
+ * it is our worker (auth.c), writing the worker's queue with writev, and
+ * the acks coming back in order.  It reports what
  * happens through pool_link_up, pool_link_lost and bcast_acked; the queue
  * and the process are not its business.
  */
@@ -53,6 +54,51 @@ tcp_lost(struct worker *w, const char *why)
 	pool_link_lost(w, why);
 }
 
+/* A handshake frame, on a socket that has nothing else queued: all of it
+ * fits in an empty send buffer, so a short write is a broken link. */
+static int
+tcp_write_auth(struct worker *w, const uint8_t *frame, size_t len)
+{
+	ssize_t n;
+
+	do
+		n = write(w->link.fd, frame, len);
+	while (n == -1 && errno == EINTR);
+	if (n == (ssize_t)len)
+		return 0;
+	return n == -1 ? -errno : -EIO;
+}
+
+/* A frame that arrived before the worker proved itself: it must be its
+ * challenge with the right proof; then ours goes out and the link is up. */
+static int
+tcp_auth(struct worker *w, const struct frame_hdr *h, const uint8_t *p)
+{
+	struct link *l = &w->link;
+	uint8_t out[AUTH_FRAME_MAX];
+	char why[160];
+	ssize_t n;
+	int r;
+
+	if ((n = auth_daemon_recv(&l->auth, h, p, out)) < 0) {
+		snprintf(why, sizeof(why), "failed the handshake: %s (type "
+		    "%u, %u byte%s); is it this fanoutd's worker?",
+		    auth_strerror((int)n), h->type, h->len, PLURAL(h->len));
+		tcp_lost(w, why);
+		return -1;
+	}
+	if ((r = tcp_write_auth(w, out, (size_t)n)) < 0) {
+		snprintf(why, sizeof(why), "link lost: %s", strerror(-r));
+		tcp_lost(w, why);
+		return -1;
+	}
+	/* Its key has done its work on this link. */
+	auth_clear(&l->auth);
+	l->auth.state = AUTH_DONE;
+	pool_link_up(w);
+	return l->fd < 0 ? -1 : 0;
+}
+
 /*
  * Reads and handles what the worker sent: 0, or -1 once the link is lost.
  * When draining (the process is gone) its end is no news.
@@ -81,6 +127,11 @@ tcp_read(struct worker *w, bool draining)
 			return -1;
 		}
 		while ((r = rbuf_next(&l->in, &h, &p)) == 1) {
+			if (l->auth.state != AUTH_DONE) {
+				if (draining || tcp_auth(w, &h, p) < 0)
+					return -1;
+				continue;
+			}
 			if (h.type != MSG_ACK || (r = tcp_ack(w, &h, p)) ==
 			    -EBADMSG) {
 				snprintf(why, sizeof(why), "sent an unexpected "
@@ -118,7 +169,9 @@ static int
 on_tcp_io(sd_event_source *s, int fd, uint32_t revents, void *arg)
 {
 	struct worker *w = arg;
+	uint8_t hello[AUTH_FRAME_MAX];
 	char why[160];
+	size_t n;
 	int r;
 
 	(void)s;
@@ -131,7 +184,14 @@ on_tcp_io(sd_event_source *s, int fd, uint32_t revents, void *arg)
 		}
 		w->link.connected = true;
 		(void)sd_event_source_set_io_events(w->link.io_src, EPOLLIN);
-		pool_link_up(w);
+		/* Up only once the worker answers this (tcp_auth). */
+		auth_start(&w->link.auth, w->secret);
+		n = auth_daemon_hello(&w->link.auth, hello);
+		if ((r = tcp_write_auth(w, hello, n)) < 0) {
+			snprintf(why, sizeof(why), "link lost: %s",
+			    strerror(-r));
+			tcp_lost(w, why);
+		}
 		return 0;
 	}
 	if ((revents & (EPOLLIN | EPOLLHUP | EPOLLERR)) && tcp_read(w, false) < 0)
@@ -224,6 +284,7 @@ tcp_close(struct worker *w, bool drain)
 	close(l->fd);
 	l->fd = -1;
 	l->connected = false;
+	auth_clear(&l->auth);
 	rbuf_free(&l->in);
 	/* Whatever was written and not acked is lost with the connection. */
 	queue_rewind(&w->q);

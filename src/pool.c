@@ -10,6 +10,7 @@
 #include <sys/prctl.h>
 #include <sys/wait.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -492,12 +493,13 @@ on_timer(sd_event_source *s, uint64_t usec, void *arg)
 
 /* A worker's command line under a configuration. */
 struct worker_args {
-	char	 index[16], port[16], timeout[16], restart[16];
-	char	*argv[20 + HANDLER_ARGS_MAX];
+	char	 index[16], port[16], timeout[16], restart[16], sfd[16];
+	char	 maxb[16];
+	char	*argv[24 + HANDLER_ARGS_MAX];
 };
 
 static void
-worker_args(const struct fanout_conf *cf, uint32_t index,
+worker_args(const struct fanout_conf *cf, uint32_t index, int secret_fd,
     struct worker_args *a)
 {
 	static char *modes[] = HANDLER_MODE_NAMES;
@@ -514,6 +516,12 @@ worker_args(const struct fanout_conf *cf, uint32_t index,
 	a->argv[argc++] = a->port;
 	a->argv[argc++] = (char *)"--address";
 	a->argv[argc++] = cf->listen_address;
+	snprintf(a->sfd, sizeof(a->sfd), "%d", secret_fd);
+	snprintf(a->maxb, sizeof(a->maxb), "%u", cf->max_message_bytes);
+	a->argv[argc++] = (char *)"--secret-fd";
+	a->argv[argc++] = a->sfd;
+	a->argv[argc++] = (char *)"--max-message-bytes";
+	a->argv[argc++] = a->maxb;
 	/* The same verbosity: -vv has the workers log every message. */
 	if (log_getverbose() > 0)
 		a->argv[argc++] = (char *)(log_getverbose() > 1 ? "-vv" : "-v");
@@ -549,8 +557,9 @@ worker_settings_differ(const struct fanout_conf *a,
 
 	if (strcmp(a->worker_path, b->worker_path) != 0)
 		return true;
-	worker_args(a, index, &wa);
-	worker_args(b, index, &wb);
+	/* Each process gets a key of its own: not a setting. */
+	worker_args(a, index, 3, &wa);
+	worker_args(b, index, 3, &wb);
 	for (i = 0; wa.argv[i] != NULL && wb.argv[i] != NULL; i++)
 		if (strcmp(wa.argv[i], wb.argv[i]) != 0)
 			return true;
@@ -560,7 +569,8 @@ worker_settings_differ(const struct fanout_conf *a,
 /* In the child between fork and exec.  fanoutd is single-threaded, so
  * ordinary libc calls are safe here. */
 static void __attribute__((noreturn))
-worker_exec(struct worker *w, pid_t parent, const char *notify_name)
+worker_exec(struct worker *w, pid_t parent, const char *notify_name,
+    int secret_fd)
 {
 	struct fanoutd *d = w->d;
 	struct worker_args a;
@@ -574,7 +584,11 @@ worker_exec(struct worker *w, pid_t parent, const char *notify_name)
 	if (prctl(PR_SET_PDEATHSIG, SIGTERM) == -1 || getppid() != parent)
 		_exit(1);
 	setenv("NOTIFY_SOCKET", notify_name, 1);
-	worker_args(&d->conf, w->index, &a);
+	/* The one descriptor the worker inherits: its key, which it reads
+	 * and closes first thing (proto.h). */
+	if (fcntl(secret_fd, F_SETFD, 0) == -1)
+		_exit(1);
+	worker_args(&d->conf, w->index, secret_fd, &a);
 	execv(d->conf.worker_path, a.argv);
 	notify_failure(errno, "cannot execute worker_path");
 	_exit(127);
@@ -586,26 +600,36 @@ worker_spawn(struct worker *w)
 	struct fanoutd *d = w->d;
 	char name[108];
 	pid_t pid, parent = getpid();
-	int r;
+	int r, secret_fd;
 
 	w->why[0] = '\0';
 	/* A reload may have moved it. */
 	w->port = (uint16_t)(d->conf.base_port + w->index);
-	if ((w->notify_fd = notify_listen(name, sizeof(name))) < 0)
+	/* A new process, a new key: one a former process (or anyone who
+	 * watched it) knew is worth nothing now. */
+	if ((r = auth_key_new(w->secret)) < 0 ||
+	    (r = secret_fd = auth_key_pipe(w->secret)) < 0)
+		return r;
+	if ((w->notify_fd = notify_listen(name, sizeof(name))) < 0) {
+		close(secret_fd);
 		return w->notify_fd;
+	}
 	r = sd_event_add_io(d->ev, &w->notify_src, w->notify_fd, EPOLLIN,
 	    on_notify, w);
 	if (r < 0) {
+		close(secret_fd);
 		worker_stop_notify(w);
 		return r;
 	}
 	if ((pid = fork()) == -1) {
 		r = -errno;
+		close(secret_fd);
 		worker_stop_notify(w);
 		return r;
 	}
 	if (pid == 0)
-		worker_exec(w, parent, name);
+		worker_exec(w, parent, name, secret_fd);
+	close(secret_fd);
 	w->pid = pid;
 	d->nalive++;
 	/* pidfd based: no reaping loop, no pid reuse race. */
@@ -662,6 +686,7 @@ worker_free(struct worker *w)
 {
 	w->link.ops->close(w, false);
 	queue_clear(&w->q);
+	explicit_bzero(w->secret, sizeof(w->secret));
 	worker_stop_notify(w);
 	w->timer_src = sd_event_source_disable_unref(w->timer_src);
 	w->child_src = sd_event_source_disable_unref(w->child_src);
@@ -683,6 +708,10 @@ pool_start(struct fanoutd *d)
 	uint32_t i;
 	int r;
 
+	if ((r = auth_init()) < 0) {
+		log_errx("cannot initialise libsodium");
+		return r;
+	}
 	for (i = 0; i < d->conf.workers; i++) {
 		if ((w = pool_add(d)) == NULL)
 			return -ENOMEM;

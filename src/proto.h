@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * The fanout wire protocol, version 2: the only file a third-party peer
- * needs.  One framing for every fanout socket: the daemon's TCP links to its
- * workers and the control Unix socket that fanoutctl talks to.
+ * The fanout wire protocol, version FANOUT_PROTO_VERSION: the only file a
+ * third-party peer needs.  One framing for every fanout socket: the daemon's
+ * TCP links to its workers and the control Unix socket that fanoutctl talks
+ * to.
  *
  * Every message is one frame: a 16-byte header in network byte order, then
  * `length` bytes of payload.
@@ -34,8 +35,8 @@
 
 #include <stdint.h>
 
-#define FANOUT_PROTO_VERSION	4	/* 4: reload; 3: handler results;
-					 * 2: supervision */
+#define FANOUT_PROTO_VERSION	4	/* 4: worker link handshake, reload;
+					 * 3: handler results; 2: supervision */
 #define FANOUT_HDR_LEN		16
 
 /* Hard cap on max_message_bytes: bounds every buffer the daemon allocates. */
@@ -53,6 +54,9 @@ enum msg_type {
 	/* daemon <-> worker (TCP) */
 	MSG_DATA = 1,		/* d->w  payload: the message bytes */
 	MSG_ACK = 2,		/* w->d  payload: ack (below) */
+	MSG_AUTH_HELLO = 3,	/* d->w  handshake: the daemon's nonce */
+	MSG_AUTH_CHALLENGE = 4,	/* w->d  handshake: worker nonce and proof */
+	MSG_AUTH_PROOF = 5,	/* d->w  handshake: the daemon's proof */
 
 	/* fanoutctl <-> daemon (Unix stream socket) */
 	CTL_SEND = 16,		/* c->d  payload: send request (below) */
@@ -68,6 +72,91 @@ enum msg_type {
 	CTL_CHANGE = 24,	/* d->c  reload replies: one per change
 				 * (below) */
 };
+
+/*
+ * The worker link handshake.  Every TCP connection to a worker starts with
+ * it; nothing else may be sent on the connection before it is done.
+ *
+ * The secret.  For each worker process it spawns, fanoutd draws a fresh
+ * AUTH_KEY_LEN-byte key K (getrandom) and hands it over through an
+ * inherited pipe: the worker is started with --secret-fd N, reads exactly
+ * AUTH_KEY_LEN bytes from descriptor N up to end of file, and closes N
+ * before doing anything else (the handlers it runs never see it).  K is in
+ * no argv and no environment, and never on the wire.  A worker restarted
+ * gets a new K; a reconnect to the same process uses the same K.
+ *
+ * The exchange: three frames, each with the usual 16-byte header (version
+ * FANOUT_PROTO_VERSION, flags 0, id 0) and a fixed-length payload.
+ *
+ *	fanoutd (connects)                              worker (listens)
+ *	   | MSG_AUTH_HELLO      Nd                          |
+ *	   |---------------------------------------------->  |
+ *	   | MSG_AUTH_CHALLENGE  Nw, MACw                    |
+ *	   |  <----------------------------------------------|
+ *	   | MSG_AUTH_PROOF      MACd     (then MSG_DATA...) |
+ *	   |---------------------------------------------->  |
+ *
+ * MSG_AUTH_HELLO, 48 bytes on the wire (with version 4):
+ *  0       1       2               4                               8
+ *  +-------+-------+---------------+-------------------------------+
+ *  | 0x04  | 0x03  |    0x0000     |          0x00000020           |
+ *  +-------+-------+---------------+-------------------------------+
+ *  |                  0x0000000000000000 (id)                      |
+ *  +---------------------------------------------------------------+
+ *  |  Nd: 32 random bytes, the daemon's nonce          (16..47)    |
+ *  +---------------------------------------------------------------+
+ *
+ * MSG_AUTH_CHALLENGE, 80 bytes:
+ *  +-------+-------+---------------+-------------------------------+
+ *  | 0x04  | 0x04  |    0x0000     |          0x00000040           |
+ *  +-------+-------+---------------+-------------------------------+
+ *  |                  0x0000000000000000 (id)                      |
+ *  +---------------------------------------------------------------+
+ *  |  Nw: 32 random bytes, the worker's nonce          (16..47)    |
+ *  +---------------------------------------------------------------+
+ *  |  MACw: 32 bytes                                   (48..79)    |
+ *  +---------------------------------------------------------------+
+ *
+ * MSG_AUTH_PROOF, 48 bytes:
+ *  +-------+-------+---------------+-------------------------------+
+ *  | 0x04  | 0x05  |    0x0000     |          0x00000020           |
+ *  +-------+-------+---------------+-------------------------------+
+ *  |                  0x0000000000000000 (id)                      |
+ *  +---------------------------------------------------------------+
+ *  |  MACd: 32 bytes                                   (16..47)    |
+ *  +---------------------------------------------------------------+
+ *
+ * The proofs are HMAC-SHA-512-256 (HMAC with SHA-512, the first 32 bytes
+ * of its output: libsodium's crypto_auth) keyed with K over a 16-byte
+ * ASCII label, which differs by direction, and both nonces:
+ *	MACw = HMAC-SHA-512-256(K, "fanout-auth w->d" || Nd || Nw)
+ *	MACd = HMAC-SHA-512-256(K, "fanout-auth d->w" || Nd || Nw)
+ * The labels keep a proof from being reflected back in the other
+ * direction; the fresh nonce of each side keeps an old exchange from being
+ * replayed.  Proofs are compared in constant time.
+ *
+ * The rules.  A worker answers the one MSG_AUTH_HELLO with a fresh Nw, then
+ * takes MSG_DATA only after a valid MSG_AUTH_PROOF.  Any other frame or
+ * length, a wrong proof, or AUTH_DEADLINE_MS passing first ends the
+ * connection.  fanoutd checks MACw before it sends MACd or any message:
+ * a process that is not its worker (another program on the port) learns
+ * nothing and gets nothing.  fanoutd may send MSG_DATA right behind its
+ * proof.  A worker serves one authenticated link: a newer one replaces the
+ * older, which it closes (fanoutd reconnecting after losing a link).
+ */
+#define AUTH_KEY_LEN		32	/* crypto_auth_KEYBYTES */
+#define AUTH_NONCE_LEN		32
+#define AUTH_MAC_LEN		32	/* crypto_auth_BYTES */
+#define AUTH_LABEL_W2D		"fanout-auth w->d"
+#define AUTH_LABEL_D2W		"fanout-auth d->w"
+#define AUTH_LABEL_LEN		16
+#define AUTH_HELLO_LEN		AUTH_NONCE_LEN
+#define AUTH_CHALLENGE_LEN	(AUTH_NONCE_LEN + AUTH_MAC_LEN)
+#define AUTH_PROOF_LEN		AUTH_MAC_LEN
+/* The longest payload a connection may send before it is authenticated. */
+#define AUTH_PAYLOAD_MAX	AUTH_CHALLENGE_LEN
+/* A worker closes a connection not authenticated within this. */
+#define AUTH_DEADLINE_MS	2000
 
 /*
  * Payload layouts.  Each is a field list, F(type, name), in wire order;

@@ -266,13 +266,18 @@ sv_kill_loop() {
 		kill -CONT "$p1"
 		skip "ss -K cannot destroy sockets here (CONFIG_INET_DIAG_DESTROY)"
 	fi
-	# fanoutd reconnects to the same process and writes the 3 again: the
-	# worker finds them twice, in the old connection and the new one.
-	wait_for "sv_worker_is 1 '^worker 1  pid $p1  .*  up +acked .*  last link-lost'" \
-	    "$(ms 10000)"
-	wait_for "[ \"\$(sv_recvq 'sport = :$port')\" = 63 ]" "$(ms 10000)"
+	# fanoutd reconnects to the same process: its hello (16 + 32 bytes)
+	# waits in the new connection.  The link is up only once the worker
+	# answers the handshake, so it runs again now; then fanoutd writes
+	# the 3 again: the worker finds them twice, in the old connection
+	# and the new one.
+	wait_for "[ \"\$(sv_recvq 'sport = :$port')\" = 48 ]" "$(ms 10000)"
+	sv_worker_is 1 '^worker 1  pid '"$p1"'  .*  starting +acked .*  last link-lost' ||
+	    fail "worker 1 is not reconnecting" "$SV_LINE"
 	kill -CONT "$p1"
 	STOPPED_PIDS=()
+	wait_for "sv_worker_is 1 '^worker 1  pid $p1  .*  up +acked .*  last link-lost'" \
+	    "$(ms 10000)"
 
 	# Acked by all, within the request's wait.
 	wait_pid_gone "$s" "$(ms 30000)"

@@ -4,12 +4,14 @@
  * the scenario tests.  It takes fanout-worker's arguments, so a config's
  * worker_path (or a wrapper script) can point at it.
  *
- *	fake-worker --index N --port PORT [--address ADDR] [-v]
- *	    [--mode MODE] [--ready-after FIFO] [--ready-from-child]
- *	    [--ignore-term] [--touch DIR]
+ *	fake-worker --index N --port PORT [--secret-fd FD] [--address ADDR]
+ *	    [-v] [--max-message-bytes N] [--mode MODE] [--ready-after FIFO]
+ *	    [--ready-from-child] [--ignore-term] [--touch DIR]
  *
  * Like the real worker it listens, sends READY=1 to $NOTIFY_SOCKET (when
- * set), accepts the daemon's connection and reads frames.  MODE says what it
+ * set), accepts the daemon's connection, answers its handshake with the
+ * key read from --secret-fd (without one it answers nothing: a program on
+ * the port that is not fanoutd's worker) and reads frames.  MODE says what it
  * does with each MSG_DATA:
  *	ack		acknowledge it (default): a well-behaved worker
  *	noack		never acknowledge
@@ -61,9 +63,12 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "auth.h"
 #include "frame.h"
 
 static int	 idx = -1;
+static int	 have_key;
+static uint8_t	 key[AUTH_KEY_LEN];
 
 /* dropafter mode: what this process has done so far. */
 static unsigned		 conns;		/* connections served */
@@ -73,7 +78,7 @@ static void
 usage(int st)
 {
 	fprintf(st ? stderr : stdout, "usage: fake-worker --index N "
-	    "--port PORT [--address ADDR] [--mode MODE]\n"
+	    "--port PORT [--secret-fd FD] [--address ADDR] [--mode MODE]\n"
 	    "\t[--ready-after FIFO] [--ready-from-child] [--ignore-term] "
 	    "[--touch DIR]\n");
 	exit(st);
@@ -181,22 +186,55 @@ record(const char *touch, const char *what, unsigned long long id, int excl)
 	return 0;
 }
 
-/* Serve one daemon connection until it ends; returns when it does.
- * dropafter: -1, or N of dropafter:N. */
-static void
-serve(int c, const char *mode, const char *touch, int dropafter)
+/* The worker's side of the handshake, blocking: 0 once the daemon has
+ * proved itself, -1 if the connection is to be dropped. */
+static int
+handshake(int c)
+{
+	uint8_t in[AUTH_FRAME_MAX], out[AUTH_FRAME_MAX];
+	struct frame_hdr h;
+	struct auth a;
+	ssize_t n;
+
+	if (!have_key)
+		return -1;
+	auth_start(&a, key);
+	while (a.state != AUTH_DONE) {
+		if (read_full(c, in, FANOUT_HDR_LEN) == -1 ||
+		    frame_hdr_decode(in, AUTH_PAYLOAD_MAX, &h) < 0 ||
+		    read_full(c, in + FANOUT_HDR_LEN, h.len) == -1 ||
+		    (n = auth_worker_recv(&a, &h, in + FANOUT_HDR_LEN,
+		    out)) < 0) {
+			fprintf(stderr, "fake-worker %d: handshake failed\n",
+			    idx);
+			return -1;
+		}
+		write_full(c, out, (size_t)n);
+	}
+	return 0;
+}
+
+/* Serve one daemon connection until it ends; returns when it does: 1, or
+ * 0 if it was not fanoutd's.  dropafter: -1, or N of dropafter:N. */
+static int
+serve(int c, const char *mode, const char *touch, int dropafter,
+    uint32_t max_message)
 {
 	uint8_t hdr[FANOUT_HDR_LEN], *payload;
 	struct frame_hdr h;
 	unsigned nread = 0;
 
-	if ((payload = malloc(FANOUT_MESSAGE_MAX)) == NULL)
+	if (handshake(c) < 0) {
+		close(c);
+		return 0;
+	}
+	if ((payload = malloc(max_message)) == NULL)
 		die("malloc");
 	conns++;
 	for (;;) {
 		if (read_full(c, hdr, sizeof(hdr)) == -1)
 			break;
-		if (frame_hdr_decode(hdr, FANOUT_MESSAGE_MAX, &h) < 0 ||
+		if (frame_hdr_decode(hdr, max_message, &h) < 0 ||
 		    read_full(c, payload, h.len) == -1)
 			break;
 		if (h.type != MSG_DATA)
@@ -246,6 +284,7 @@ serve(int c, const char *mode, const char *touch, int dropafter)
 	}
 	free(payload);
 	close(c);
+	return 1;
 }
 
 int
@@ -260,6 +299,8 @@ main(int argc, char **argv)
 		{ "ready-from-child", no_argument, NULL, 'C' },
 		{ "ignore-term", no_argument, NULL, 'I' },
 		{ "touch", required_argument, NULL, 'T' },
+		{ "secret-fd", required_argument, NULL, 'S' },
+		{ "max-message-bytes", required_argument, NULL, 'M' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 }
 	};
@@ -269,7 +310,8 @@ main(int argc, char **argv)
 	socklen_t sslen;
 	pid_t ppid = getppid();
 	int ch, port = -1, from_child = 0, ignore_term = 0, one = 1, fd, c;
-	int dropafter = -1;
+	int dropafter = -1, secret_fd = -1;
+	uint32_t max_message = FANOUT_MESSAGE_MAX;
 	char buf[128];
 
 	while ((ch = getopt_long(argc, argv, "vh", opts, NULL)) != -1) {
@@ -298,6 +340,12 @@ main(int argc, char **argv)
 		case 'T':
 			touch = optarg;
 			break;
+		case 'S':
+			secret_fd = atoi(optarg);
+			break;
+		case 'M':
+			max_message = (uint32_t)strtoul(optarg, NULL, 10);
+			break;
 		case 'v':
 			break;
 		case 'h':
@@ -307,7 +355,14 @@ main(int argc, char **argv)
 			usage(2);
 		}
 	}
-	if (optind != argc || idx < 0 || port <= 0 || port > 65535)
+	/* Like the real worker: the key before anything else. */
+	if (secret_fd >= 0) {
+		if (auth_init() < 0 || auth_key_read(secret_fd, key) < 0)
+			die("--secret-fd");
+		have_key = 1;
+	}
+	if (optind != argc || idx < 0 || port <= 0 || port > 65535 ||
+	    max_message == 0 || max_message > FANOUT_MESSAGE_MAX)
 		usage(2);
 	if (strncmp(mode, "dropafter:", 10) == 0) {
 		char *end;
@@ -419,8 +474,8 @@ main(int argc, char **argv)
 		}
 		setsockopt(c, IPPROTO_TCP, 1 /* TCP_NODELAY */, &one,
 		    sizeof(one));
-		serve(c, mode, touch, dropafter);
-		if (strcmp(mode, "ack") == 0 && !from_child)
+		if (serve(c, mode, touch, dropafter, max_message) &&
+		    strcmp(mode, "ack") == 0 && !from_child)
 			exit(0);
 	}
 }

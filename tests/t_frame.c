@@ -268,6 +268,46 @@ test_partial_write(void **state)
 	close(sv[1]);
 }
 
+/* Whatever the peer sends, the unparsed bytes held never pass one frame of
+ * the largest size allowed (here above the 64 KiB read chunk): a frame
+ * announced, then more behind it, in a 1 MiB pipe read in turn. */
+static void
+test_holds_one_frame_at_most(void **state)
+{
+	enum { MAXP = 100 * 1024, MORE = 300 * 1024 };
+	static uint8_t buf[FANOUT_HDR_LEN + MAXP + MORE];
+	struct frame_hdr h;
+	const uint8_t *p;
+	struct rbuf rb;
+	size_t off = 0;
+	int fds[2], frames = 0;
+	ssize_t n;
+
+	(void)state;
+	assert_int_equal(pipe2(fds, O_NONBLOCK), 0);
+	if (fcntl(fds[1], F_SETPIPE_SZ, (int)sizeof(buf)) < (int)sizeof(buf))
+		skip();
+	frame_hdr_encode(buf, MSG_DATA, MAXP, 1);
+	memset(buf + FANOUT_HDR_LEN, 'x', MAXP);
+	/* the rest: empty frames */
+	for (off = FANOUT_HDR_LEN + MAXP; off + FANOUT_HDR_LEN <= sizeof(buf);
+	    off += FANOUT_HDR_LEN)
+		frame_hdr_encode(buf + off, MSG_DATA, 0, 2);
+	assert_int_equal(write(fds[1], buf, off), (ssize_t)off);
+	close(fds[1]);
+	rbuf_init(&rb, MAXP);
+	while ((n = rbuf_read(&rb, fds[0])) > 0) {
+		assert_true(rb.len - rb.off <= FANOUT_HDR_LEN + MAXP);
+		while (rbuf_next(&rb, &h, &p) == 1)
+			frames++;
+	}
+	assert_int_equal(n, 0);
+	assert_int_equal(frames, 1 + (off - FANOUT_HDR_LEN - MAXP) /
+	    FANOUT_HDR_LEN);
+	rbuf_free(&rb);
+	close(fds[0]);
+}
+
 int
 main(void)
 {
@@ -279,6 +319,7 @@ main(void)
 		cmocka_unit_test(test_max_and_over_max),
 		cmocka_unit_test(test_bad_version_and_type_in_stream),
 		cmocka_unit_test(test_partial_write),
+		cmocka_unit_test(test_holds_one_frame_at_most),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
