@@ -508,15 +508,23 @@ on_auth_deadline(sd_event_source *s, uint64_t usec, void *arg)
 	return 0;
 }
 
-/* At the cap: the oldest connection still in the handshake makes room. */
+/* At the cap: the oldest connection that has not even said hello makes
+ * room, else the oldest still in the handshake.  fanoutd says hello as
+ * soon as it connects, so strangers that connect and wait cannot push a
+ * slow handshake of fanoutd's out (as under valgrind). */
 static bool
 conn_evict(struct wk *wk)
 {
-	struct conn *c, *oldest = NULL;
+	struct conn *c, *oldest = NULL, *silent = NULL;
 
-	for (c = wk->conns; c != NULL; c = c->next)
+	for (c = wk->conns; c != NULL; c = c->next) {
+		if (c->auth.state == AUTH_START)
+			silent = c;
 		if (c->auth.state != AUTH_DONE)
 			oldest = c;
+	}
+	if (silent != NULL)
+		oldest = silent;
 	if (oldest == NULL)
 		return false;
 	if (log_limit(&frames_ll))
