@@ -228,22 +228,28 @@ next_to_replace(struct reload *r)
 	return NULL;
 }
 
+/* SIGTERM now, unless its next process is on the way anyway. */
 static void
-replace_begin(struct reload *r, struct worker *w)
+replace_now(struct reload *r, struct worker *w)
 {
-	r->current = w;
-	w->replace = false;
 	if (w->pid <= 0 || w->state == W_STALLED || w->state == W_RESTARTING) {
 		/* Its next process starts with the new settings anyway. */
 		r->current = NULL;
 		return;
 	}
-	if (w->state == W_UP && w->q.nsent > 0) {
-		w->draining = true;	/* on_step goes on when they are acked */
-		return;
-	}
 	w->replacing = true;
 	worker_event(w, WE_REPLACE);
+}
+
+static void
+replace_begin(struct reload *r, struct worker *w)
+{
+	r->current = w;
+	w->replace = false;
+	if (w->state == W_UP && w->q.nsent > 0)
+		w->draining = true;	/* on_step goes on when they are acked */
+	else
+		replace_now(r, w);
 }
 
 static void
@@ -255,9 +261,8 @@ step_replacing(struct reload *r)
 		if (w->state == W_UP && w->q.nsent > 0)
 			return;
 		w->draining = false;
-		w->replacing = true;
-		worker_event(w, WE_REPLACE);
 		worker_kick(w);
+		replace_now(r, w);
 		return;
 	}
 	if (w->state == W_UP) {
