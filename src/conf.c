@@ -8,6 +8,8 @@
 #include "config.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -97,6 +99,8 @@ static const struct conf_setting {
 static void
 conf_error(FILE *errs, const char *path, const config_setting_t *s,
     const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+static const char *
+conf_shown(const char *file, const char *path, char *buf, size_t len);
 static int
 conf_check(const struct fanout_conf *, config_setting_t *const found[],
     config_t *, const char *path, FILE *errs);
@@ -106,10 +110,12 @@ conf_error(FILE *errs, const char *path, const config_setting_t *s,
     const char *fmt, ...)
 {
 	const char *file = s ? config_setting_source_file(s) : NULL;
+	char shown[PATH_MAX];
 	va_list ap;
 
 	if (s != NULL)
-		fprintf(errs, "%s:%u: %s: ", file ? file : path,
+		fprintf(errs, "%s:%u: %s: ",
+		    conf_shown(file, path, shown, sizeof(shown)),
 		    config_setting_source_line(s), config_setting_name(s));
 	else
 		fprintf(errs, "%s: ", path);
@@ -323,10 +329,244 @@ conf_apply(const struct conf_setting *cs, config_setting_t *s,
 	return 0;
 }
 
+/*
+ * Includes.  libconfig 1.5 has no hook for @include: it fopen()s the name
+ * itself, relative to the include directory, at any depth.  So the file is
+ * scanned for @include lines first (the directive is line-oriented: libconfig
+ * knows it only at the start of a line, after blanks) and each one is checked
+ * before libconfig reads anything.  The policy (fanout.conf(5), INCLUDES):
+ * an include names a regular file by a path relative to the directory of the
+ * main file, which it may not leave, not even through a symbolic link.
+ * fanoutd may run as root; without this, "@include" reads whatever root can.
+ */
+#define INCLUDE_DEPTH_MAX	10	/* libconfig's own limit */
+
+struct conf_scan {
+	char		 dir[PATH_MAX];	/* its directory, as given */
+	char		 real[PATH_MAX]; /* and resolved */
+	FILE		*errs;
+};
+
+/* How a file is named in a message: includes by their path. */
+static const char *
+conf_shown(const char *file, const char *path, char *buf, size_t len)
+{
+	const char *slash;
+
+	if (file == NULL || strcmp(file, path) == 0 || file[0] == '/' ||
+	    (slash = strrchr(path, '/')) == NULL)
+		return file ? file : path;
+	snprintf(buf, len, "%.*s/%s", (int)(slash - path), path, file);
+	return buf;
+}
+
+/* Opens a regular file without blocking on a FIFO or waking a device: its
+ * fd, or -1 with why set (an errno string or "not a regular file"). */
+static int
+conf_open(const char *file, const char **why)
+{
+	struct stat st, fst;
+	int fd, flags;
+
+	if (stat(file, &st) == -1) {
+		*why = strerror(errno);
+		return -1;
+	}
+	if (!S_ISREG(st.st_mode)) {
+		*why = "not a regular file";
+		return -1;
+	}
+	fd = open(file, O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+	if (fd == -1) {
+		*why = strerror(errno);
+		return -1;
+	}
+	/* Whatever was there when it was stat()ed, this is what was opened. */
+	if (fstat(fd, &fst) == -1 || !S_ISREG(fst.st_mode)) {
+		close(fd);
+		*why = "not a regular file";
+		return -1;
+	}
+	if ((flags = fcntl(fd, F_GETFL)) != -1)
+		(void)fcntl(fd, F_SETFL, flags & ~O_NONBLOCK);
+	return fd;
+}
+
+/* The name of an "@include" line, unescaped as libconfig does, in name:
+ * 1, 0 if the line is no include, -1 if libconfig would read it in a way
+ * this scan does not follow (refused: checking one name and opening another
+ * would defeat the check). */
+static int
+conf_include_name(const char *line, size_t len, char *name, size_t namelen)
+{
+	const char *p = line, *end = line + len;
+	size_t o = 0;
+
+	while (p < end && (*p == ' ' || *p == '\t'))
+		p++;
+	if ((size_t)(end - p) < 8 || memcmp(p, "@include", 8) != 0)
+		return 0;
+	p += 8;
+	if (p == end || (*p != ' ' && *p != '\t'))
+		return 0;
+	while (p < end && (*p == ' ' || *p == '\t'))
+		p++;
+	if (p == end || *p++ != '"')
+		return 0;
+	for (; p < end && *p != '"'; p++) {
+		if (*p == '\\' && p + 1 < end && (p[1] == '\\' || p[1] == '"'))
+			p++;
+		else if (*p == '\\' || *p == '\0' || *p == '\n')
+			return -1;
+		if (o + 1 >= namelen)
+			return -1;
+		name[o++] = *p;
+	}
+	if (p == end)
+		return -1;	/* unterminated on this line */
+	name[o] = '\0';
+	return 1;
+}
+
+static int	conf_scan_file(struct conf_scan *, FILE *, const char *shown,
+		    int depth);
+
+/* One include, named on line of shown: checked, then scanned in turn.
+ * 0, or -1 after saying why. */
+static int
+conf_scan_include(struct conf_scan *sc, const char *shown, unsigned line,
+    const char *name, int depth)
+{
+	char full[PATH_MAX], real[PATH_MAX];
+	const char *why = NULL;
+	size_t rl = strlen(sc->real);
+	FILE *fp;
+	int fd, r;
+
+	if (name[0] == '/')
+		why = "must be a path relative to the directory of the "
+		    "configuration file";
+	else if (depth >= INCLUDE_DEPTH_MAX)
+		why = "includes nested too deep";
+	else if ((size_t)snprintf(full, sizeof(full), "%s/%s", sc->dir,
+	    name) >= sizeof(full))
+		why = strerror(ENAMETOOLONG);
+	else if (realpath(full, real) == NULL)
+		why = strerror(errno);
+	else if (strncmp(real, sc->real, rl) != 0 ||
+	    (real[rl] != '/' && !(rl == 1 && sc->real[0] == '/')))
+		why = "outside the directory of the configuration file";
+	if (why != NULL) {
+		fprintf(sc->errs, "%s:%u: @include \"%s\": %s\n", shown, line,
+		    name, why);
+		return -1;
+	}
+	if ((fd = conf_open(full, &why)) == -1 ||
+	    (fp = fdopen(fd, "r")) == NULL) {
+		if (fd != -1) {
+			why = strerror(errno);
+			close(fd);
+		}
+		fprintf(sc->errs, "%s:%u: @include \"%s\": %s\n", shown, line,
+		    name, why);
+		return -1;
+	}
+	r = conf_scan_file(sc, fp, full, depth + 1);
+	fclose(fp);
+	return r;
+}
+
+/* Every include of an open file: 0, or -1 if any is refused. */
+static int
+conf_scan_file(struct conf_scan *sc, FILE *fp, const char *shown, int depth)
+{
+	char *line = NULL, name[PATH_MAX];
+	size_t cap = 0;
+	unsigned lineno = 0;
+	ssize_t len;
+	int r, bad = 0;
+
+	while ((len = getline(&line, &cap, fp)) != -1) {
+		lineno++;
+		r = conf_include_name(line, (size_t)len, name, sizeof(name));
+		if (r < 0) {
+			fprintf(sc->errs, "%s:%u: @include: a name on one "
+			    "line, in quotes, with no escapes but \\\\ and "
+			    "\\\"\n", shown, lineno);
+			bad = -1;
+		} else if (r > 0 && conf_scan_include(sc, shown, lineno, name,
+		    depth) < 0)
+			bad = -1;
+	}
+	if (ferror(fp)) {
+		fprintf(sc->errs, "%s: %s\n", shown, strerror(errno));
+		bad = -1;
+	}
+	free(line);
+	return bad;
+}
+
+/* The main file, opened and its includes checked: a stream at its start, or
+ * NULL after saying why. */
+static FILE *
+conf_open_checked(const char *path, FILE *errs)
+{
+	struct conf_scan sc = { .errs = errs };
+	const char *why, *slash = strrchr(path, '/');
+	FILE *fp;
+	int fd;
+
+	if ((fd = conf_open(path, &why)) == -1) {
+		fprintf(errs, "%s: cannot read %s: %s\n",
+		    program_invocation_short_name, path, why);
+		return NULL;
+	}
+	if ((fp = fdopen(fd, "r")) == NULL) {
+		fprintf(errs, "%s: cannot read %s: %s\n",
+		    program_invocation_short_name, path, strerror(errno));
+		close(fd);
+		return NULL;
+	}
+	if (slash == NULL)
+		snprintf(sc.dir, sizeof(sc.dir), ".");
+	else if (slash == path)
+		snprintf(sc.dir, sizeof(sc.dir), "/");
+	else
+		snprintf(sc.dir, sizeof(sc.dir), "%.*s", (int)(slash - path),
+		    path);
+	if (realpath(sc.dir, sc.real) == NULL) {
+		fprintf(errs, "%s: cannot resolve %s: %s\n",
+		    program_invocation_short_name, sc.dir, strerror(errno));
+		fclose(fp);
+		return NULL;
+	}
+	if (conf_scan_file(&sc, fp, path, 0) < 0) {
+		fclose(fp);
+		return NULL;
+	}
+	rewind(fp);
+	return fp;
+}
+
+/* The directory includes resolve against: the main file's. */
+static void
+conf_include_dir(config_t *cf, const char *path)
+{
+	const char *slash = strrchr(path, '/');
+	char dir[PATH_MAX];
+
+	if (slash == NULL)
+		return;		/* the current directory: libconfig's own */
+	snprintf(dir, sizeof(dir), "%.*s", slash == path ? 1 :
+	    (int)(slash - path), path);
+	config_set_include_dir(cf, dir);	/* copied */
+}
+
 int
 conf_load(const char *path, struct fanout_conf *conf, FILE *errs)
 {
 	config_setting_t *root, *s, *found[nitems(settings)] = { NULL };
+	char shown[PATH_MAX];
 	config_t cf;
 	FILE *fp;
 	int i, n, bad = 0;
@@ -336,24 +576,25 @@ conf_load(const char *path, struct fanout_conf *conf, FILE *errs)
 		conf_free(conf);
 		return -1;
 	}
-	/* libconfig reports a missing file as "file I/O error": say why. */
-	if ((fp = fopen(path, "r")) == NULL) {
-		fprintf(errs, "%s: cannot read %s: %s\n",
-		    program_invocation_short_name, path, strerror(errno));
+	/* libconfig reports a missing file as "file I/O error", and would
+	 * block on a FIFO: say why, and read only what was checked. */
+	if ((fp = conf_open_checked(path, errs)) == NULL) {
 		conf_free(conf);
 		return -1;
 	}
-	fclose(fp);
-
 	config_init(&cf);
-	if (config_read_file(&cf, path) != CONFIG_TRUE) {
+	conf_include_dir(&cf, path);
+	if (config_read(&cf, fp) != CONFIG_TRUE) {
 		fprintf(errs, "%s:%d: %s\n",
-		    config_error_file(&cf) ? config_error_file(&cf) : path,
-		    config_error_line(&cf), config_error_text(&cf));
+		    conf_shown(config_error_file(&cf), path, shown,
+		    sizeof(shown)), config_error_line(&cf),
+		    config_error_text(&cf));
+		fclose(fp);
 		config_destroy(&cf);
 		conf_free(conf);
 		return -1;
 	}
+	fclose(fp);
 	root = config_root_setting(&cf);
 	n = config_setting_length(root);
 	for (i = 0; i < n; i++) {

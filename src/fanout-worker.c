@@ -609,7 +609,8 @@ on_handler_idle(void *arg)
 }
 
 /* SIGHUP and SIGINT: meant for fanoutd (a terminal hangup, a ^C, systemctl
- * kill), which tells its workers with SIGTERM what it wants of them. */
+ * kill), which tells its workers with SIGTERM what it wants of them; and
+ * the signals with no meaning (util.h, sig_stray). */
 static int
 on_ignored(sd_event_source *s, const struct signalfd_siginfo *si, void *arg)
 {
@@ -731,6 +732,8 @@ main(int argc, char *argv[])
 	uint64_t max_message = FANOUT_MESSAGE_MAX;
 	struct wk wk = { .lfd = -1 };
 	char why[160];
+	int stray[SIG_STRAY_MAX];
+	size_t nstray, i;
 	sigset_t set;
 	int ch, verbose = 0, r;
 
@@ -836,6 +839,8 @@ main(int argc, char *argv[])
 	sigaddset(&set, SIGINT);
 	sigaddset(&set, SIGHUP);
 	sigaddset(&set, SIGCHLD);	/* handlers are reaped by sd-event */
+	nstray = sig_stray(&set, stray);
+	sig_default(&set);
 	if (sigprocmask(SIG_BLOCK, &set, NULL) == -1)
 		fatal("sigprocmask");
 	signal(SIGPIPE, SIG_IGN);
@@ -859,6 +864,11 @@ main(int argc, char *argv[])
 	    (r = sd_event_source_set_enabled(wk.post_src, SD_EVENT_OFF)) < 0)
 		fatalx("worker %u: cannot set up the event loop: %s", wk.index,
 		    strerror(-r));
+	for (i = 0; i < nstray; i++)
+		if ((r = sd_event_add_signal(wk.ev, NULL, stray[i], on_ignored,
+		    &wk)) < 0)
+			fatalx("worker %u: cannot set up the event loop: "
+			    "signal %d: %s", wk.index, stray[i], strerror(-r));
 	if (hc.argv != NULL) {
 		if ((wk.fails = calloc(FAILS_KEPT, sizeof(*wk.fails))) == NULL)
 			fatalx("worker %u: out of memory", wk.index);

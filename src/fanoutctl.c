@@ -6,8 +6,9 @@
 #include "config.h"
 
 #include <errno.h>
-#include <stdarg.h>
+#include <fcntl.h>
 #include <getopt.h>
+#include <stdarg.h>
 #include <inttypes.h>
 #include <poll.h>
 #include <signal.h>
@@ -254,6 +255,32 @@ die(const char *fmt, ...)
  * more input.  Any other write error is fatal.
  */
 static bool	out_closed;
+static bool	stdin_closed;	/* at start: /dev/null stands in for it */
+
+/*
+ * Descriptors 0, 1 and 2 open before anything else is: otherwise the
+ * control socket could become standard output, and output meant for the
+ * user would go to the daemon as requests.  A closed one gets /dev/null;
+ * a closed standard output then counts as closed from the start (exit 4,
+ * send - sends nothing), a closed standard input as unreadable.
+ */
+static void
+std_fds(void)
+{
+	int fd;
+
+	for (fd = 0; fd <= 2; fd++) {
+		if (fcntl(fd, F_GETFD) != -1 || errno != EBADF)
+			continue;
+		/* The lowest free descriptor: this one. */
+		if (open("/dev/null", O_RDWR) != fd)
+			_exit(EXIT_FAILURE3);	/* no stderr to say so */
+		if (fd == STDIN_FILENO)
+			stdin_closed = true;
+		else if (fd == STDOUT_FILENO)
+			out_closed = true;
+	}
+}
 
 static void
 out_flush(void)
@@ -790,11 +817,17 @@ lines_fill(struct lines *in)
 		in->len -= in->off;
 		in->off = 0;
 	}
+	/* Never more than the longest line fanoutd could take, and its
+	 * newline: lines_next refuses a line before it needs more room. */
 	if (in->len == in->cap) {
-		in->cap = in->cap ? in->cap * 2 : 64 * 1024;
-		if ((nb = realloc(in->buf, in->cap)) == NULL)
+		size_t cap = in->cap ? in->cap * 2 : 64 * 1024;
+
+		if (cap > (size_t)FANOUT_MESSAGE_MAX + 1)
+			cap = (size_t)FANOUT_MESSAGE_MAX + 1;
+		if (cap <= in->len || (nb = realloc(in->buf, cap)) == NULL)
 			return -ENOMEM;
 		in->buf = nb;
+		in->cap = cap;
 	}
 	while ((n = read(in->fd, in->buf + in->len, in->cap - in->len)) == -1)
 		if (errno != EINTR)
@@ -848,6 +881,10 @@ send_stream(struct ctl *ctl)
 	uint32_t i;
 	int r, more = 0;
 
+	/* A closed stdin reads as /dev/null (std_fds): an empty stream,
+	 * which would be a success with nothing sent. */
+	if (stdin_closed)
+		die("reading standard input: it is closed");
 	st.slot = calloc(st.window, sizeof(*st.slot));
 	st.lens = calloc(st.window, sizeof(*st.lens));
 	st.sent_usec = calloc(st.window, sizeof(*st.sent_usec));
@@ -1191,6 +1228,7 @@ main(int argc, char *argv[])
 	uint64_t v;
 	int ch, first, nargs = 0, r;
 
+	std_fds();
 	/* getopt's own messages say "fanoutctl: ...", not the path. */
 	argv[0] = (char *)"fanoutctl";
 	ctl.path = getenv("FANOUT_SOCKET");

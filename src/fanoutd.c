@@ -289,6 +289,22 @@ on_signal(sd_event_source *s, const struct signalfd_siginfo *si, void *arg)
 	return 0;
 }
 
+/* A signal with no meaning here (util.h, sig_stray): sent by mistake,
+ * perhaps to the whole process group.  Said, and nothing else. */
+static int
+on_stray(sd_event_source *s, const struct signalfd_siginfo *si, void *arg)
+{
+	static struct log_limit ll = LOG_LIMIT_INIT(LOG_INFO,
+	    "signals ignored");
+
+	(void)s;
+	(void)arg;
+	if (log_limit(&ll))
+		log_info("%s from pid %u: ignored",
+		    strsignal((int)si->ssi_signo), si->ssi_pid);
+	return 0;
+}
+
 /* One fd per worker link, per notify socket and per pidfd, plus clients. */
 static void
 raise_fd_limit(uint32_t workers)
@@ -319,6 +335,8 @@ on_reload(sd_event_source *s, void *arg)
 static int
 fanoutd_run(struct fanoutd *d)
 {
+	int stray[SIG_STRAY_MAX];
+	size_t nstray, i;
 	sigset_t set;
 	int r;
 
@@ -329,6 +347,8 @@ fanoutd_run(struct fanoutd *d)
 	sigaddset(&set, SIGINT);
 	sigaddset(&set, SIGHUP);
 	sigaddset(&set, SIGCHLD);
+	nstray = sig_stray(&set, stray);
+	sig_default(&set);
 	if (sigprocmask(SIG_BLOCK, &set, NULL) == -1)
 		fatal("sigprocmask");
 	signal(SIGPIPE, SIG_IGN);
@@ -349,6 +369,13 @@ fanoutd_run(struct fanoutd *d)
 		log_errx("cannot set up the event loop");
 		return 1;
 	}
+	for (i = 0; i < nstray; i++)
+		if ((r = sd_event_add_signal(d->ev, NULL, stray[i], on_stray,
+		    d)) < 0) {
+			log_errx("cannot set up the event loop: signal %d: %s",
+			    stray[i], strerror(-r));
+			return 1;
+		}
 	(void)sd_event_source_set_enabled(d->flush_src, SD_EVENT_OFF);
 	(void)sd_event_source_set_enabled(d->done_src, SD_EVENT_OFF);
 	(void)sd_event_source_set_enabled(d->reload_src, SD_EVENT_OFF);

@@ -215,9 +215,11 @@ describe_exit(char *buf, size_t len, const siginfo_t *si)
 }
 
 /*
- * Spawning.  posix_spawn: no shell, a process group of its own, the
- * signal mask and SIGPIPE back to defaults (the worker blocks and ignores
- * them), working directory /.
+ * Spawning.  posix_spawn: no shell, a process group of its own, an empty
+ * signal mask and every signal's action back to its default (the worker
+ * blocks most and ignores SIGPIPE; whoever started fanoutd may have ignored
+ * others, and an ignored signal stays ignored across exec), working
+ * directory /.
  */
 static int
 spawn(struct handler *h, int in_fd, int out_fd, int err_fd, pid_t *pid)
@@ -228,8 +230,9 @@ spawn(struct handler *h, int in_fd, int out_fd, int err_fd, pid_t *pid)
 	int r;
 
 	sigemptyset(&none);
-	sigemptyset(&dfl);
-	sigaddset(&dfl, SIGPIPE);
+	sigfillset(&dfl);
+	sigdelset(&dfl, SIGKILL);
+	sigdelset(&dfl, SIGSTOP);
 	if ((r = posix_spawn_file_actions_init(&fa)) != 0)
 		return -r;
 	if ((r = posix_spawnattr_init(&at)) != 0) {

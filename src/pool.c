@@ -576,9 +576,13 @@ worker_exec(struct worker *w, pid_t parent, const char *notify_name,
 	struct worker_args a;
 	sigset_t all;
 
+	/* Every action back to its default, not only SIGPIPE's: a signal
+	 * ignored by whoever started fanoutd would stay ignored in the
+	 * worker (it sets the ones it handles itself, but not the rest). */
+	sigfillset(&all);
+	sig_default(&all);
 	sigemptyset(&all);
 	sigprocmask(SIG_SETMASK, &all, NULL);
-	signal(SIGPIPE, SIG_DFL);
 	/* No orphans: the worker gets SIGTERM when fanoutd dies, however
 	 * it dies.  Check the parent afterwards, in case that was already. */
 	if (prctl(PR_SET_PDEATHSIG, SIGTERM) == -1 || getppid() != parent)

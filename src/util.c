@@ -4,6 +4,7 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -63,4 +64,33 @@ str_escape(char *out, size_t outlen, const void *in, size_t inlen)
 		o += n;
 	}
 	out[o] = '\0';
+}
+
+size_t
+sig_stray(sigset_t *set, int sigs[SIG_STRAY_MAX])
+{
+	static const int fixed[] = {
+		SIGUSR1, SIGUSR2, SIGALRM, SIGVTALRM, SIGPROF, SIGIO, SIGPWR,
+		SIGSTKFLT, SIGTSTP, SIGTTIN, SIGTTOU, SIGXCPU, SIGXFSZ,
+	};
+	size_t n = 0, i;
+	int sig;
+
+	for (i = 0; i < nitems(fixed); i++)
+		sigs[n++] = fixed[i];
+	for (sig = SIGRTMIN; sig <= SIGRTMAX && n < SIG_STRAY_MAX; sig++)
+		sigs[n++] = sig;
+	for (i = 0; i < n; i++)
+		sigaddset(set, sigs[i]);
+	return n;
+}
+
+void
+sig_default(const sigset_t *set)
+{
+	int sig;
+
+	for (sig = 1; sig < NSIG; sig++)
+		if (sigismember(set, sig) == 1)
+			(void)signal(sig, SIG_DFL);
 }

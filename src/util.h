@@ -3,6 +3,7 @@
 #ifndef FANOUT_UTIL_H
 #define FANOUT_UTIL_H
 
+#include <signal.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -18,5 +19,22 @@ uint64_t	 now_usec(void);
 /* Escapes bytes for a log line: printable ASCII kept, the rest as \xNN. */
 void		 str_escape(char *out, size_t outlen, const void *in,
 		    size_t inlen);
+
+/*
+ * Signals whose default action would end or stop a process, that no one
+ * may send it on purpose and that fanoutd and its workers give no meaning:
+ * SIGUSR1, SIGUSR2, the timers', SIGIO, SIGPWR, SIGSTKFLT, the terminal
+ * stops, SIGXCPU, SIGXFSZ and the real-time signals.  Each program blocks
+ * them and reads them through sd-event, so that one sent by mistake is
+ * logged and changes nothing.  Blocked, not SIG_IGN: a child undoes a
+ * blocked mask, while an ignored signal would stay ignored across exec.
+ * Not here: SIGQUIT (a core dump asked for) and the faults (SIGSEGV...).
+ * Adds them to set; returns how many there are, at most SIG_STRAY_MAX.
+ */
+#define SIG_STRAY_MAX	64
+size_t		 sig_stray(sigset_t *set, int sigs[SIG_STRAY_MAX]);
+/* Sets each signal in set back to SIG_DFL: one ignored by whoever started
+ * the program (nohup ignores SIGHUP) would never reach a signalfd. */
+void		 sig_default(const sigset_t *set);
 
 #endif /* FANOUT_UTIL_H */

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -287,6 +288,169 @@ test_syntax_and_missing(void **state)
 	assert_memory_equal(err, want, strlen(want));
 }
 
+/* A file in the test's directory, for includes. */
+static void
+put(const char *name, const char *text)
+{
+	char p[128];
+	FILE *f;
+
+	snprintf(p, sizeof(p), "%s/%s", dir, name);
+	assert_non_null(f = fopen(p, "w"));
+	fputs(text, f);
+	fclose(f);
+}
+
+static void
+rm(const char *name)
+{
+	char p[128];
+
+	snprintf(p, sizeof(p), "%s/%s", dir, name);
+	(void)unlink(p);
+}
+
+/* error_of, with the test directory also replaced, by "D". */
+static const char *
+error_in_dir(const char *text)
+{
+	static char out[1024];
+	const char *e = error_of(text), *p;
+	size_t dl = strlen(dir), o = 0;
+
+	for (p = e; *p != '\0' && o < sizeof(out) - 1;) {
+		if (strncmp(p, dir, dl) == 0) {
+			out[o++] = 'D';
+			p += dl;
+		} else
+			out[o++] = *p++;
+	}
+	out[o] = '\0';
+	return out;
+}
+
+/* Relative includes, at any depth, resolve against the main file's
+ * directory, wherever fanoutd was started from. */
+static void
+test_include_relative(void **state)
+{
+	struct fanout_conf c;
+	char err[512], sub[128];
+
+	(void)state;
+	snprintf(sub, sizeof(sub), "%s/sub", dir);
+	assert_int_equal(mkdir(sub, 0755), 0);
+	put("sub/workers.conf", "workers = 7;\n@include \"port.conf\"\n");
+	put("port.conf", "base_port = 9000;\n");
+	assert_int_equal(chdir("/"), 0);
+	assert_int_equal(load("@include \"sub/workers.conf\"\n", &c, err,
+	    sizeof(err)), 0);
+	assert_string_equal(err, "");
+	assert_int_equal(c.workers, 7);
+	assert_int_equal(c.base_port, 9000);
+	conf_free(&c);
+	/* An error in an include is named by its path. */
+	put("port.conf", "base_port = 0;\n");
+	assert_string_equal(error_in_dir("@include \"sub/workers.conf\"\n"),
+	    "D/port.conf:1: base_port: must be between 1 and 65535\n");
+	put("port.conf", "base_port = ;\n");
+	assert_string_equal(error_in_dir("@include \"sub/workers.conf\"\n"),
+	    "D/port.conf:1: syntax error\n");
+	rm("port.conf");
+	rm("sub/workers.conf");
+	assert_int_equal(rmdir(sub), 0);
+}
+
+/* A missing include is named, with the line that asks for it. */
+static void
+test_include_missing(void **state)
+{
+	(void)state;
+	assert_string_equal(error_in_dir("workers = 2;\n"
+	    "@include \"nothere.conf\"\n"),
+	    "F:2: @include \"nothere.conf\": No such file or directory\n");
+	put("a.conf", "  @include  \"b.conf\"\n");
+	assert_string_equal(error_in_dir("@include \"a.conf\"\n"),
+	    "D/a.conf:1: @include \"b.conf\": No such file or directory\n");
+	rm("a.conf");
+}
+
+/* Nothing outside the main file's directory: not by an absolute path, not
+ * by "..", not through a symbolic link; and no include loops. */
+static void
+test_include_outside(void **state)
+{
+	char link[128];
+
+	(void)state;
+	assert_string_equal(error_in_dir("@include \"/etc/passwd\"\n"),
+	    "F:1: @include \"/etc/passwd\": must be a path relative to the "
+	    "directory of the configuration file\n");
+	assert_string_equal(error_in_dir("@include \"../../etc/passwd\"\n"),
+	    "F:1: @include \"../../etc/passwd\": outside the directory of "
+	    "the configuration file\n");
+	snprintf(link, sizeof(link), "%s/link.conf", dir);
+	assert_int_equal(symlink("/etc/passwd", link), 0);
+	assert_string_equal(error_in_dir("@include \"link.conf\"\n"),
+	    "F:1: @include \"link.conf\": outside the directory of the "
+	    "configuration file\n");
+	rm("link.conf");
+	/* A link that stays inside is fine. */
+	put("real.conf", "workers = 2;\n");
+	assert_int_equal(symlink("real.conf", link), 0);
+	{
+		struct fanout_conf c;
+		char err[256];
+
+		assert_int_equal(load("@include \"link.conf\"\n", &c, err,
+		    sizeof(err)), 0);
+		assert_int_equal(c.workers, 2);
+		conf_free(&c);
+	}
+	rm("link.conf");
+	rm("real.conf");
+	put("loop.conf", "@include \"loop.conf\"\n");
+	assert_non_null(strstr(error_in_dir("@include \"loop.conf\"\n"),
+	    "D/loop.conf:1: @include \"loop.conf\": includes nested too "
+	    "deep\n"));
+	rm("loop.conf");
+	/* Names libconfig would read differently are refused, not guessed. */
+	assert_string_equal(error_in_dir("@include \"a\\x.conf\"\n"),
+	    "F:1: @include: a name on one line, in quotes, with no escapes "
+	    "but \\\\ and \\\"\n");
+}
+
+/* A FIFO or a directory, as the file or an include: an error at once, never
+ * a wait for a writer (the alarm ends a test that would hang). */
+static void
+test_not_regular(void **state)
+{
+	struct fanout_conf c;
+	char err[512], want[512], fifo[128], sub[128];
+	FILE *e;
+
+	(void)state;
+	snprintf(fifo, sizeof(fifo), "%s/fifo", dir);
+	assert_int_equal(mkfifo(fifo, 0600), 0);
+	snprintf(sub, sizeof(sub), "%s/sub", dir);
+	assert_int_equal(mkdir(sub, 0755), 0);
+	alarm(10);
+	assert_string_equal(error_in_dir("@include \"fifo\"\n"),
+	    "F:1: @include \"fifo\": not a regular file\n");
+	assert_string_equal(error_in_dir("@include \"sub\"\n"),
+	    "F:1: @include \"sub\": not a regular file\n");
+	assert_int_equal(rmdir(sub), 0);
+	memset(err, 0, sizeof(err));
+	assert_non_null(e = fmemopen(err, sizeof(err), "w"));
+	assert_int_equal(conf_load(fifo, &c, e), -1);
+	fclose(e);
+	alarm(0);
+	snprintf(want, sizeof(want), "%s: cannot read %s: not a regular "
+	    "file\n", program_invocation_short_name, fifo);
+	assert_string_equal(err, want);
+	rm("fifo");
+}
+
 static int
 setup(void **state)
 {
@@ -317,6 +481,10 @@ main(void)
 		cmocka_unit_test(test_worker_path_checked),
 		cmocka_unit_test(test_unknown_and_several),
 		cmocka_unit_test(test_syntax_and_missing),
+		cmocka_unit_test(test_include_relative),
+		cmocka_unit_test(test_include_missing),
+		cmocka_unit_test(test_include_outside),
+		cmocka_unit_test(test_not_regular),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);
