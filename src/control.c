@@ -9,8 +9,9 @@
  * such uids together all but CTL_CONNS_RESERVED of them; a connection with
  * no request outstanding that moves no byte for control_idle_timeout_ms
  * is closed, and so is one whose frame is not complete within
- * control_frame_timeout_ms of its first byte; a client that lets more than
- * control_output_max_bytes of replies pile up is cut off; the buffers of
+ * control_frame_timeout_ms of its first byte; requests are handled while
+ * less than control_output_max_bytes of replies wait, and a client that
+ * lets that much pile up unread is cut off; the buffers of
  * all clients together stay within control_buffer_max_bytes (input that
  * would pass it waits).  Out of descriptors, accepting pauses.
  */
@@ -263,7 +264,7 @@ static void
 ctl_resume(struct ctl_conn *c)
 {
 	if (c->paused && c->ninflight < CTL_INFLIGHT_MAX &&
-	    wbuf_pending(&c->out) < c->d->conf.control_output_max_bytes / 2) {
+	    wbuf_pending(&c->out) < c->d->conf.control_output_max_bytes) {
 		c->paused = false;
 		ctl_set_events(c);
 		/* Frames may already sit in the buffer: no EPOLLIN for them. */
@@ -478,7 +479,7 @@ ctl_process(struct ctl_conn *c)
 	while (!c->closing) {
 		if (c->ninflight >= CTL_INFLIGHT_MAX ||
 		    wbuf_pending(&c->out) >=
-		    c->d->conf.control_output_max_bytes / 2) {
+		    c->d->conf.control_output_max_bytes) {
 			c->paused = true;
 			break;
 		}
@@ -665,9 +666,10 @@ ctl_accept_one(struct fanoutd *d, int fd)
 static void
 ctl_accept_pause(struct fanoutd *d, int err)
 {
-	if (!d->accept_paused && log_limit(&fd_ll))
+	if (!d->accept_starved && log_limit(&fd_ll))
 		log_warnx("cannot accept control connections: %s; waiting "
 		    "for a descriptor to be closed", strerror(err));
+	d->accept_starved = true;
 	d->accept_paused = true;
 	(void)sd_event_source_set_enabled(d->ctl_src, SD_EVENT_OFF);
 	(void)sd_event_source_set_time_relative(d->accept_timer,
@@ -706,6 +708,10 @@ on_accept(sd_event_source *s, int lfd, uint32_t revents, void *arg)
 		fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
 		if (fd < 0)
 			break;
+		if (d->accept_starved) {
+			d->accept_starved = false;
+			log_notice("accepting control connections again");
+		}
 		ctl_accept_one(d, fd);
 	}
 	if (fd >= 0)
@@ -815,14 +821,16 @@ control_flush(struct ctl_conn *c)
 	if ((after = wbuf_pending(&c->out)) < before)
 		c->io_usec = loop_now(d);
 	ctl_account(c);
-	/* Replies it does not read: past its budget, or when all clients'
-	 * buffers are full, the client is cut off. */
-	if (after > d->conf.control_output_max_bytes) {
+	/* Replies it does not read: a whole budget that the socket does
+	 * not take, or any when all clients' buffers are full, and the
+	 * client is cut off.  (Requests are handled up to the budget; the
+	 * replies that fit in the socket do not count.) */
+	if (r == 1 && after >= d->conf.control_output_max_bytes) {
 		ctl_cut(c, "%llu bytes of replies unread, more than "
 		    "control_output_max_bytes", (unsigned long long)after);
 		return;
 	}
-	if (after > 0 && d->ctl_mem > d->conf.control_buffer_max_bytes) {
+	if (r == 1 && d->ctl_mem > d->conf.control_buffer_max_bytes) {
 		ctl_cut(c, "%llu bytes of replies unread while control "
 		    "buffers are full", (unsigned long long)after);
 		return;

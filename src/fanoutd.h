@@ -247,7 +247,8 @@ struct fanoutd {
 	struct ctl_conn	*ctls;
 	uint32_t	 nctls;
 	size_t		 ctl_mem;	/* buffers of every control client */
-	bool		 accept_paused;	/* out of descriptors */
+	bool		 accept_paused;	/* out of descriptors: listener off */
+	bool		 accept_starved;	/* and not one accepted since */
 	sd_event_source	*accept_timer;	/* retries a paused accept */
 	sd_event_source	*ctl_sweep;	/* idle and partial-frame deadlines */
 	sd_event_source	*flush_src;	/* one write pass per loop turn */
