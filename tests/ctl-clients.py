@@ -116,8 +116,16 @@ def fill(path):
     while len(held) < 5000:
         s = connect(path, blocking=True)
         s.settimeout(30)
-        s.sendall(STATUS)
-        if read_end(s) != 0:
+        try:
+            # A refused one may be closed before the request is written.
+            s.sendall(STATUS)
+        except OSError:
+            pass
+        try:
+            result = read_end(s)
+        except OSError:
+            result = None
+        if result != 0:
             s.close()
             break
         held.append(s)
