@@ -13,7 +13,8 @@
  * less than control_output_max_bytes of replies wait, and a client that
  * lets that much pile up unread is cut off; the buffers of
  * all clients together stay within control_buffer_max_bytes (input that
- * would pass it waits).  Out of descriptors, accepting pauses.
+ * would pass it waits).  Out of descriptors, accepting pauses until
+ * fanoutd closes one (control_fd_freed) or CTL_ACCEPT_RETRY_USEC pass.
  */
 #include "config.h"
 
