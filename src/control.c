@@ -316,7 +316,8 @@ ctl_send(struct ctl_conn *c, const struct frame_hdr *h, const uint8_t *p)
 		ctl_result(c, h->id, CTL_RES_BUSY, 0);
 		return;
 	}
-	log_debug("message %llu, %u bytes, from control client (pid %d, "
+	/* Per message: -vv (log_trace), at debug priority. */
+	log_trace("message %llu, %u bytes, from control client (pid %d, "
 	    "uid %u)", (unsigned long long)d->next_msg_id, len, (int)c->pid,
 	    (unsigned)c->uid);
 }
