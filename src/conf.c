@@ -50,6 +50,21 @@ static const struct conf_setting {
 	{ "control_socket", CT_PATH, offsetof(struct fanout_conf, control_socket),
 	    0, sizeof(((struct sockaddr_un *)0)->sun_path) - 1, 0,
 	    FANOUT_SOCKET_DEFAULT, NULL },
+	{ "control_max_connections", CT_INT,
+	    offsetof(struct fanout_conf, control_max_connections),
+	    4, 4096, 128, NULL, NULL },
+	{ "control_idle_timeout_ms", CT_INT,
+	    offsetof(struct fanout_conf, control_idle_timeout_ms),
+	    100, 3600000, 10000, NULL, NULL },
+	{ "control_frame_timeout_ms", CT_INT,
+	    offsetof(struct fanout_conf, control_frame_timeout_ms),
+	    100, 3600000, 5000, NULL, NULL },
+	{ "control_output_max_bytes", CT_INT,
+	    offsetof(struct fanout_conf, control_output_max_bytes),
+	    CTL_OUTPUT_MIN, INT32_MAX, 4 * 1024 * 1024, NULL, NULL },
+	{ "control_buffer_max_bytes", CT_INT,
+	    offsetof(struct fanout_conf, control_buffer_max_bytes),
+	    CTL_OUTPUT_MIN, INT32_MAX, 64 * 1024 * 1024, NULL, NULL },
 	{ "ack_timeout_ms", CT_INT, offsetof(struct fanout_conf, ack_timeout_ms),
 	    1, 3600000, 5000, NULL, NULL },
 	{ "max_message_bytes", CT_INT,
@@ -647,6 +662,17 @@ conf_check(const struct fanout_conf *conf, config_setting_t *const found[],
 		    "least max_message_bytes (%u), or the largest message "
 		    "never fits a queue", conf->queue_max_bytes,
 		    conf->max_message_bytes);
+		bad = 1;
+	}
+	if ((uint64_t)conf->control_buffer_max_bytes <
+	    (uint64_t)conf->control_output_max_bytes + conf->max_message_bytes) {
+		s = conf_blame(found, "control_buffer_max_bytes",
+		    "control_output_max_bytes", cf);
+		conf_error(errs, path, s, "control_buffer_max_bytes (%u) must "
+		    "be at least control_output_max_bytes (%u) plus "
+		    "max_message_bytes (%u), or one client cannot be served",
+		    conf->control_buffer_max_bytes,
+		    conf->control_output_max_bytes, conf->max_message_bytes);
 		bad = 1;
 	}
 	if (conf->base_port + conf->workers - 1 > 65535) {

@@ -44,6 +44,10 @@ enum handler_framing {
  * SIGKILL this much later. */
 #define HANDLER_KILL_GRACE_MS	2000
 
+/* The smallest control output budget: a CTL_STATS reply for the largest
+ * pool (about 500 KiB for 1024 workers) must fit in it. */
+#define CTL_OUTPUT_MIN		(1024 * 1024)
+
 /* Bounds of the handler setting's argv. */
 #define HANDLER_ARGS_MAX	64
 #define HANDLER_ARG_LEN_MAX	4095
@@ -65,6 +69,11 @@ struct fanout_conf {
 	uint32_t	 handler_mode;		/* enum handler_mode */
 	uint32_t	 handler_framing;	/* enum handler_framing */
 	uint32_t	 handler_timeout_ms;
+	uint32_t	 control_max_connections;
+	uint32_t	 control_idle_timeout_ms;
+	uint32_t	 control_frame_timeout_ms;
+	uint32_t	 control_output_max_bytes;
+	uint32_t	 control_buffer_max_bytes;
 	char		**handler;	/* argv, NULL ended; NULL: none */
 	char		*listen_address;
 	char		*control_socket;

@@ -3,11 +3,25 @@
  * The control socket: accept fanoutctl connections, read request frames,
  * dispatch them, and write replies that end with CTL_END.  Bad input gets an
  * error reply and that one connection closed; it never stops the daemon.
+ *
+ * Fairness (fanoutd(8), CONTROL SOCKET LIMITS): a uid other than root and
+ * fanoutd's own holds at most half of control_max_connections, and all
+ * such uids together all but CTL_CONNS_RESERVED of them; a connection with
+ * no request outstanding that moves no byte for control_idle_timeout_ms
+ * is closed, and so is one whose frame is not complete within
+ * control_frame_timeout_ms of its first byte; requests are handled while
+ * less than control_output_max_bytes of replies wait, and a client that
+ * lets that much pile up unread is cut off; the buffers of
+ * all clients together stay within control_buffer_max_bytes (input that
+ * would pass it waits).  Out of descriptors, accepting pauses until
+ * fanoutd closes one (control_fd_freed) or CTL_ACCEPT_RETRY_USEC pass.
  */
 #include "config.h"
 
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <errno.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,41 +32,116 @@
 #include "sock.h"
 #include "util.h"
 
-/* Unsent reply bytes past which a client is not read until it catches up. */
-#define CTL_OUT_HIGH	(1024 * 1024)
+/* Buffer bytes every connection may hold without counting against the
+ * total: its first read chunk.  Larger buffers are freed once empty. */
+#define CTL_KEEP_BYTES		(64 * 1024)
+/* Connections accepted per loop turn: the clients already in get their
+ * turn between batches. */
+#define CTL_ACCEPT_BATCH	64
+/* The deadline sweep runs this often: a quarter of the shorter timeout. */
+#define CTL_SWEEP_MIN_USEC	(10 * 1000)
+#define CTL_SWEEP_MAX_USEC	(1000 * 1000)
+/* How long the check at startup waits for an answer on a live socket. */
+#define CTL_PROBE_MS		1000
 
 /* Any client can cause these at will: rate-limited. */
 static struct log_limit bad_ll = LOG_LIMIT_INIT(LOG_WARNING,
     "bad control requests");
 static struct log_limit refused_ll = LOG_LIMIT_INIT(LOG_WARNING,
     "refused control connections");
+static struct log_limit cut_ll = LOG_LIMIT_INIT(LOG_WARNING,
+    "control clients cut off");
+static struct log_limit fd_ll = LOG_LIMIT_INIT(LOG_WARNING,
+    "pauses of the control socket for want of descriptors");
 
 static void	ctl_close(struct ctl_conn *);
-
-/* "pid P, uid U" of the client on fd, for the lines about it. */
-static const char *
-ctl_who(int fd, char *buf, size_t len)
-{
-	struct ucred cr;
-	socklen_t sl = sizeof(cr);
-
-	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &sl) == -1)
-		snprintf(buf, len, "unknown");
-	else
-		snprintf(buf, len, "pid %d, uid %u", (int)cr.pid,
-		    (unsigned)cr.uid);
-	return buf;
-}
 
 /* A request that breaks the protocol: logged, within the limit. */
 static void
 ctl_bad(const struct ctl_conn *c, const char *what)
 {
-	char who[48];
-
 	if (log_limit(&bad_ll))
-		log_warnx("control client (%s): %s; closing the connection",
-		    ctl_who(c->fd, who, sizeof(who)), what);
+		log_warnx("control client (pid %d, uid %u): %s; closing the "
+		    "connection", (int)c->pid, (unsigned)c->uid, what);
+}
+
+/* Brings c's share of d->ctl_mem up to date with its buffers. */
+static void
+ctl_account(struct ctl_conn *c)
+{
+	size_t mem = c->in.cap + c->out.cap;
+
+	c->d->ctl_mem = c->d->ctl_mem - c->mem + mem;
+	c->mem = mem;
+}
+
+static void	ctl_set_events(struct ctl_conn *);
+
+/* Memory was freed: clients waiting for it are read again. */
+static void
+ctl_mem_freed(struct fanoutd *d)
+{
+	struct ctl_conn *c;
+
+	for (c = d->ctls; c != NULL; c = c->next)
+		if (c->mem_wait) {
+			c->mem_wait = false;
+			ctl_set_events(c);
+		}
+}
+
+/* Large buffers go back once empty: a client holds what it needs now. */
+static void
+ctl_shrink(struct ctl_conn *c)
+{
+	size_t before = c->mem;
+
+	if (c->in.len == c->in.off && c->in.cap > CTL_KEEP_BYTES)
+		rbuf_free(&c->in);
+	if (wbuf_pending(&c->out) == 0 && c->out.cap > CTL_KEEP_BYTES)
+		wbuf_free(&c->out);
+	ctl_account(c);
+	if (c->mem < before)
+		ctl_mem_freed(c->d);
+}
+
+/* Whether reading from c may grow its input buffer: beyond the first
+ * chunk, only within control_buffer_max_bytes for all clients. */
+static bool
+ctl_may_read(struct ctl_conn *c)
+{
+	struct fanoutd *d = c->d;
+	size_t held = c->in.len - c->in.off, want = CTL_KEEP_BYTES;
+
+	if (held >= FANOUT_HDR_LEN)
+		want = FANOUT_HDR_LEN + (size_t)get_u32(c->in.buf + c->in.off +
+		    4);
+	if (want <= c->in.cap || want <= CTL_KEEP_BYTES)
+		return true;
+	/* rbuf doubles its buffer: count what it may take. */
+	if (d->ctl_mem + 2 * want - c->in.cap <= d->conf.control_buffer_max_bytes)
+		return true;
+	if (!c->mem_wait)
+		log_debug("control client (pid %d, uid %u): control buffers "
+		    "full (%zu bytes); its frame of %zu bytes waits",
+		    (int)c->pid, (unsigned)c->uid, d->ctl_mem, want);
+	c->mem_wait = true;
+	ctl_set_events(c);
+	return false;
+}
+
+/* The client broke a limit: it is closed at once, its replies dropped. */
+static void
+ctl_cut(struct ctl_conn *c, const char *fmt, unsigned long long n)
+{
+	if (log_limit(&cut_ll)) {
+		char what[160];
+
+		snprintf(what, sizeof(what), fmt, n);
+		log_warnx("control client (pid %d, uid %u): %s; closing the "
+		    "connection", (int)c->pid, (unsigned)c->uid, what);
+	}
+	ctl_close(c);
 }
 
 static int
@@ -163,7 +252,7 @@ ctl_set_events(struct ctl_conn *c)
 {
 	uint32_t ev = 0;
 
-	if (!c->paused && !c->closing)
+	if (!c->paused && !c->closing && !c->mem_wait)
 		ev |= EPOLLIN;
 	/* Replies go out from the flush at the end of the loop turn; only
 	 * a client that did not take them all needs EPOLLOUT. */
@@ -176,7 +265,7 @@ static void
 ctl_resume(struct ctl_conn *c)
 {
 	if (c->paused && c->ninflight < CTL_INFLIGHT_MAX &&
-	    wbuf_pending(&c->out) < CTL_OUT_HIGH) {
+	    wbuf_pending(&c->out) < c->d->conf.control_output_max_bytes) {
 		c->paused = false;
 		ctl_set_events(c);
 		/* Frames may already sit in the buffer: no EPOLLIN for them. */
@@ -222,9 +311,15 @@ ctl_send(struct ctl_conn *c, const struct frame_hdr *h, const uint8_t *p)
 	    req.flags) < 0) {
 		if (log_limit(&refused_ll))
 			log_warnx("out of memory: refusing a message of %u "
-			    "bytes", len);
+			    "bytes from pid %d, uid %u", len, (int)c->pid,
+			    (unsigned)c->uid);
 		ctl_result(c, h->id, CTL_RES_BUSY, 0);
+		return;
 	}
+	/* Per message: -vv (log_trace), at debug priority. */
+	log_trace("message %llu, %u bytes, from control client (pid %d, "
+	    "uid %u)", (unsigned long long)d->next_msg_id, len, (int)c->pid,
+	    (unsigned)c->uid);
 }
 
 /* A worker's counters for CTL_STATS. */
@@ -341,7 +436,6 @@ static void
 ctl_reload(struct ctl_conn *c, const struct frame_hdr *h, const uint8_t *p)
 {
 	struct fanoutd *d = c->d;
-	char who[48];
 
 	(void)p;
 	if (h->len != 0) {
@@ -354,8 +448,8 @@ ctl_reload(struct ctl_conn *c, const struct frame_hdr *h, const uint8_t *p)
 		ctl_result(c, h->id, CTL_RES_SHUTDOWN, 0);
 		return;
 	}
-	log_info("reload requested by control client (%s)",
-	    ctl_who(c->fd, who, sizeof(who)));
+	log_info("reload requested by control client (pid %d, uid %u)",
+	    (int)c->pid, (unsigned)c->uid);
 	c->ninflight++;
 	if (reload_start(d, c, h->id) == -EBUSY) {
 		c->ninflight--;
@@ -380,17 +474,20 @@ ctl_process(struct ctl_conn *c)
 {
 	struct frame_hdr h;
 	const uint8_t *p;
+	bool took = false;
 	size_t i;
 	int r;
 
 	while (!c->closing) {
 		if (c->ninflight >= CTL_INFLIGHT_MAX ||
-		    wbuf_pending(&c->out) >= CTL_OUT_HIGH) {
+		    wbuf_pending(&c->out) >=
+		    c->d->conf.control_output_max_bytes) {
 			c->paused = true;
 			break;
 		}
 		if ((r = rbuf_next(&c->in, &h, &p)) == 0)
 			break;
+		took = true;
 		if (r < 0) {
 			/* The header was decoded: its id is worth echoing.
 			 * Too big is a mistake, not an attack. */
@@ -416,6 +513,13 @@ ctl_process(struct ctl_conn *c)
 		}
 		handlers[i].run(c, &h, p);
 	}
+	/* A partial frame's deadline runs from its first bytes; frames held
+	 * back by the pause are not late. */
+	if (c->in.len == c->in.off || c->paused || c->closing)
+		c->frame_usec = 0;
+	else if (took || c->frame_usec == 0)
+		c->frame_usec = loop_now(c->d);
+	ctl_shrink(c);
 	ctl_set_events(c);
 	if (wbuf_pending(&c->out) > 0)
 		ctl_schedule_flush(c);
@@ -436,6 +540,12 @@ on_ctl_io(sd_event_source *s, int fd, uint32_t revents, void *arg)
 	}
 	if (!(revents & (EPOLLIN | EPOLLHUP | EPOLLERR)))
 		return 0;
+	if (!ctl_may_read(c)) {
+		/* Gone while it waited: nothing more to wait for. */
+		if (revents & (EPOLLHUP | EPOLLERR))
+			ctl_close(c);
+		return 0;
+	}
 	n = rbuf_read(&c->in, fd);
 	if (n == -EAGAIN)
 		return 0;
@@ -444,6 +554,8 @@ on_ctl_io(sd_event_source *s, int fd, uint32_t revents, void *arg)
 		ctl_close(c);
 		return 0;
 	}
+	c->io_usec = loop_now(c->d);
+	ctl_account(c);
 	ctl_process(c);
 	return 0;
 }
@@ -456,31 +568,77 @@ on_ctl_resume(sd_event_source *s, void *arg)
 	return 0;
 }
 
+/* Why a client of this uid may not have another connection, or NULL. */
+static const char *
+ctl_refusal(const struct fanoutd *d, uid_t uid, char *buf, size_t len)
+{
+	uint32_t max = d->conf.control_max_connections, n = 0;
+	const struct ctl_conn *c;
+
+	if (d->nctls >= max)
+		return "too many connections";
+	/* root and fanoutd's own uid may take the reserved slots, and any
+	 * number of them: a locked-out admin could not even look. */
+	if (uid == 0 || uid == geteuid())
+		return NULL;
+	if (d->nctls >= max - CTL_CONNS_RESERVED(max))
+		return "too many connections (the rest are kept for root)";
+	for (c = d->ctls; c != NULL; c = c->next)
+		if (c->uid == uid)
+			n++;
+	if (n >= max / 2) {
+		snprintf(buf, len, "uid %u holds %u connections, its most",
+		    (unsigned)uid, n);
+		return buf;
+	}
+	return NULL;
+}
+
+/* A connection refused: it learns why if it takes 40 bytes at once. */
+static void
+ctl_refuse(int fd, const struct ucred *cr, const char *why)
+{
+	struct ctl_end e = { .result = CTL_RES_BUSY };
+	struct wbuf wb;
+
+	if (log_limit(&refused_ll))
+		log_warnx("refusing a control connection (pid %d, uid %u): %s",
+		    (int)cr->pid, (unsigned)cr->uid, why);
+	/* One try: a client that cannot take 40 bytes learns nothing, but
+	 * it does not hold the daemon up. */
+	wbuf_init(&wb);
+	if (end_frame(&wb, 0, &e) == 0)
+		(void)wbuf_flush(&wb, fd);
+	wbuf_free(&wb);
+	close(fd);
+}
+
 static void
 ctl_accept_one(struct fanoutd *d, int fd)
 {
+	struct ucred cr = { .pid = 0, .uid = (uid_t)-1, .gid = (gid_t)-1 };
+	socklen_t sl = sizeof(cr);
 	struct ctl_conn *c;
+	const char *why;
+	char buf[64];
 
+	/* Unknown credentials count as a stranger's: uid -1 is no one's. */
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &sl) == -1)
+		cr.uid = (uid_t)-1;
 	/* (No stopping case: the listener is closed when stopping begins.) */
-	if (d->nctls >= CTL_CONNS_MAX || (c = calloc(1, sizeof(*c))) == NULL) {
-		struct ctl_end e = { .result = CTL_RES_BUSY };
-		struct wbuf wb;
-		char who[48];
-
-		if (log_limit(&refused_ll))
-			log_warnx("refusing a control connection (%s): too "
-			    "many connections", ctl_who(fd, who, sizeof(who)));
-		/* One try: a client that cannot take 40 bytes learns
-		 * nothing, but it does not hold the daemon up. */
-		wbuf_init(&wb);
-		if (end_frame(&wb, 0, &e) == 0)
-			(void)wbuf_flush(&wb, fd);
-		wbuf_free(&wb);
-		close(fd);
+	if ((why = ctl_refusal(d, cr.uid, buf, sizeof(buf))) != NULL) {
+		ctl_refuse(fd, &cr, why);
+		return;
+	}
+	if ((c = calloc(1, sizeof(*c))) == NULL) {
+		ctl_refuse(fd, &cr, "out of memory");
 		return;
 	}
 	c->d = d;
 	c->fd = fd;
+	c->uid = cr.uid;
+	c->pid = cr.pid;
+	c->io_usec = loop_now(d);
 	rbuf_init(&c->in, d->conf.max_message_bytes + CTL_SEND_LEN);
 	wbuf_init(&c->out);
 	if (sd_event_add_io(d->ev, &c->io_src, fd, EPOLLIN, on_ctl_io, c) < 0 ||
@@ -498,22 +656,119 @@ ctl_accept_one(struct fanoutd *d, int fd)
 		d->ctls->prev = c;
 	d->ctls = c;
 	d->nctls++;
+	log_debug("control client (pid %d, uid %u) connected, %u connections",
+	    (int)c->pid, (unsigned)c->uid, d->nctls);
+	if (d->nctls == 1)
+		(void)sd_event_source_set_enabled(d->ctl_sweep, SD_EVENT_ON);
+}
+
+/* Out of descriptors: accepting waits until one is closed (or a short
+ * while, for descriptors closed elsewhere) instead of failing again and
+ * again while the connection waits in the backlog. */
+static void
+ctl_accept_pause(struct fanoutd *d, int err)
+{
+	if (!d->accept_starved && log_limit(&fd_ll))
+		log_warnx("cannot accept control connections: %s; waiting "
+		    "for a descriptor to be closed", strerror(err));
+	d->accept_starved = true;
+	d->accept_paused = true;
+	(void)sd_event_source_set_enabled(d->ctl_src, SD_EVENT_OFF);
+	(void)sd_event_source_set_time_relative(d->accept_timer,
+	    CTL_ACCEPT_RETRY_USEC);
+	(void)sd_event_source_set_enabled(d->accept_timer, SD_EVENT_ONESHOT);
+}
+
+void
+control_fd_freed(struct fanoutd *d)
+{
+	if (!d->accept_paused || d->ctl_src == NULL)
+		return;
+	d->accept_paused = false;
+	(void)sd_event_source_set_enabled(d->accept_timer, SD_EVENT_OFF);
+	(void)sd_event_source_set_enabled(d->ctl_src, SD_EVENT_ON);
+}
+
+static int
+on_accept_retry(sd_event_source *s, uint64_t usec, void *arg)
+{
+	(void)s;
+	(void)usec;
+	control_fd_freed(arg);
+	return 0;
 }
 
 static int
 on_accept(sd_event_source *s, int lfd, uint32_t revents, void *arg)
 {
 	struct fanoutd *d = arg;
-	int fd;
+	int fd = -1, n;
 
 	(void)s;
 	(void)revents;
-	while ((fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC))
-	    >= 0)
+	for (n = 0; n < CTL_ACCEPT_BATCH; n++) {
+		fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		if (fd < 0)
+			break;
+		if (d->accept_starved) {
+			d->accept_starved = false;
+			log_notice("accepting control connections again");
+		}
 		ctl_accept_one(d, fd);
-	if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED &&
-	    log_limit(&refused_ll))
+	}
+	if (fd >= 0)
+		return 0;	/* more wait: the next turn takes them */
+	if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS ||
+	    errno == ENOMEM)
+		ctl_accept_pause(d, errno);
+	else if (errno != EAGAIN && errno != EINTR &&
+	    errno != ECONNABORTED && log_limit(&refused_ll))
 		log_warn("accepting a control connection");
+	return 0;
+}
+
+static uint64_t
+ctl_sweep_usec(const struct fanoutd *d)
+{
+	uint32_t ms = d->conf.control_idle_timeout_ms <
+	    d->conf.control_frame_timeout_ms ? d->conf.control_idle_timeout_ms :
+	    d->conf.control_frame_timeout_ms;
+	uint64_t usec = (uint64_t)ms * 1000 / 4;
+
+	if (usec < CTL_SWEEP_MIN_USEC)
+		return CTL_SWEEP_MIN_USEC;
+	return usec > CTL_SWEEP_MAX_USEC ? CTL_SWEEP_MAX_USEC : usec;
+}
+
+/* Idle clients and frames that do not come: closed at their deadlines.
+ * Idle: nothing outstanding and no byte moved either way; a client that
+ * waits for a reload or for acks is not idle. */
+static int
+on_ctl_sweep(sd_event_source *s, uint64_t usec, void *arg)
+{
+	struct fanoutd *d = arg;
+	uint64_t now = now_usec();
+	uint64_t idle = (uint64_t)d->conf.control_idle_timeout_ms * 1000;
+	uint64_t frame = (uint64_t)d->conf.control_frame_timeout_ms * 1000;
+	struct ctl_conn *c, *next;
+
+	(void)usec;
+	for (c = d->ctls; c != NULL; c = next) {
+		next = c->next;
+		if (c->frame_usec != 0 && now - c->frame_usec >= frame)
+			ctl_cut(c, "frame not complete after %llu ms",
+			    (unsigned long long)(now - c->frame_usec) / 1000);
+		else if (c->ninflight == 0 && now - c->io_usec >= idle) {
+			log_debug("control client (pid %d, uid %u): idle for "
+			    "%llu ms; closing the connection", (int)c->pid,
+			    (unsigned)c->uid,
+			    (unsigned long long)(now - c->io_usec) / 1000);
+			ctl_close(c);
+		}
+	}
+	(void)sd_event_source_set_time_relative(s, ctl_sweep_usec(d));
+	(void)sd_event_source_set_enabled(s, d->nctls > 0 ? SD_EVENT_ON :
+	    SD_EVENT_OFF);
 	return 0;
 }
 
@@ -537,6 +792,7 @@ ctl_close(struct ctl_conn *c)
 	if (c->next != NULL)
 		c->next->prev = c->prev;
 	d->nctls--;
+	d->ctl_mem -= c->mem;
 	c->io_src = sd_event_source_disable_unref(c->io_src);
 	c->resume_src = sd_event_source_disable_unref(c->resume_src);
 	close(c->fd);
@@ -545,11 +801,15 @@ ctl_close(struct ctl_conn *c)
 	free(c);
 	if (d->stopping)
 		fanoutd_check_done(d);
+	control_fd_freed(d);
+	ctl_mem_freed(d);
 }
 
 void
 control_flush(struct ctl_conn *c)
 {
+	struct fanoutd *d = c->d;
+	size_t before = wbuf_pending(&c->out), after;
 	int r;
 
 	c->dirty = false;
@@ -560,6 +820,24 @@ control_flush(struct ctl_conn *c)
 		ctl_close(c);
 		return;
 	}
+	if ((after = wbuf_pending(&c->out)) < before)
+		c->io_usec = loop_now(d);
+	ctl_account(c);
+	/* Replies it does not read: a whole budget that the socket does
+	 * not take, or any when all clients' buffers are full, and the
+	 * client is cut off.  (Requests are handled up to the budget; the
+	 * replies that fit in the socket do not count.) */
+	if (r == 1 && after >= d->conf.control_output_max_bytes) {
+		ctl_cut(c, "%llu bytes of replies unread, more than "
+		    "control_output_max_bytes", (unsigned long long)after);
+		return;
+	}
+	if (r == 1 && d->ctl_mem > d->conf.control_buffer_max_bytes) {
+		ctl_cut(c, "%llu bytes of replies unread while control "
+		    "buffers are full", (unsigned long long)after);
+		return;
+	}
+	ctl_shrink(c);
 	/* Requests taken before a bad frame still get their answers. */
 	if (r == 0 && c->closing && c->ninflight == 0) {
 		ctl_close(c);
@@ -569,22 +847,84 @@ control_flush(struct ctl_conn *c)
 	ctl_resume(c);
 }
 
+/*
+ * What listens on path, connected as fd: 1 if it answers a CTL_STATUS as a
+ * fanoutd does (its reply begins with a frame header of our protocol), 0 if
+ * it answers otherwise, closes, or says nothing within CTL_PROBE_MS.
+ */
+static int
+ctl_probe(int fd)
+{
+	uint8_t req[FANOUT_HDR_LEN], rep[FANOUT_HDR_LEN];
+	struct pollfd pfd = { .fd = fd, .events = POLLIN };
+	struct frame_hdr h;
+	uint64_t end = now_usec() + (uint64_t)CTL_PROBE_MS * 1000;
+	size_t got = 0;
+	ssize_t n;
+	int r;
+
+	frame_hdr_encode(req, CTL_STATUS, 0, 1);
+	if (write(fd, req, sizeof(req)) != (ssize_t)sizeof(req))
+		return 0;
+	while (got < sizeof(rep)) {
+		uint64_t now = now_usec();
+
+		if (now >= end)
+			return 0;
+		r = poll(&pfd, 1, (int)((end - now) / 1000) + 1);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0)
+			return 0;
+		if ((n = read(fd, rep + got, sizeof(rep) - got)) <= 0)
+			return 0;
+		got += (size_t)n;
+	}
+	return frame_hdr_decode(rep, FANOUT_PAYLOAD_MAX, &h) == 0 &&
+	    (h.type == CTL_END || h.type == CTL_WORKER ||
+	    h.type == CTL_DAEMON);
+}
+
 int
 control_start(struct fanoutd *d)
 {
 	const char *path = d->conf.control_socket;
+	struct stat st;
 	int fd, r;
 
-	/* Another daemon that answers owns the socket (one whose backlog
-	 * stays full is there too: -EAGAIN); a dead one's file is only in
-	 * the way. */
-	if ((fd = unix_connect(path, 1000)) >= 0 || fd == -EAGAIN) {
-		if (fd >= 0)
-			close(fd);
-		log_errx("another fanoutd is already running on %s", path);
+	/* Only a socket is ours to replace: never a file someone pointed
+	 * control_socket at by mistake. */
+	if (lstat(path, &st) == 0 && !S_ISSOCK(st.st_mode)) {
+		log_errx("control socket %s: exists and is not a socket; "
+		    "not removing it", path);
+		return -EEXIST;
+	}
+	/* A daemon that answers owns the socket (one whose backlog stays
+	 * full is there too: -EAGAIN); a dead one's file is only in the
+	 * way. */
+	if ((fd = unix_connect(path, 1000)) >= 0) {
+		r = ctl_probe(fd);
+		close(fd);
+		if (r)
+			log_errx("another fanoutd is already running on %s",
+			    path);
+		else
+			log_errx("another program listens on %s (it does not "
+			    "answer as fanoutd does); not starting", path);
+		return -EADDRINUSE;
+	}
+	if (fd == -EAGAIN) {
+		log_errx("a program listens on %s and does not accept "
+		    "(another fanoutd?); not starting", path);
 		return -EADDRINUSE;
 	}
 	if (fd == -ECONNREFUSED) {
+		/* lstat again: what is unlinked is the socket seen. */
+		if (lstat(path, &st) == 0 && !S_ISSOCK(st.st_mode)) {
+			log_errx("control socket %s: exists and is not a "
+			    "socket; not removing it", path);
+			return -EEXIST;
+		}
 		if (unlink(path) == -1 && errno != ENOENT) {
 			log_err("cannot remove stale control socket %s", path);
 			return -errno;
@@ -602,11 +942,19 @@ control_start(struct fanoutd *d)
 	}
 	d->ctl_fd = fd;
 	if ((r = sd_event_add_io(d->ev, &d->ctl_src, fd, EPOLLIN, on_accept,
-	    d)) < 0) {
+	    d)) < 0 ||
+	    (r = sd_event_add_time_relative(d->ev, &d->accept_timer,
+	    CLOCK_MONOTONIC, CTL_ACCEPT_RETRY_USEC, 10 * 1000, on_accept_retry,
+	    d)) < 0 ||
+	    (r = sd_event_add_time_relative(d->ev, &d->ctl_sweep,
+	    CLOCK_MONOTONIC, ctl_sweep_usec(d), ctl_sweep_usec(d) / 4,
+	    on_ctl_sweep, d)) < 0) {
 		log_errx("cannot watch control socket %s: %s", path,
 		    strerror(-r));
 		return r;
 	}
+	(void)sd_event_source_set_enabled(d->accept_timer, SD_EVENT_OFF);
+	(void)sd_event_source_set_enabled(d->ctl_sweep, SD_EVENT_OFF);
 	return 0;
 }
 
@@ -616,6 +964,8 @@ control_close_listener(struct fanoutd *d)
 	if (d->ctl_fd < 0)
 		return;
 	d->ctl_src = sd_event_source_disable_unref(d->ctl_src);
+	d->accept_timer = sd_event_source_disable_unref(d->accept_timer);
+	d->accept_paused = false;
 	close(d->ctl_fd);
 	d->ctl_fd = -1;
 	if (unlink(d->conf.control_socket) == -1 && errno != ENOENT)
@@ -636,6 +986,8 @@ control_close_all(struct fanoutd *d, bool now)
 		else
 			ctl_set_events(c);
 	}
+	if (now)
+		d->ctl_sweep = sd_event_source_disable_unref(d->ctl_sweep);
 }
 
 bool

@@ -305,18 +305,52 @@ on_stray(sd_event_source *s, const struct signalfd_siginfo *si, void *arg)
 	return 0;
 }
 
-/* One fd per worker link, per notify socket and per pidfd, plus clients. */
-static void
-raise_fd_limit(uint32_t workers)
-{
-	struct rlimit rl;
-	rlim_t need = (rlim_t)workers * 3 + CTL_CONNS_MAX + 64;
+/* Descriptors besides workers and clients: stdio, the event loop's epoll,
+ * signalfd and timerfds, the listener, the notify socket, libraries. */
+#define FDS_MARGIN	64
 
-	if (getrlimit(RLIMIT_NOFILE, &rl) == -1 || rl.rlim_cur >= need)
+/* Per worker: its link, its notify socket, its pidfd and, while it is
+ * spawned, both ends of its key's pipe. */
+unsigned long
+fanoutd_fds_needed(const struct fanout_conf *conf)
+{
+	return (unsigned long)conf->workers * 5 +
+	    conf->control_max_connections + FDS_MARGIN;
+}
+
+/*
+ * Raises the soft limit on open files to what the configuration needs.  A
+ * hard limit below that is worth a warning, not a refusal: fanoutd runs,
+ * and what does not fit fails one at a time (a worker that cannot start,
+ * a control connection accepted later).  With test set, only says so.
+ */
+static void
+fd_limit_check(const struct fanout_conf *conf, bool test)
+{
+	unsigned long need = fanoutd_fds_needed(conf);
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) == -1)
 		return;
-	rl.rlim_cur = need < rl.rlim_max ? need : rl.rlim_max;
+	if (rl.rlim_max != RLIM_INFINITY && rl.rlim_max < need)
+		log_warnx("the open file limit (%llu, hard) is below the %lu "
+		    "descriptors this configuration needs (%u workers, %u "
+		    "control connections); raise it (LimitNOFILE=, ulimit "
+		    "-Hn)", (unsigned long long)rl.rlim_max, need,
+		    conf->workers, conf->control_max_connections);
+	if (test || rl.rlim_cur >= need)
+		return;
+	rl.rlim_cur = rl.rlim_max != RLIM_INFINITY && rl.rlim_max < need ?
+	    rl.rlim_max : need;
 	if (setrlimit(RLIMIT_NOFILE, &rl) == -1)
-		log_warn("cannot raise the open file limit");
+		log_warn("cannot raise the open file limit to %llu",
+		    (unsigned long long)rl.rlim_cur);
+}
+
+void
+fanoutd_conf_changed(struct fanoutd *d)
+{
+	fd_limit_check(&d->conf, false);
 }
 
 static int
@@ -352,7 +386,7 @@ fanoutd_run(struct fanoutd *d)
 	if (sigprocmask(SIG_BLOCK, &set, NULL) == -1)
 		fatal("sigprocmask");
 	signal(SIGPIPE, SIG_IGN);
-	raise_fd_limit(d->conf.workers);
+	fd_limit_check(&d->conf, false);
 
 	if ((r = sd_event_new(&d->ev)) < 0) {
 		log_errx("cannot create the event loop: %s", strerror(-r));
@@ -485,6 +519,7 @@ main(int argc, char *argv[])
 	if (load_conf(&d) == -1)
 		return 1;
 	if (test) {
+		fd_limit_check(&d.conf, true);
 		if (verbose > 0)
 			conf_print(&d.conf, stdout);
 		printf("configuration OK\n");

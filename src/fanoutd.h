@@ -27,8 +27,13 @@
 #include "payload.h"
 #include "proto.h"
 
-/* Control connections served at once; more are refused with CTL_RES_BUSY. */
-#define CTL_CONNS_MAX		128
+/* Of control_max_connections, the slots only root and fanoutd's own uid
+ * may take: any other uid holds at most half of the slots, and all of them
+ * together all but these. */
+#define CTL_CONNS_RESERVED(max)	((max) / 8 < 2 ? 2 : (max) / 8)
+/* With no descriptor to accept into (EMFILE, ENFILE), accepting pauses
+ * until a descriptor is closed, or at most this long. */
+#define CTL_ACCEPT_RETRY_USEC	(250 * 1000)
 /* Broadcasts one control client may have unanswered; past this the daemon
  * stops reading from it (backpressure, not an error). */
 #define CTL_INFLIGHT_MAX	64
@@ -197,6 +202,12 @@ struct bcast {
 struct ctl_conn {
 	struct fanoutd	*d;
 	int		 fd;
+	uid_t		 uid;		/* SO_PEERCRED, at accept */
+	pid_t		 pid;
+	uint64_t	 io_usec;	/* bytes last moved, either way */
+	uint64_t	 frame_usec;	/* a partial frame's first bytes; 0: none */
+	size_t		 mem;		/* buffers held, in d->ctl_mem */
+	bool		 mem_wait;	/* not read: control buffers are full */
 	sd_event_source	*io_src;
 	sd_event_source	*resume_src;	/* reads buffered frames after a pause */
 	struct rbuf	 in;
@@ -235,6 +246,11 @@ struct fanoutd {
 	sd_event_source	*ctl_src;
 	struct ctl_conn	*ctls;
 	uint32_t	 nctls;
+	size_t		 ctl_mem;	/* buffers of every control client */
+	bool		 accept_paused;	/* out of descriptors: listener off */
+	bool		 accept_starved;	/* and not one accepted since */
+	sd_event_source	*accept_timer;	/* retries a paused accept */
+	sd_event_source	*ctl_sweep;	/* idle and partial-frame deadlines */
 	sd_event_source	*flush_src;	/* one write pass per loop turn */
 	sd_event_source	*tick_src;	/* stall and degraded checks */
 	sd_event_source	*done_src;	/* moves shutdown on, from the loop */
@@ -353,5 +369,13 @@ void	control_reload_end(struct ctl_conn *, uint64_t req_id,
 void	control_bcast_done(struct ctl_conn *);
 void	control_flush(struct ctl_conn *);
 bool	control_idle(const struct fanoutd *);
+/* A descriptor was closed: a paused accept may go on. */
+void	control_fd_freed(struct fanoutd *);
+
+/* fanoutd.c */
+/* Descriptors the configuration needs at most. */
+unsigned long fanoutd_fds_needed(const struct fanout_conf *);
+/* A reload applied d->conf: raise the open file limit if need be. */
+void	fanoutd_conf_changed(struct fanoutd *);
 
 #endif /* FANOUT_FANOUTD_H */

@@ -283,6 +283,7 @@ tcp_close(struct worker *w, bool drain)
 	l->io_src = sd_event_source_disable_unref(l->io_src);
 	close(l->fd);
 	l->fd = -1;
+	control_fd_freed(w->d);
 	l->connected = false;
 	auth_clear(&l->auth);
 	rbuf_free(&l->in);

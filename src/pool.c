@@ -71,8 +71,10 @@ static void
 worker_stop_notify(struct worker *w)
 {
 	w->notify_src = sd_event_source_disable_unref(w->notify_src);
-	if (w->notify_fd >= 0)
+	if (w->notify_fd >= 0) {
 		close(w->notify_fd);
+		control_fd_freed(w->d);
+	}
 	w->notify_fd = -1;
 }
 

@@ -422,6 +422,7 @@ apply(struct reload *r, struct fanout_conf *next)
 	old.control_socket = keep;
 
 	d->conf = *next;
+	fanoutd_conf_changed(d);
 	r->from = old.workers;
 	r->to = next->workers;
 	r->descending = next->base_port > old.base_port;

@@ -150,6 +150,15 @@ check_error() {
 	degraded_action|"restart"
 	degraded_action|""
 	degraded_action|1
+	control_max_connections|3
+	control_max_connections|4097
+	control_idle_timeout_ms|99
+	control_idle_timeout_ms|3600001
+	control_frame_timeout_ms|99
+	control_frame_timeout_ms|3600001
+	control_output_max_bytes|1048575
+	control_output_max_bytes|2147483648
+	control_buffer_max_bytes|1048575
 	EOF
 }
 
@@ -166,6 +175,18 @@ check_error() {
 	check_error "$CONF:2: queue_max_bytes: .*max_message_bytes.*"
 	# Equal is enough: the largest message fits an empty queue.
 	conf_file "max_message_bytes = 4096;" "queue_max_bytes = 4096;"
+	check_ok
+}
+
+@test "control_buffer_max_bytes must hold one client's budget and largest message" {
+	conf_file "control_output_max_bytes = 1048576;" \
+	    "control_buffer_max_bytes = 1048576;"
+	check_error "$CONF:2: control_buffer_max_bytes: .*control_output_max_bytes.*max_message_bytes.*"
+	conf_file "control_output_max_bytes = 1048576;" \
+	    "control_buffer_max_bytes = 1114112;"
+	check_ok
+	conf_file "control_max_connections = 4;" \
+	    "control_idle_timeout_ms = 100;" "control_frame_timeout_ms = 100;"
 	check_ok
 }
 

@@ -67,6 +67,13 @@ fanoutd_schedule_flush(struct fanoutd *d)
 	rec.sched_flush++;
 }
 
+/* A reload's new settings (the open file limit): nothing to do here. */
+void
+fanoutd_conf_changed(struct fanoutd *d)
+{
+	(void)d;
+}
+
 static int
 t_connect(struct worker *w)
 {

@@ -89,6 +89,13 @@ fanoutd_schedule_flush(struct fanoutd *d)
 	rec.sched_flush++;
 }
 
+/* A reload's new settings (the open file limit): nothing to do here. */
+void
+fanoutd_conf_changed(struct fanoutd *d)
+{
+	(void)d;
+}
+
 /*
  * The link, recorded.  Like the TCP link, closing one that is not open does
  * nothing, and closing one that is makes what was sent unsent again.
