@@ -691,12 +691,8 @@ parse_ms(const char *opt, const char *arg)
 static void
 ensure_std_fds(void)
 {
-	int fd;
-
-	while ((fd = open("/dev/null", O_RDWR | O_CLOEXEC)) >= 0 && fd <= 2)
-		(void)fcntl(fd, F_SETFD, 0);
-	if (fd > 2)
-		close(fd);
+	if (std_fds_open() == -1)
+		_exit(1);
 }
 
 int

@@ -267,19 +267,12 @@ static bool	stdin_closed;	/* at start: /dev/null stands in for it */
 static void
 std_fds(void)
 {
-	int fd;
+	int closed = std_fds_open();
 
-	for (fd = 0; fd <= 2; fd++) {
-		if (fcntl(fd, F_GETFD) != -1 || errno != EBADF)
-			continue;
-		/* The lowest free descriptor: this one. */
-		if (open("/dev/null", O_RDWR) != fd)
-			_exit(EXIT_FAILURE3);	/* no stderr to say so */
-		if (fd == STDIN_FILENO)
-			stdin_closed = true;
-		else if (fd == STDOUT_FILENO)
-			out_closed = true;
-	}
+	if (closed == -1)
+		_exit(EXIT_FAILURE3);	/* no stderr to say so */
+	stdin_closed = (closed & 1 << STDIN_FILENO) != 0;
+	out_closed = (closed & 1 << STDOUT_FILENO) != 0;
 }
 
 static void

@@ -486,6 +486,10 @@ main(int argc, char *argv[])
 	struct fanoutd d;
 	int ch, test = 0, verbose = 0, code;
 
+	/* Before anything is opened: a control socket or worker link on a
+	 * closed descriptor 1 or 2 would get the log lines. */
+	if (std_fds_open() == -1)
+		return 1;
 	memset(&d, 0, sizeof(d));
 	d.ctl_fd = -1;
 	d.start_usec = now_usec();

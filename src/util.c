@@ -4,6 +4,7 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -93,4 +94,20 @@ sig_default(const sigset_t *set)
 	for (sig = 1; sig < NSIG; sig++)
 		if (sigismember(set, sig) == 1)
 			(void)signal(sig, SIG_DFL);
+}
+
+int
+std_fds_open(void)
+{
+	int fd, closed = 0;
+
+	for (fd = 0; fd <= 2; fd++) {
+		if (fcntl(fd, F_GETFD) != -1 || errno != EBADF)
+			continue;
+		/* The lowest free descriptor: this one. */
+		if (open("/dev/null", O_RDWR) != fd)
+			return -1;
+		closed |= 1 << fd;
+	}
+	return closed;
 }

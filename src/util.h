@@ -36,5 +36,9 @@ size_t		 sig_stray(sigset_t *set, int sigs[SIG_STRAY_MAX]);
 /* Sets each signal in set back to SIG_DFL: one ignored by whoever started
  * the program (nohup ignores SIGHUP) would never reach a signalfd. */
 void		 sig_default(const sigset_t *set);
+/* Opens /dev/null on each of descriptors 0, 1 and 2 that is closed, so
+ * that no socket or pipe opened later becomes one of them.  Returns a mask
+ * of those that were closed (1 << fd), or -1 if one could not be opened. */
+int		 std_fds_open(void);
 
 #endif /* FANOUT_UTIL_H */

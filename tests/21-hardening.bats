@@ -232,3 +232,21 @@ ctl_vsz_kib() {
 	[ "$(printf '%s\n' "${lines[@]}" | grep -cE '^worker [0-2] .*  acked 1  ')" -eq 3 ] ||
 	    fail "expected 1 message acked by each worker" "$(show_run)"
 }
+
+@test "fanoutd started with stdin, stdout and stderr closed: /dev/null stands in, it serves" {
+	local pid
+
+	# Not under notify-wait: its own descriptors are what is tested.
+	spawn in_ns bash -c 'exec "$1" -c "$2" <&- >&- 2>&-' sh "$FANOUTD" "$CONF"
+	pid=$BG_PID
+	wait_for "[ -S '$SOCK' ] && ctl status >/dev/null 2>&1" "$(ms 10000)"
+	for fd in 0 1 2; do
+		[ "$(readlink "/proc/$pid/fd/$fd")" = /dev/null ] ||
+		    fail "fd $fd of fanoutd is $(readlink "/proc/$pid/fd/$fd")"
+	done
+	run --separate-stderr ctl send with closed stdio
+	assert_status 0
+	assert_send 3 "$ACKED" "$ACKED" "$ACKED"
+	kill -TERM "$pid"
+	wait_pid_gone "$pid" "$(ms 10000)" || fail "fanoutd did not stop"
+}
