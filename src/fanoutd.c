@@ -437,17 +437,13 @@ fanoutd_run(struct fanoutd *d)
 static int
 load_conf(struct fanoutd *d)
 {
-	char *text = NULL;
-	size_t len = 0;
-	FILE *errs;
+	char *errors;
 	int r;
 
-	if ((errs = open_memstream(&text, &len)) == NULL)
-		return conf_load(d->conf_path, &d->conf, stderr);
-	r = conf_load(d->conf_path, &d->conf, errs);
-	if (fclose(errs) == 0 && text != NULL)
-		log_lines(r == -1 ? LOG_ERR : LOG_WARNING, text);
-	free(text);
+	r = reload_load_conf(d->conf_path, &d->conf, &errors);
+	if (errors != NULL && errors[0] != '\0')
+		log_lines(r == -1 ? LOG_ERR : LOG_WARNING, errors);
+	free(errors);
 	return r;
 }
 
