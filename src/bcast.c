@@ -266,9 +266,6 @@ bcast_start(struct fanoutd *d, struct ctl_conn *c, uint64_t req_id,
 	b->wait = wait;
 	b->brief = (flags & CTL_SEND_BRIEF) != 0;
 	b->nslots = d->nworkers;
-	for (i = 0; i < b->nslots; i++)
-		if (d->workers[i]->member)
-			b->nworkers++;
 	b->prev = d->bcasts_tail;
 	if (d->bcasts_tail != NULL)
 		d->bcasts_tail->next = b;
@@ -278,17 +275,21 @@ bcast_start(struct fanoutd *d, struct ctl_conn *c, uint64_t req_id,
 	if (c != NULL)
 		c->ninflight++;
 
-	/* Queue on every worker first; npending covers them all before any
-	 * verdict is recorded, so the broadcast cannot finish half built. */
-	b->npending = b->nworkers + 1;
+	/* Queue on every worker first; npending covers every slot before
+	 * any verdict is recorded, so the broadcast cannot finish half
+	 * built, and drops the slots it is not for as it goes. */
+	b->npending = b->nslots + 1;
 	for (i = 0; i < b->nslots; i++) {
 		struct worker *w = d->workers[i];
 
 		b->res[i].port = w->port;
 		b->res[i].serial = w->serial;
-		if (!w->member)
-			continue;	/* added and not up yet, or retiring */
+		if (!w->member) {
+			b->npending--;	/* added and not up yet, or retiring */
+			continue;
+		}
 		b->res[i].member = true;
+		b->nworkers++;
 		b->res[i].pid = w->pid;
 		if (queue_push(&w->q, m) < 0) {
 			w->refused++;
