@@ -24,11 +24,27 @@ bcast_free_reasons(struct bcast *b)
 		free(b->res[i].reason);
 }
 
+/* A batch with its `queued' verdicts was lost (spooler.c): they were
+ * never on disk, and fanoutd is stopping. */
 static void
-bcast_finish(struct bcast *b)
+bcast_unspool(struct bcast *b)
+{
+	uint32_t i;
+
+	for (i = 0; i < b->nslots; i++)
+		if (b->res[i].member && b->res[i].outcome == ACK_QUEUED) {
+			b->res[i].outcome = ACK_SHUTDOWN;
+			b->nqueued--;
+		}
+}
+
+static void
+bcast_answer(struct bcast *b)
 {
 	struct fanoutd *d = b->d;
 
+	if (d->spool_failed && b->spool_batch >= d->spool_lost_batch)
+		bcast_unspool(b);
 	log_trace("message %llu, %zu byte%s, %u workers: %u acked, %u failed, "
 	    "%u queued", (unsigned long long)b->m->id,
 	    msg_payload_len(b->m), PLURAL(msg_payload_len(b->m)),
@@ -52,6 +68,40 @@ bcast_finish(struct bcast *b)
 	free(b);
 	if (d->stopping)
 		fanoutd_check_done(d);
+}
+
+/* Every worker has its verdict.  A `queued' one staged in the spool's
+ * current batch is true only once that is committed: until then the
+ * broadcast is held, and spooler_commit answers it. */
+static void
+bcast_finish(struct bcast *b)
+{
+	struct fanoutd *d = b->d;
+
+	if (b->spool_batch != 0 && b->spool_batch == d->spool_batch &&
+	    !d->spool_failed) {
+		b->held = true;
+		b->timer = sd_event_source_disable_unref(b->timer);
+		d->nheld++;
+		fanoutd_schedule_flush(d);
+		return;
+	}
+	bcast_answer(b);
+}
+
+void
+bcast_release_held(struct fanoutd *d)
+{
+	struct bcast *b, *next;
+
+	for (b = d->bcasts; b != NULL && d->nheld > 0; b = next) {
+		next = b->next;
+		if (!b->held)
+			continue;
+		b->held = false;
+		d->nheld--;
+		bcast_answer(b);
+	}
 }
 
 void
@@ -80,12 +130,53 @@ bcast_settle(struct bcast *b, uint32_t index, uint8_t outcome)
 		bcast_finish(b);
 }
 
-/* What a worker that does not ack in time gets: kept, unless the daemon is
- * going away and its queues with it. */
-static uint8_t
-unacked_outcome(const struct fanoutd *d)
+/* m leaves w's queue, unless some of it is written already: a message
+ * the spool could not take is refused, not kept in memory only. */
+static void
+unqueue(struct worker *w, struct msg *m)
 {
-	return d->stopping ? ACK_SHUTDOWN : ACK_QUEUED;
+	uint32_t i;
+
+	for (i = w->q.n; i-- > queue_first_unsent(&w->q); )
+		if (queue_at(&w->q, i) == m) {
+			msg_unref(queue_remove_at(&w->q, i));
+			return;
+		}
+}
+
+/*
+ * The verdict for m on worker w, which did not ack it in time or is
+ * away: kept (on disk, with a spool), unless the spool is full, or the
+ * daemon is going away with no spool to keep it in.
+ */
+static uint8_t
+unacked_outcome(struct worker *w, struct msg *m)
+{
+	struct fanoutd *d = w->d;
+
+	if (d->spool == NULL)
+		return d->stopping ? ACK_SHUTDOWN : ACK_QUEUED;
+	switch (spooler_keep(w, m)) {
+	case 0:
+		return ACK_QUEUED;
+	case -ENOSPC:
+		w->refused++;
+		unqueue(w, m);
+		return ACK_FULL;
+	default:
+		return ACK_SHUTDOWN;
+	}
+}
+
+/* The worker slot i of broadcast b stands for, if it still does. */
+static struct worker *
+bcast_worker(const struct bcast *b, uint32_t i)
+{
+	struct fanoutd *d = b->d;
+
+	if (i >= d->nworkers || d->workers[i]->serial != b->res[i].serial)
+		return NULL;
+	return d->workers[i];
 }
 
 /* A failed handler: the worker remembers it for status, the broadcast
@@ -142,6 +233,7 @@ bcast_acked(struct worker *w, uint32_t status, const uint8_t *reason,
 		w->last_rtt_us = 1;
 	w->rtt_sum_us += w->last_rtt_us;
 	w->rtt_hist[hist_bucket(w->last_rtt_us)]++;
+	spooler_acked(w, m);
 	if (status != HS_OK)
 		bcast_failed(w, m, status, reason, reason_len);
 	else if (m->b != NULL)
@@ -156,6 +248,7 @@ bcast_acked(struct worker *w, uint32_t status, const uint8_t *reason,
 void
 bcast_worker_removed(struct worker *w)
 {
+	uint64_t n;
 	uint32_t i;
 
 	for (i = 0; i < w->q.n; i++) {
@@ -164,6 +257,31 @@ bcast_worker_removed(struct worker *w)
 		if (m->b != NULL)
 			bcast_settle(m->b, w->index, ACK_REMOVED);
 	}
+	(void)spooler_drop(w->d, w->index, &n);
+}
+
+void
+bcast_drop_unsent(struct worker *w, uint32_t *count, uint64_t *first,
+    uint64_t *last)
+{
+	uint32_t keep = queue_first_unsent(&w->q);
+
+	*count = 0;
+	*first = *last = 0;
+	/* From the tail: nothing behind has to move. */
+	while (w->q.n > keep) {
+		struct msg *m = queue_remove_at(&w->q, w->q.n - 1);
+
+		if (*count == 0)
+			*last = m->id;
+		*first = m->id;
+		(*count)++;
+		if (m->b != NULL)
+			bcast_settle(m->b, w->index, ACK_REMOVED);
+		spooler_acked(w, m);	/* as good as acked: gone */
+		msg_unref(m);
+	}
+	fanoutd_schedule_flush(w->d);
 }
 
 void
@@ -172,12 +290,22 @@ bcast_worker_away(struct worker *w)
 	struct fanoutd *d = w->d;
 	uint32_t i;
 
-	/* Settling may finish a broadcast, which never touches queues. */
-	for (i = 0; i < w->q.n; i++) {
+	/* Settling may finish a broadcast, which never touches queues;
+	 * a message the spool refuses leaves the queue (unacked_outcome). */
+	for (i = 0; i < w->q.n; ) {
 		struct msg *m = queue_at(&w->q, i);
 
-		if (m->b != NULL && (!m->b->wait || d->stopping))
-			bcast_settle(m->b, w->index, unacked_outcome(d));
+		if (m->b != NULL && (!m->b->wait || d->stopping) &&
+		    m->b->res[w->index].outcome == ACK_NONE &&
+		    m->b->res[w->index].member) {
+			struct bcast *b = m->b;
+			uint32_t n = w->q.n;
+
+			bcast_settle(b, w->index, unacked_outcome(w, m));
+			if (w->q.n < n)
+				continue;
+		}
+		i++;
 	}
 }
 
@@ -218,7 +346,10 @@ on_deadline(sd_event_source *s, uint64_t usec, void *arg)
 	(void)usec;
 	for (i = 0; i < b->nslots; i++)
 		if (b->res[i].member && b->res[i].outcome == ACK_NONE) {
-			b->res[i].outcome = unacked_outcome(b->d);
+			struct worker *w = bcast_worker(b, i);
+
+			b->res[i].outcome = w == NULL ? ACK_REMOVED :
+			    unacked_outcome(w, b->m);
 			if (b->res[i].outcome == ACK_QUEUED) {
 				b->nqueued++;
 				if (nlate < LATE_NAMED)
@@ -243,19 +374,17 @@ bcast_start(struct fanoutd *d, struct ctl_conn *c, uint64_t req_id,
 	int r;
 
 	b = calloc(1, sizeof(*b) + d->nworkers * sizeof(b->res[0]));
-	m = malloc(sizeof(*m) + FANOUT_HDR_LEN + len);
+	/* Its one reference is the broadcast's own. */
+	m = msg_new(d->next_msg_id + 1, loop_now(d), data, len);
 	if (b == NULL || m == NULL) {
 		free(b);
 		free(m);
 		return -ENOMEM;
 	}
-	m->refs = 1;		/* the broadcast's own */
-	m->id = ++d->next_msg_id;
-	m->accepted_usec = loop_now(d);
+	/* Before the broadcast is in the list: this may commit, and a
+	 * commit answers broadcasts. */
+	spooler_use_id(d, ++d->next_msg_id);
 	m->b = b;
-	m->len = FANOUT_HDR_LEN + len;
-	frame_hdr_encode(m->frame, MSG_DATA, (uint32_t)len, m->id);
-	memcpy(m->frame + FANOUT_HDR_LEN, data, len);
 	d->accepted++;
 
 	b->d = d;
@@ -298,7 +427,7 @@ bcast_start(struct fanoutd *d, struct ctl_conn *c, uint64_t req_id,
 		else if (w->state == W_UP)
 			worker_kick(w);
 		else if (!wait)
-			bcast_settle(b, i, ACK_QUEUED);
+			bcast_settle(b, i, unacked_outcome(w, m));
 	}
 	r = sd_event_add_time_relative(d->ev, &b->timer, CLOCK_MONOTONIC,
 	    (uint64_t)timeout_ms * 1000, 1000, on_deadline, b);
@@ -320,17 +449,32 @@ bcast_detach_client(struct fanoutd *d, struct ctl_conn *c)
 			b->c = NULL;
 }
 
-/* Answers every broadcast still open; what has not come never will. */
+/* Answers every broadcast still open; what has not come never will, and
+ * is kept in the spool if there is one. */
 void
 bcast_abort_all(struct fanoutd *d)
 {
-	while (d->bcasts != NULL) {
-		struct bcast *b = d->bcasts;
+	struct bcast *b, *next;
+
+	for (b = d->bcasts; b != NULL; b = next) {
 		uint32_t i;
 
-		for (i = 0; i < b->nslots; i++)
-			if (b->res[i].member && b->res[i].outcome == ACK_NONE)
-				b->res[i].outcome = ACK_SHUTDOWN;
+		next = b->next;
+		if (b->held)
+			continue;
+		for (i = 0; i < b->nslots; i++) {
+			struct worker *w = bcast_worker(b, i);
+
+			if (!b->res[i].member ||
+			    b->res[i].outcome != ACK_NONE)
+				continue;
+			b->res[i].outcome = w == NULL || d->spool == NULL ?
+			    ACK_SHUTDOWN : unacked_outcome(w, b->m);
+			if (b->res[i].outcome == ACK_QUEUED)
+				b->nqueued++;
+		}
 		bcast_finish(b);
 	}
+	/* Held for a commit: only fanoutd_free comes back here, and it
+	 * commits and drops the replies itself. */
 }

@@ -26,7 +26,9 @@
 #include "sock.h"
 #include "util.h"
 
-enum conf_type { CT_INT, CT_ADDR, CT_PATH, CT_ENUM, CT_ARGV };
+/* CT_INT and CT_ENUM fill a uint32_t, CT_BOOL a bool, CT_SIZE a uint64_t,
+ * CT_ADDR and CT_PATH a string, CT_ARGV a NULL-ended array of them. */
+enum conf_type { CT_INT, CT_ADDR, CT_PATH, CT_ENUM, CT_ARGV, CT_BOOL, CT_SIZE };
 
 static const char *const degraded_actions[] = DEGRADED_ACTION_NAMES;
 static const char *const handler_modes[] = HANDLER_MODE_NAMES;
@@ -109,6 +111,14 @@ static const struct conf_setting {
 	{ "handler_timeout_ms", CT_INT,
 	    offsetof(struct fanout_conf, handler_timeout_ms),
 	    100, 3600000, 10000, NULL, NULL },
+	{ "spool", CT_BOOL, offsetof(struct fanout_conf, spool),
+	    0, 0, 0, NULL, NULL },
+	/* The default is the unit's StateDirectory= (conf_spool_dir). */
+	{ "spool_dir", CT_PATH, offsetof(struct fanout_conf, spool_dir),
+	    0, 4000, 0, "", NULL },
+	{ "spool_max_bytes", CT_SIZE,
+	    offsetof(struct fanout_conf, spool_max_bytes),
+	    1024 * 1024, 1LL << 40, 1LL << 30, NULL, NULL },
 };
 
 static void
@@ -151,6 +161,21 @@ conf_lookup(const char *name)
 	return NULL;
 }
 
+/*
+ * Where the spool lives unless spool_dir says: the state directory systemd
+ * made for the unit (StateDirectory=; the first, if it lists several),
+ * else the package's.
+ */
+static char *
+conf_spool_dir(void)
+{
+	const char *sd = getenv("STATE_DIRECTORY");
+
+	if (sd != NULL && sd[0] == '/')
+		return strndup(sd, strcspn(sd, ":"));
+	return strdup(FANOUT_SPOOL_DIR_DEFAULT);
+}
+
 static int
 conf_set_defaults(struct fanout_conf *conf)
 {
@@ -163,11 +188,18 @@ conf_set_defaults(struct fanout_conf *conf)
 
 		if (cs->type == CT_INT || cs->type == CT_ENUM)
 			*(uint32_t *)field = (uint32_t)cs->defint;
+		else if (cs->type == CT_BOOL)
+			*(bool *)field = cs->defint != 0;
+		else if (cs->type == CT_SIZE)
+			*(uint64_t *)field = (uint64_t)cs->defint;
 		else if (cs->type == CT_ARGV)
 			*(char ***)field = NULL;
 		else if ((*(char **)field = strdup(cs->defstr)) == NULL)
 			return -1;
 	}
+	free(conf->spool_dir);
+	if ((conf->spool_dir = conf_spool_dir()) == NULL)
+		return -1;
 	return 0;
 }
 
@@ -300,7 +332,15 @@ conf_apply(const struct conf_setting *cs, config_setting_t *s,
 	long long v;
 	char *dup;
 
-	if (cs->type == CT_INT) {
+	if (cs->type == CT_BOOL) {
+		if (config_setting_type(s) != CONFIG_TYPE_BOOL) {
+			conf_error(errs, path, s, "must be true or false");
+			return -1;
+		}
+		*(bool *)field = config_setting_get_bool(s) != 0;
+		return 0;
+	}
+	if (cs->type == CT_INT || cs->type == CT_SIZE) {
 		int t = config_setting_type(s);
 
 		if (t != CONFIG_TYPE_INT && t != CONFIG_TYPE_INT64) {
@@ -313,7 +353,10 @@ conf_apply(const struct conf_setting *cs, config_setting_t *s,
 			    "must be between %lld and %lld", cs->min, cs->max);
 			return -1;
 		}
-		*(uint32_t *)field = (uint32_t)v;
+		if (cs->type == CT_SIZE)
+			*(uint64_t *)field = (uint64_t)v;
+		else
+			*(uint32_t *)field = (uint32_t)v;
 		return 0;
 	}
 	if (cs->type == CT_ARGV)
@@ -708,6 +751,7 @@ conf_free(struct fanout_conf *conf)
 	free(conf->listen_address);
 	free(conf->control_socket);
 	free(conf->worker_path);
+	free(conf->spool_dir);
 	conf_argv_free(conf->handler);
 	memset(conf, 0, sizeof(*conf));
 }
@@ -724,6 +768,16 @@ conf_format(const struct conf_setting *cs, const struct fanout_conf *conf,
 	switch (cs->type) {
 	case CT_INT:
 		snprintf(buf, len, "%u", *(const uint32_t *)field);
+		break;
+	case CT_BOOL:
+		snprintf(buf, len, "%s", *(const bool *)field ? "true" :
+		    "false");
+		break;
+	case CT_SIZE:
+		/* libconfig reads a 64-bit integer only with its suffix. */
+		snprintf(buf, len, "%llu%s",
+		    (unsigned long long)*(const uint64_t *)field,
+		    *(const uint64_t *)field > INT32_MAX ? "L" : "");
 		break;
 	case CT_ENUM:
 		snprintf(buf, len, "\"%s\"",

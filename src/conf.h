@@ -3,6 +3,7 @@
 #ifndef FANOUT_CONF_H
 #define FANOUT_CONF_H
 
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 
@@ -18,6 +19,10 @@
 #define FANOUT_CONF_DEFAULT	SYSCONFDIR "/fanout.conf"
 #define FANOUT_SOCKET_DEFAULT	RUNSTATEDIR "/fanout/control.sock"
 #define FANOUT_WORKER_DEFAULT	PKGLIBEXECDIR "/fanout-worker"
+#ifndef LOCALSTATEDIR
+#define LOCALSTATEDIR	"/var"
+#endif
+#define FANOUT_SPOOL_DIR_DEFAULT	LOCALSTATEDIR "/lib/fanout"
 
 /* What fanoutd does once no worker has been up for degraded_timeout_ms. */
 enum degraded_action {
@@ -74,10 +79,13 @@ struct fanout_conf {
 	uint32_t	 control_frame_timeout_ms;
 	uint32_t	 control_output_max_bytes;
 	uint32_t	 control_buffer_max_bytes;
+	bool		 spool;		/* keep queued messages on disk */
+	uint64_t	 spool_max_bytes;
 	char		**handler;	/* argv, NULL ended; NULL: none */
 	char		*listen_address;
 	char		*control_socket;
 	char		*worker_path;
+	char		*spool_dir;
 };
 
 /* Loads path into conf, defaults first.  Each problem is written to errs as

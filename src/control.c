@@ -25,11 +25,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "fanoutd.h"
 #include "log.h"
 #include "sock.h"
+#include "spool.h"
 #include "util.h"
 
 /* Buffer bytes every connection may hold without counting against the
@@ -356,6 +358,8 @@ ctl_status_reply(struct ctl_conn *c, const struct frame_hdr *h,
 		.pid = (uint32_t)getpid(),
 		.degraded_ms = d->degraded ?
 		    (uint32_t)((now - d->none_up_usec) / 1000) : 0,
+		.spool_bytes = d->spool ? spool_bytes(d->spool) : 0,
+		.spool_max_bytes = d->spool ? spool_max_bytes(d->spool) : 0,
 	};
 	struct ctl_end e = {
 		.result = CTL_RES_OK,
@@ -457,6 +461,145 @@ ctl_reload(struct ctl_conn *c, const struct frame_hdr *h, const uint8_t *p)
 	}
 }
 
+static void
+ctl_qstat_frame(struct ctl_conn *c, uint64_t req_id, const struct ctl_qstat *q)
+{
+	uint8_t p[CTL_QSTAT_LEN];
+
+	ctl_qstat_encode(p, q);
+	ctl_frame(c, CTL_QSTAT, req_id, p, sizeof(p));
+}
+
+/* What is queued for a worker of the pool: its queue, with what of it
+ * the spool holds. */
+static void
+ctl_qstat_worker(const struct worker *w, uint64_t now, struct ctl_qstat *q)
+{
+	struct fanoutd *d = w->d;
+	struct spool_stat st = { 0 };
+
+	q->worker = w->index;
+	q->flags = CTL_QSTAT_CONFIGURED;
+	q->state = (uint16_t)worker_wire_state(w);
+	q->messages = w->q.n;
+	q->bytes = w->q.bytes;
+	q->oldest_ms = w->q.n > 0 && now > queue_at(&w->q, 0)->accepted_usec ?
+	    (now - queue_at(&w->q, 0)->accepted_usec) / 1000 : 0;
+	if (d->spool != NULL &&
+	    spool_worker_stats(d->spool, w->index, &st) == 0)
+		q->spooled = st.count;
+}
+
+/* A worker index the pool does not have: what the spool holds for it. */
+static void
+ctl_qstat_spooled(const struct spool_stat *st, struct ctl_qstat *q)
+{
+	struct timespec ts;
+	uint64_t real;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	real = (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
+	memset(q, 0, sizeof(*q));
+	q->worker = st->worker;
+	q->messages = q->spooled = st->count;
+	q->bytes = st->bytes;
+	q->oldest_ms = st->count > 0 && real > st->oldest_usec ?
+	    (real - st->oldest_usec) / 1000 : 0;
+}
+
+static void
+ctl_queue_list(struct ctl_conn *c, uint64_t req_id)
+{
+	struct fanoutd *d = c->d;
+	uint64_t now = loop_now(d);
+	struct spool_stat st;
+	struct ctl_qstat q;
+	size_t i, n = d->spool ? spool_nworkers(d->spool) : 0;
+	uint32_t w;
+
+	/* In index order: the pool's, with the spool's beyond it. */
+	for (w = 0; w < d->nworkers; w++) {
+		ctl_qstat_worker(d->workers[w], now, &q);
+		ctl_qstat_frame(c, req_id, &q);
+	}
+	for (i = 0; i < n; i++)
+		if (spool_worker_at(d->spool, i, &st) == 0 &&
+		    st.worker >= d->nworkers && st.count > 0) {
+			ctl_qstat_spooled(&st, &q);
+			ctl_qstat_frame(c, req_id, &q);
+		}
+}
+
+/* The messages nobody will take, dropped on an administrator's word. */
+static uint32_t
+ctl_queue_drop(struct ctl_conn *c, uint64_t req_id, uint32_t index)
+{
+	struct fanoutd *d = c->d;
+	struct spool_stat st = { 0 };
+	struct ctl_qstat q = { .worker = index };
+	uint64_t first, last, n;
+	uint32_t count;
+
+	if (index < d->nworkers) {
+		struct worker *w = d->workers[index];
+
+		q.flags = CTL_QSTAT_CONFIGURED;
+		q.state = (uint16_t)worker_wire_state(w);
+		q.bytes = w->q.bytes;
+		bcast_drop_unsent(w, &count, &first, &last);
+		q.bytes -= w->q.bytes;
+		q.messages = count;
+		if (count > 0)
+			log_notice("worker %u: %u queued message%s (ids %llu "
+			    "to %llu, %llu byte%s) dropped by control client "
+			    "(pid %d, uid %u)", index, count, PLURAL(count),
+			    (unsigned long long)first,
+			    (unsigned long long)last,
+			    (unsigned long long)q.bytes, PLURAL(q.bytes),
+			    (int)c->pid, (unsigned)c->uid);
+		ctl_qstat_frame(c, req_id, &q);
+		return CTL_RES_OK;
+	}
+	if (d->spool == NULL ||
+	    spool_worker_stats(d->spool, index, &st) < 0 || st.count == 0)
+		return CTL_RES_NOWORKER;
+	if (spooler_drop(d, index, &n) < 0)
+		return CTL_RES_SHUTDOWN;	/* the spool failed: stopping */
+	q.messages = q.spooled = n;
+	q.bytes = st.bytes;
+	log_notice("worker %u (not configured): %llu spooled message%s "
+	    "(%llu byte%s) dropped by control client (pid %d, uid %u)", index,
+	    (unsigned long long)n, PLURAL(n), (unsigned long long)st.bytes,
+	    PLURAL(st.bytes), (int)c->pid, (unsigned)c->uid);
+	ctl_qstat_frame(c, req_id, &q);
+	return CTL_RES_OK;
+}
+
+static void
+ctl_queue(struct ctl_conn *c, const struct frame_hdr *h, const uint8_t *p)
+{
+	struct fanoutd *d = c->d;
+	struct ctl_queue rq;
+	struct ctl_end e = { .result = CTL_RES_OK };
+
+	if (ctl_queue_decode(p, h->len, &rq) < 0 ||
+	    (rq.op != CTL_QUEUE_LIST && rq.op != CTL_QUEUE_DROP)) {
+		ctl_bad(c, "malformed queue request");
+		ctl_result(c, h->id, CTL_RES_BADFRAME, 0);
+		c->closing = true;
+		return;
+	}
+	if (rq.op == CTL_QUEUE_LIST)
+		ctl_queue_list(c, h->id);
+	else if (d->stopping)
+		e.result = CTL_RES_SHUTDOWN;
+	else
+		e.result = ctl_queue_drop(c, h->id, rq.worker);
+	e.acked = d->nup;
+	e.workers = d->nworkers;
+	ctl_end(c, h->id, &e);
+}
+
 static const struct ctl_handler {
 	uint8_t	 type;
 	void	(*run)(struct ctl_conn *, const struct frame_hdr *,
@@ -466,6 +609,7 @@ static const struct ctl_handler {
 	{ CTL_STATUS,	ctl_status },
 	{ CTL_STATS,	ctl_stats },
 	{ CTL_RELOAD,	ctl_reload },
+	{ CTL_QUEUE,	ctl_queue },
 };
 
 /* Handles the complete frames buffered, as far as backpressure allows. */

@@ -62,6 +62,7 @@ struct ctl {
 	bool		 quiet;		/* send -: print failures only */
 	bool		 json;
 	bool		 prometheus;	/* stats: the Prometheus text format */
+	bool		 sending;	/* a send may be in the daemon's hands */
 	struct check_limits check;
 	int		 fd;
 	struct rbuf	 in;
@@ -72,6 +73,7 @@ static int	cmd_status(struct ctl *, int, char **);
 static int	cmd_stats(struct ctl *, int, char **);
 static int	cmd_check(struct ctl *, int, char **);
 static int	cmd_reload(struct ctl *, int, char **);
+static int	cmd_queue(struct ctl *, int, char **);
 struct cmd;
 static void	send_option(struct ctl *, const struct cmd *, int);
 static void	check_option(struct ctl *, const struct cmd *, int);
@@ -161,6 +163,12 @@ static const struct cmd {
 	    "Prometheus format", stats_option },
 	{ "reload", NULL, NULL, 0, 0, cmd_reload, "",
 	    "reread the configuration file, apply it, report each change",
+	    NULL },
+	{ "queue", NULL, NULL, 0, 0, cmd_queue, "",
+	    "what is queued for each worker, in memory and in the spool",
+	    NULL },
+	{ "queue", NULL, NULL, 2, 2, cmd_queue, "drop WORKER",
+	    "drop what is queued for WORKER and not yet written to it",
 	    NULL },
 	{ NULL, NULL, NULL, 0, 0, NULL, NULL, NULL, NULL }
 };
@@ -397,6 +405,7 @@ reply_free(struct reply *rp)
 	for (i = 0; i < rp->nchanges; i++)
 		free(rp->changes[i].text);
 	free(rp->changes);
+	free(rp->qstats);
 	free(rp->rec);
 	free(rp->reasons);
 	free(rp->hist);
@@ -519,6 +528,20 @@ reply_add(struct reply *rp, const struct frame_hdr *h, const uint8_t *p)
 		if (reply_change(rp, h, p) < 0)
 			break;
 		return 0;
+	case CTL_QSTAT:
+		if (rp->nqstats == FANOUT_WORKERS_MAX * 2)
+			break;
+		if (rp->nqstats == rp->capqstats) {
+			rp->capqstats = rp->capqstats ? rp->capqstats * 2 : 16;
+			rp->qstats = reallocarray(rp->qstats, rp->capqstats,
+			    sizeof(*rp->qstats));
+			if (rp->qstats == NULL)
+				die("out of memory");
+		}
+		if (ctl_qstat_decode(p, h->len, &rp->qstats[rp->nqstats]) < 0)
+			break;
+		rp->nqstats++;
+		return 0;
 	case CTL_END:
 		if (ctl_end_decode(p, h->len, &rp->end) < 0)
 			break;
@@ -564,9 +587,19 @@ frame_send(struct wbuf *wb, uint64_t req_id, const struct ctl *ctl,
 static void
 die_io(const struct ctl *ctl, int r)
 {
+	/* A send fanoutd may have accepted, queued and spooled: saying it
+	 * failed would be as wrong as saying it went. */
+	if (r == -ETIMEDOUT && ctl->sending)
+		die("no reply from fanoutd within %u ms: outcome unknown (the "
+		    "message may have been accepted; fanoutctl status and the "
+		    "journal tell more)", ctl->timeout_ms + REPLY_GRACE_MS);
 	if (r == -ETIMEDOUT)
 		die("no reply from fanoutd within %u ms",
 		    ctl->timeout_ms + REPLY_GRACE_MS);
+	if (r == -ECONNRESET && ctl->sending)
+		die("fanoutd closed the connection before answering: outcome "
+		    "unknown (the message may have been accepted and queued; "
+		    "was fanoutd stopped or did it crash?)");
 	if (r == -ECONNRESET)
 		die("fanoutd closed the connection without answering");
 	if (r == -EPROTO)
@@ -612,7 +645,9 @@ send_one(struct ctl *ctl, const char *msg, size_t len)
 	wbuf_init(&wb);
 	if (frame_send(&wb, 1, ctl, msg, len) < 0)
 		die("out of memory");
+	ctl->sending = true;
 	ctl_request(ctl, &wb, &rp);
+	ctl->sending = false;
 	if (rp.end.result != CTL_RES_OK && rp.end.result != CTL_RES_PARTIAL)
 		die_result(&rp, len);
 	output_send(&rp, ctl->json);
@@ -886,6 +921,7 @@ send_stream(struct ctl *ctl)
 	/* One line or object per message names only the workers that did
 	 * not ack: the others' records need not cross the socket. */
 	ctl->send_flags |= CTL_SEND_BRIEF;
+	ctl->sending = true;
 	ctl_connect(ctl);
 	wbuf_init(&wb);
 	die_stream = &st;
@@ -1043,6 +1079,46 @@ cmd_reload(struct ctl *ctl, int argc, char **argv)
 		r = EXIT_FAILURE3;
 		break;
 	}
+	reply_free(&rp);
+	return r;
+}
+
+/* queue: what waits for each worker; queue drop WORKER: 0 dropped (or
+ * nothing to drop), 3 no such worker or refused. */
+static int
+cmd_queue(struct ctl *ctl, int argc, char **argv)
+{
+	struct ctl_queue q = { .op = CTL_QUEUE_LIST };
+	uint8_t p[CTL_QUEUE_LEN];
+	struct reply rp = { 0 };
+	struct wbuf wb;
+	uint64_t v;
+	int r;
+
+	if (argc == 2) {
+		if (strcmp(argv[0], "drop") != 0) {
+			fprintf(stderr, "fanoutctl: queue %s: unknown; "
+			    "\"queue drop WORKER\" drops a queue\n", argv[0]);
+			return EXIT_USAGE;
+		}
+		if (parse_uint(argv[1], 0, UINT32_MAX - 1, &v) < 0) {
+			fprintf(stderr, "fanoutctl: queue drop: %s: not a "
+			    "worker index\n", argv[1]);
+			return EXIT_USAGE;
+		}
+		q.op = CTL_QUEUE_DROP;
+		q.worker = (uint32_t)v;
+	}
+	ctl_queue_encode(p, &q);
+	wbuf_init(&wb);
+	if (wbuf_frame(&wb, CTL_QUEUE, 1, p, sizeof(p)) < 0)
+		die("out of memory");
+	ctl_request(ctl, &wb, &rp);
+	if (rp.end.result != CTL_RES_OK)
+		die("queue%s: %s", q.op == CTL_QUEUE_DROP ? " drop" : "",
+		    output_result(rp.end.result));
+	output_queue(&rp, q.op == CTL_QUEUE_DROP, ctl->json);
+	r = EXIT_ACKED;
 	reply_free(&rp);
 	return r;
 }

@@ -56,6 +56,8 @@ struct reply {
 	size_t		 version_len;
 	struct change_rec *changes;	/* reload replies */
 	uint32_t	 nchanges, capchanges;
+	struct ctl_qstat *qstats;	/* queue replies */
+	uint32_t	 nqstats, capqstats;
 	struct ctl_end	 end;
 	bool		 done;
 };
@@ -71,6 +73,8 @@ void		 output_send(const struct reply *, bool json);
 void		 output_send_line(const struct reply *, bool json);
 void		 output_status(const struct reply *, bool json);
 void		 output_reload(const struct reply *, bool json);
+/* drop: the reply to queue drop (one record: what was dropped) */
+void		 output_queue(const struct reply *, bool drop, bool json);
 /* The plugin line of check; returns its exit status, 0 OK to 2 CRITICAL. */
 int		 output_check(const struct reply *, const struct check_limits *);
 const char	*output_result(uint32_t result);

@@ -137,8 +137,10 @@ on_flush(sd_event_source *s, void *arg)
 	struct fanoutd *d = arg;
 
 	(void)s;
-	/* Flushing a peer may answer a client; loop until both are clean. */
-	while (d->dirty_workers != NULL || d->dirty_ctls != NULL) {
+	/* Flushing a peer may answer a client; loop until both are clean.
+	 * The spool's batch is committed before any reply is written: a
+	 * `queued' in it must be on disk first. */
+	do {
 		while (d->dirty_workers != NULL) {
 			struct worker *w = d->dirty_workers;
 
@@ -146,13 +148,14 @@ on_flush(sd_event_source *s, void *arg)
 			w->dirty = false;
 			w->link.ops->flush(w);
 		}
+		spooler_commit(d);
 		while (d->dirty_ctls != NULL) {
 			struct ctl_conn *c = d->dirty_ctls;
 
 			d->dirty_ctls = c->next_dirty;
 			control_flush(c);
 		}
-	}
+	} while (d->dirty_workers != NULL || d->dirty_ctls != NULL);
 	return 0;
 }
 
@@ -420,7 +423,7 @@ fanoutd_run(struct fanoutd *d)
 	if ((r = sd_event_set_watchdog(d->ev, true)) < 0)
 		log_warnx("cannot enable the systemd watchdog: %s",
 		    strerror(-r));
-	if (control_start(d) < 0)
+	if (spooler_open(d) < 0 || control_start(d) < 0)
 		return 1;
 	notify_status("starting %u workers", d->conf.workers);
 	if ((r = pool_start(d)) < 0)
@@ -454,10 +457,12 @@ fanoutd_free(struct fanoutd *d)
 	 * unanswered or unsent is dropped. */
 	control_close_listener(d);
 	bcast_abort_all(d);
+	spooler_commit(d);	/* answers the broadcasts held for it */
 	d->closing_ctls = true;
 	control_close_all(d, true);
 	reload_free(d);
 	pool_free(d);
+	spooler_close(d);
 	d->reload_src = sd_event_source_disable_unref(d->reload_src);
 	d->stop_timer = sd_event_source_disable_unref(d->stop_timer);
 	d->flush_src = sd_event_source_disable_unref(d->flush_src);

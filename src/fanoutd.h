@@ -188,6 +188,11 @@ struct bcast {
 	uint32_t	 timeout_ms;
 	bool		 wait;		/* CTL_SEND_WAIT: wait for queued too */
 	bool		 brief;		/* CTL_SEND_BRIEF: no records of acks */
+	bool		 held;		/* answered, but a `queued' verdict is
+					 * not on disk yet: waits for the
+					 * commit (spooler.c) */
+	uint64_t	 spool_batch;	/* the batch its last verdict was
+					 * staged in; 0: none */
 	sd_event_source	*timer;
 	uint32_t	 nslots;	/* of res: the pool's slots then */
 	uint32_t	 nworkers;	/* the members among them */
@@ -240,6 +245,11 @@ struct fanoutd {
 	uint32_t	 nalive;	/* workers with a process */
 	uint64_t	 next_msg_id;
 	uint64_t	 accepted;
+	struct spool	*spool;		/* NULL: spool = false */
+	uint64_t	 spool_batch;	/* the batch being staged, from 1 */
+	uint32_t	 nheld;		/* broadcasts waiting for a commit */
+	bool		 spool_failed;	/* a batch was lost: stopping */
+	uint64_t	 spool_lost_batch;	/* which */
 	struct bcast	*bcasts;	/* in flight, oldest first */
 	struct bcast	*bcasts_tail;
 	int		 ctl_fd;
@@ -314,8 +324,18 @@ extern const struct link_ops tcp_link_ops;
 
 /* queue.c */
 void	queue_init(struct wqueue *, uint32_t max_n, uint64_t max_bytes);
+/* A message with one reference, the caller's; NULL: out of memory. */
+struct msg *msg_new(uint64_t id, uint64_t accepted_usec, const void *data,
+	    size_t len);
 /* -ENOBUFS when m does not fit the bounds, -ENOMEM */
 int	queue_push(struct wqueue *, struct msg *);
+/* Past the bounds too: for what the spool already holds.  -ENOMEM */
+int	queue_push_any(struct wqueue *, struct msg *);
+/* The index of the first message no byte of which is written yet. */
+uint32_t queue_first_unsent(const struct wqueue *);
+/* Takes message i (at or after queue_first_unsent) out; the caller owns
+ * its ref. */
+struct msg *queue_remove_at(struct wqueue *, uint32_t i);
 struct msg *queue_at(const struct wqueue *, uint32_t i);
 /* Takes the oldest message off (it was acked); the caller owns its ref. */
 struct msg *queue_pop(struct wqueue *);
@@ -340,7 +360,37 @@ void	bcast_worker_away(struct worker *);
 /* A worker is removed with messages still queued: they are lost for it. */
 void	bcast_worker_removed(struct worker *);
 void	bcast_detach_client(struct fanoutd *, struct ctl_conn *);
+/* The batch held broadcasts waited for was committed, or lost: answer
+ * them. */
+void	bcast_release_held(struct fanoutd *);
+/* Drops worker w's messages not yet written to it (fanoutctl queue
+ * drop); *count, *first, *last: how many, which ids. */
+void	bcast_drop_unsent(struct worker *, uint32_t *count, uint64_t *first,
+	    uint64_t *last);
 void	bcast_abort_all(struct fanoutd *);
+
+/* spooler.c: what goes into the spool, and when */
+/* Opens the spool if the configuration asks for it; the next message id
+ * follows the spool's.  0, or -1 after logging why. */
+int	spooler_open(struct fanoutd *);
+/* Puts what the spool holds for worker index (UINT32_MAX: for every
+ * configured worker) on its queue, in order, before anything new. */
+int	spooler_load(struct fanoutd *, uint32_t index);
+/* Stages m for w, for a `queued' verdict that is only true once
+ * committed.  0 (also with no spool); -ENOSPC: the spool is full; any
+ * other error: the spool failed and fanoutd is stopping. */
+int	spooler_keep(struct worker *, struct msg *);
+/* w acked m: off the disk too, if it is there. */
+void	spooler_acked(struct worker *, const struct msg *);
+/* Message id is about to be used: make sure it is reserved on disk. */
+void	spooler_use_id(struct fanoutd *, uint64_t id);
+/* Makes the staged batch durable, then answers the broadcasts held for
+ * it; run at the end of every loop turn, before replies are written. */
+void	spooler_commit(struct fanoutd *);
+/* What is on disk for worker index: dropped (*count: how many). */
+int	spooler_drop(struct fanoutd *, uint32_t index, uint64_t *count);
+/* Commits what is staged and closes. */
+void	spooler_close(struct fanoutd *);
 
 /* reload.c */
 /* Reads the configuration file again and applies it; c, if not NULL, gets

@@ -85,6 +85,8 @@ type_known(uint8_t t)
 	case CTL_HIST:
 	case CTL_RELOAD:
 	case CTL_CHANGE:
+	case CTL_QUEUE:
+	case CTL_QSTAT:
 		return 1;
 	}
 	return 0;

@@ -391,13 +391,17 @@ status_json(const struct reply *rp)
 	uint32_t i;
 
 	if (rp->has_daemon)
-		daemon = json_pack("{s:o, s:o, s:o, s:o, s:o}",
+		daemon = json_pack("{s:o, s:o, s:o, s:o, s:o, s:o, s:o}",
 		    "version", j_untrusted(rp->version, rp->version_len),
 		    "pid", j_int(d->pid),
 		    "uptime_ms", j_int((json_int_t)d->uptime_ms),
 		    "messages_accepted", j_int((json_int_t)d->accepted),
 		    "degraded_ms", j_int_or_null(d->degraded_ms != 0,
-			d->degraded_ms));
+			d->degraded_ms),
+		    "spool_bytes", j_int_or_null(d->spool_max_bytes != 0,
+			(json_int_t)d->spool_bytes),
+		    "spool_max_bytes", j_int_or_null(d->spool_max_bytes != 0,
+			(json_int_t)d->spool_max_bytes));
 	else
 		daemon = json_null();
 	if (daemon == NULL || (workers = json_array()) == NULL)
@@ -661,6 +665,9 @@ output_status(const struct reply *rp, bool json)
 		if (d->degraded_ms > 0)
 			printf("  degraded %s",
 			    fmt_dur(t1, sizeof(t1), d->degraded_ms));
+		if (d->spool_max_bytes > 0)
+			printf("  spool %" PRIu64 "/%" PRIu64, d->spool_bytes,
+			    d->spool_max_bytes);
 		putchar('\n');
 	}
 	status_table(rp);
@@ -815,4 +822,94 @@ output_check(const struct reply *rp, const struct check_limits *cl)
 		printf(" accepted=%" PRIu64 "c", rp->daemon.accepted);
 	putchar('\n');
 	return r;
+}
+
+/* ---- queue ---------------------------------------------------------- */
+
+static json_t *
+qstat_json(const struct ctl_qstat *q)
+{
+	bool conf = (q->flags & CTL_QSTAT_CONFIGURED) != 0;
+	json_t *o;
+
+	o = json_pack("{s:o, s:b, s:o, s:o, s:o, s:o, s:o}",
+	    "worker", j_int(q->worker),
+	    "configured", conf,
+	    "state", conf ? json_string(NAME(state_names, q->state)) :
+		json_null(),
+	    "messages", j_int((json_int_t)q->messages),
+	    "bytes", j_int((json_int_t)q->bytes),
+	    "oldest_ms", j_int_or_null(q->messages > 0,
+		(json_int_t)q->oldest_ms),
+	    "spooled", j_int((json_int_t)q->spooled));
+	if (o == NULL)
+		json_oom();
+	return o;
+}
+
+static void
+queue_json(const struct reply *rp, bool drop)
+{
+	json_t *a, *o;
+	uint32_t i;
+
+	if (drop) {
+		o = json_pack("{s:i, s:o}", "format", OUTPUT_JSON_FORMAT,
+		    "dropped", rp->nqstats > 0 ? qstat_json(&rp->qstats[0]) :
+		    json_null());
+		output_json(o);
+		return;
+	}
+	if ((a = json_array()) == NULL)
+		json_oom();
+	for (i = 0; i < rp->nqstats; i++)
+		if (json_array_append_new(a, qstat_json(&rp->qstats[i])) < 0)
+			json_oom();
+	o = json_pack("{s:i, s:o, s:o, s:o}", "format", OUTPUT_JSON_FORMAT,
+	    "workers_total", j_int(rp->end.workers),
+	    "workers_up", j_int(rp->end.acked),
+	    "workers", a);
+	output_json(o);
+}
+
+void
+output_queue(const struct reply *rp, bool drop, bool json)
+{
+	uint64_t messages = 0, spooled = 0;
+	char t[TOKEN_LEN];
+	uint32_t i;
+
+	if (json) {
+		queue_json(rp, drop);
+		return;
+	}
+	if (drop) {
+		const struct ctl_qstat *q = &rp->qstats[0];
+
+		if (rp->nqstats == 0)
+			return;
+		if (q->messages == 0)
+			printf("worker %u: nothing to drop\n", q->worker);
+		else
+			printf("worker %u: %" PRIu64 " message%s (%" PRIu64
+			    " byte%s) dropped\n", q->worker, q->messages,
+			    PLURAL(q->messages), q->bytes, PLURAL(q->bytes));
+		return;
+	}
+	printf("%6s  %-10s  %8s  %10s  %8s  %8s\n", "WORKER", "STATE",
+	    "QUEUED", "BYTES", "OLDEST", "SPOOLED");
+	for (i = 0; i < rp->nqstats; i++) {
+		const struct ctl_qstat *q = &rp->qstats[i];
+		bool conf = (q->flags & CTL_QSTAT_CONFIGURED) != 0;
+
+		printf("%6u  %-10s  %8" PRIu64 "  %10" PRIu64 "  %8s  %8"
+		    PRIu64 "%s\n", q->worker, conf ?
+		    NAME(state_names, q->state) : "-", q->messages, q->bytes,
+		    q->messages > 0 ? fmt_dur(t, sizeof(t), q->oldest_ms) :
+		    "-", q->spooled, conf ? "" : "  (not configured)");
+		messages += q->messages;
+		spooled += q->spooled;
+	}
+	printf("%" PRIu64 " message%s queued, %" PRIu64 " of them in the "
+	    "spool\n", messages, PLURAL(messages), spooled);
 }

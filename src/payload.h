@@ -25,6 +25,8 @@ struct ctl_daemon	{ CTL_DAEMON_FIELDS(PAYLOAD_MEMBER) };
 struct ctl_end		{ CTL_END_FIELDS(PAYLOAD_MEMBER) };
 struct ctl_hist		{ CTL_HIST_FIELDS(PAYLOAD_MEMBER) };
 struct ctl_change	{ CTL_CHANGE_FIELDS(PAYLOAD_MEMBER) };
+struct ctl_queue	{ CTL_QUEUE_FIELDS(PAYLOAD_MEMBER) };
+struct ctl_qstat	{ CTL_QSTAT_FIELDS(PAYLOAD_MEMBER) };
 
 /*
  * name_encode writes exactly NAME_LEN bytes.  name_decode reads a payload of
@@ -42,6 +44,8 @@ PAYLOAD_PROTOS(ctl_daemon)
 PAYLOAD_PROTOS(ctl_end)
 PAYLOAD_PROTOS(ctl_hist)
 PAYLOAD_PROTOS(ctl_change)
+PAYLOAD_PROTOS(ctl_queue)
+PAYLOAD_PROTOS(ctl_qstat)
 #undef PAYLOAD_PROTOS
 
 #endif /* FANOUT_PAYLOAD_H */

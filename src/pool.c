@@ -198,7 +198,13 @@ worker_enter(struct worker *w, enum worker_state old)
 	case W_DEAD:
 		w->timer_src = sd_event_source_disable_unref(w->timer_src);
 		/* Only now, with the last acks read, is the loss known. */
-		if (d->stopping && w->q.n > 0)
+		if (d->stopping && w->q.n > 0 && d->spool != NULL &&
+		    !d->spool_failed)
+			log_info("worker %u: %u queued message%s (%llu "
+			    "byte%s) kept in the spool", w->index, w->q.n,
+			    PLURAL(w->q.n), (unsigned long long)w->q.bytes,
+			    PLURAL(w->q.bytes));
+		else if (d->stopping && w->q.n > 0)
 			log_warnx("worker %u: %u queued message%s (%llu "
 			    "byte%s) dropped at shutdown", w->index, w->q.n,
 			    PLURAL(w->q.n), (unsigned long long)w->q.bytes,
@@ -723,6 +729,9 @@ pool_start(struct fanoutd *d)
 			return -ENOMEM;
 		w->member = true;
 	}
+	/* What waited in the spool goes first. */
+	if (spooler_load(d, UINT32_MAX) < 0)
+		return -EIO;
 	/* All at once: readiness and connects proceed in parallel. */
 	for (i = 0; i < d->nworkers; i++) {
 		if ((r = worker_spawn(d->workers[i])) < 0) {

@@ -35,7 +35,8 @@
 
 #include <stdint.h>
 
-#define FANOUT_PROTO_VERSION	4	/* 4: worker link handshake, reload;
+#define FANOUT_PROTO_VERSION	5	/* 5: spool, queue requests;
+					 * 4: worker link handshake, reload;
 					 * 3: handler results; 2: supervision */
 #define FANOUT_HDR_LEN		16
 
@@ -70,6 +71,9 @@ enum msg_type {
 	CTL_RELOAD = 23,	/* c->d  payload: none; reload the
 				 * configuration, reply once it is done */
 	CTL_CHANGE = 24,	/* d->c  reload replies: one per change
+				 * (below) */
+	CTL_QUEUE = 25,		/* c->d  payload: queue request (below) */
+	CTL_QSTAT = 26,		/* d->c  queue replies: one per worker
 				 * (below) */
 };
 
@@ -271,12 +275,16 @@ enum handler_status {
  *	pid		fanoutd's own
  *	degraded_ms	0, or how long no worker has been up (once that is
  *			longer than degraded_timeout_ms)
+ *	spool_bytes	what the spool holds, as spool_max_bytes counts it
+ *	spool_max_bytes	0: no spool (spool = false)
  */
 #define CTL_DAEMON_FIELDS(F) \
 	F(u64, uptime_ms) \
 	F(u64, accepted) \
 	F(u32, pid) \
-	F(u32, degraded_ms)
+	F(u32, degraded_ms) \
+	F(u64, spool_bytes) \
+	F(u64, spool_max_bytes)
 
 /*
  * CTL_END payload, ends every reply:
@@ -335,6 +343,44 @@ enum handler_status {
 #define CTL_CHANGE_NONE		0xffffffffU
 #define FANOUT_CHANGE_TEXT_MAX	400
 
+/*
+ * CTL_QUEUE payload:
+ *	op		CTL_QUEUE_LIST: a CTL_QSTAT per worker that is
+ *			configured or has messages in the spool;
+ *			CTL_QUEUE_DROP: drop what is queued for worker and
+ *			not yet written to it; one CTL_QSTAT says what went
+ *	worker		CTL_QUEUE_DROP: the worker index
+ * The CTL_END: result CTL_RES_OK, or CTL_RES_NOWORKER (drop: the index is
+ * not configured and has nothing in the spool); acked and workers as for
+ * CTL_STATUS.
+ */
+#define CTL_QUEUE_FIELDS(F) \
+	F(u32, op) \
+	F(u32, worker)
+#define CTL_QUEUE_LIST		0
+#define CTL_QUEUE_DROP		1
+
+/*
+ * CTL_QSTAT payload:
+ *	worker		the worker index
+ *	flags		CTL_QSTAT_CONFIGURED: in the pool; without it, the
+ *			messages are in the spool only
+ *	state		enum wire_state (configured workers)
+ *	messages	queued for it, not acknowledged (drop: dropped)
+ *	bytes		their size
+ *	oldest_ms	how long the oldest has waited; 0: none
+ *	spooled		of messages, those on disk (drop: removed from it)
+ */
+#define CTL_QSTAT_FIELDS(F) \
+	F(u32, worker) \
+	F(u16, flags) \
+	F(u16, state) \
+	F(u64, messages) \
+	F(u64, bytes) \
+	F(u64, oldest_ms) \
+	F(u64, spooled)
+#define CTL_QSTAT_CONFIGURED	0x1
+
 enum reload_change {
 	RC_ERROR = 0,		/* the new file is invalid: nothing changed */
 	RC_ADDED,		/* a worker added, and up */
@@ -365,6 +411,8 @@ enum reload_change {
 #define CTL_HIST_LEN		(0 CTL_HIST_FIELDS(PROTO_FIELD_LEN))
 #define CTL_HIST_TAIL_LEN	(FANOUT_HIST_BUCKETS * 8)
 #define CTL_CHANGE_LEN		(0 CTL_CHANGE_FIELDS(PROTO_FIELD_LEN))
+#define CTL_QUEUE_LEN		(0 CTL_QUEUE_FIELDS(PROTO_FIELD_LEN))
+#define CTL_QSTAT_LEN		(0 CTL_QSTAT_FIELDS(PROTO_FIELD_LEN))
 
 /* A worker's state as the wire shows it; fanoutd maps its own onto these,
  * so that a new internal state never changes the protocol by accident. */
@@ -424,6 +472,8 @@ enum ctl_result {
 				 * changed */
 	CTL_RES_RELOADING,	/* CTL_RELOAD: fanoutd is starting, or
 				 * another reload is under way */
+	CTL_RES_NOWORKER,	/* CTL_QUEUE_DROP: no such worker, and
+				 * nothing queued for it */
 };
 #define CTL_RESULT_NAMES { \
 	"ok", \
@@ -435,6 +485,7 @@ enum ctl_result {
 	"too many control connections", \
 	"configuration invalid; nothing changed", \
 	"busy: fanoutd is starting or already reloading; try again", \
+	"no such worker, and nothing queued for it", \
 }
 
 #endif /* FANOUT_PROTO_H */

@@ -61,15 +61,39 @@ queue_grow(struct wqueue *q)
 	return 0;
 }
 
+struct msg *
+msg_new(uint64_t id, uint64_t accepted_usec, const void *data, size_t len)
+{
+	struct msg *m = malloc(sizeof(*m) + FANOUT_HDR_LEN + len);
+
+	if (m == NULL)
+		return NULL;
+	m->refs = 1;
+	m->id = id;
+	m->accepted_usec = accepted_usec;
+	m->b = NULL;
+	m->len = FANOUT_HDR_LEN + len;
+	frame_hdr_encode(m->frame, MSG_DATA, (uint32_t)len, id);
+	if (len > 0)
+		memcpy(m->frame + FANOUT_HDR_LEN, data, len);
+	return m;
+}
+
 int
 queue_push(struct wqueue *q, struct msg *m)
+{
+	/* Refuse the new one: an older message is never dropped for it. */
+	if (q->n >= q->max_n || q->bytes + msg_payload_len(m) > q->max_bytes)
+		return -ENOBUFS;
+	return queue_push_any(q, m);
+}
+
+int
+queue_push_any(struct wqueue *q, struct msg *m)
 {
 	size_t len = msg_payload_len(m);
 	int r;
 
-	/* Refuse the new one: an older message is never dropped for it. */
-	if (q->n >= q->max_n || q->bytes + len > q->max_bytes)
-		return -ENOBUFS;
 	if (q->n == q->cap && (r = queue_grow(q)) < 0)
 		return r;
 	q->ring[(q->head + q->n) & (q->cap - 1)] = m;
@@ -88,6 +112,27 @@ queue_pop(struct wqueue *q)
 	q->n--;
 	if (q->nsent > 0)
 		q->nsent--;
+	q->bytes -= msg_payload_len(m);
+	return m;
+}
+
+uint32_t
+queue_first_unsent(const struct wqueue *q)
+{
+	/* One being written is on the wire in part: it must go whole. */
+	return q->nsent + (q->woff > 0);
+}
+
+struct msg *
+queue_remove_at(struct wqueue *q, uint32_t i)
+{
+	struct msg *m = queue_at(q, i);
+
+	/* Those behind it move up one: done only when a spool is full or an
+	 * administrator drops a queue, and mostly at the tail. */
+	for (; i + 1 < q->n; i++)
+		q->ring[(q->head + i) & (q->cap - 1)] = queue_at(q, i + 1);
+	q->n--;
 	q->bytes -= msg_payload_len(m);
 	return m;
 }

@@ -29,7 +29,7 @@ static const char *const worker_settings[] = {
 };
 /* Settings fanoutd reads once, at start. */
 static const char *const start_settings[] = {
-	"control_socket",
+	"control_socket", "spool", "spool_dir", "spool_max_bytes",
 };
 
 struct change {
@@ -200,6 +200,9 @@ rescale(struct reload *r, const struct fanout_conf *old)
 			break;
 		}
 		w->joining = true;
+		/* An index the pool had before fanoutd last stopped may
+		 * have messages waiting in the spool. */
+		(void)spooler_load(d, i);
 		if ((e = worker_spawn(w)) < 0) {
 			note(r, RC_FAILED, i, "worker %u: cannot start: %s", i,
 			    strerror(-e));
@@ -420,6 +423,11 @@ apply(struct reload *r, struct fanout_conf *next)
 	keep = next->control_socket;
 	next->control_socket = old.control_socket;
 	old.control_socket = keep;
+	keep = next->spool_dir;
+	next->spool_dir = old.spool_dir;
+	old.spool_dir = keep;
+	next->spool = old.spool;
+	next->spool_max_bytes = old.spool_max_bytes;
 
 	d->conf = *next;
 	fanoutd_conf_changed(d);

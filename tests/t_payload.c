@@ -104,8 +104,14 @@ test_lengths(void **state)
 	/* result, acked, workers, limit u32; msg_id u64; queued, failed u32 */
 	assert_int_equal(CTL_END_LEN, 4 + 4 + 4 + 4 + 8 + 4 + 4);
 	assert_int_equal(CTL_END_LEN, 32);
-	/* uptime_ms u64, accepted u64, pid u32, degraded_ms u32 */
-	assert_int_equal(CTL_DAEMON_LEN, 24);
+	/* uptime_ms u64, accepted u64, pid u32, degraded_ms u32,
+	 * spool_bytes u64, spool_max_bytes u64 */
+	assert_int_equal(CTL_DAEMON_LEN, 40);
+	/* op u32, worker u32 */
+	assert_int_equal(CTL_QUEUE_LEN, 8);
+	/* worker u32, flags u16, state u16, messages, bytes, oldest_ms,
+	 * spooled u64 */
+	assert_int_equal(CTL_QSTAT_LEN, 40);
 	/*
 	 * index u32 (0), pid u32 (4), port u16 (8), state u8 (10),
 	 * outcome u8 (11), rtt_us u32 (12), acked u64 (16), restarts u32 (24),
@@ -154,6 +160,14 @@ test_ctl_daemon(void **state)
 {
 	(void)state;
 	ROUND_TRIP(ctl_daemon, CTL_DAEMON_FIELDS, CTL_DAEMON_LEN, 1);
+}
+
+static void
+test_ctl_qstat(void **state)
+{
+	(void)state;
+	ROUND_TRIP(ctl_qstat, CTL_QSTAT_FIELDS, CTL_QSTAT_LEN, 0);
+	ROUND_TRIP(ctl_queue, CTL_QUEUE_FIELDS, CTL_QUEUE_LEN, 0);
 }
 
 static void
@@ -348,6 +362,7 @@ main(void)
 		cmocka_unit_test(test_ctl_hist),
 		cmocka_unit_test(test_ctl_daemon),
 		cmocka_unit_test(test_ctl_end),
+		cmocka_unit_test(test_ctl_qstat),
 		cmocka_unit_test(test_ctl_end_bytes),
 		cmocka_unit_test(test_ctl_worker_bytes),
 		cmocka_unit_test(test_tails),
