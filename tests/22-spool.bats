@@ -186,7 +186,7 @@ sp_queued_ids() {
 		# Dead at a random point: once k are on disk, mid-stream
 		# (fanoutctl's own output is written when it ends).
 		k=$((RANDOM % 40 + 1))
-		wait_for "[ \"\$(ctl queue | awk '\$1 == 1 { print \$6 }')\" -ge $k ]" \
+		wait_for "[ \"\$(ctl queue | awk '\$1 == 1 && \$3 ~ /^[0-9]+$/ { print \$6 }')\" -ge $k ]" \
 		    "$(ms 20000)"
 		sp_crash
 		wait_pid_gone "$BG_PID" "$(ms 10000)"
@@ -198,7 +198,7 @@ sp_queued_ids() {
 	# A real worker 1 now: everything queued reaches it, in id order.
 	sp_config workers=2
 	start_fanoutd
-	wait_for "[ \"\$(ctl queue | awk '\$1 == 1 { print \$3 }')\" = 0 ]" \
+	wait_for "[ \"\$(ctl queue | awk '\$1 == 1 && \$3 ~ /^[0-9]+$/ { print \$3 }')\" = 0 ]" \
 	    "$(ms 60000)"
 	ids=$(sp_ids 1)
 	sorted=$(printf '%s\n' "$ids" | sort -n)
@@ -301,7 +301,7 @@ sp_queued_ids() {
 	# A sender still waiting for worker 1 is answered removed.
 	spawn ctl -t "$(ms 30000)" send --wait two >"$T/out" 2>&1
 	s=$BG_PID
-	wait_for "[ \"\$(ctl queue | awk '\$1 == 1 { print \$3 }')\" = 2 ]" \
+	wait_for "[ \"\$(ctl queue | awk '\$1 == 1 && \$3 ~ /^[0-9]+$/ { print \$3 }')\" = 2 ]" \
 	    "$(ms 5000)"
 	run ctl queue drop 1
 	assert_status 0

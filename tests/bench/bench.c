@@ -162,6 +162,7 @@ struct bench {
 	const char	*attach;
 	const char	*handler;	/* fanout's workers run it, pipe mode */
 	const char	*handler_mode;
+	bool		 spool;		/* fanout keeps queued messages on disk */
 	char		*fanoutd, *worker, *ref;
 
 	char		 dir[128];	/* socket paths must stay short */
@@ -608,6 +609,10 @@ write_conf(struct bench *bn, const char *path, uint32_t n, uint16_t port,
 		fprintf(f, "handler = \"%s\";\nhandler_mode = \"%s\";\n"
 		    "handler_timeout_ms = 60000;\n", bn->handler,
 		    bn->handler_mode);
+	/* With every worker healthy nothing should reach the disk: the
+	 * spool's cost is its bookkeeping on the fast path. */
+	if (bn->spool)
+		fprintf(f, "spool = true;\nspool_dir = \"%s\";\n", bn->dir);
 	if (fclose(f) == EOF)
 		die("%s: %s", path, strerror(errno));
 }
@@ -1224,6 +1229,8 @@ usage(FILE *f, int code)
 	    "  --handler PATH   fanout's workers run this handler (the limit "
 	    "has none)\n"
 	    "  --handler-mode M exec or pipe (default pipe)\n"
+	    "  --spool          fanoutd runs with spool = true (in the work "
+	    "directory)\n"
 	    "  --attach CMD     run CMD during each pipelined phase (%%p pid, "
 	    "%%w a worker's,\n"
 	    "                   %%t target, %%n workers, %%r run), SIGINT "
@@ -1239,7 +1246,7 @@ main(int argc, char *argv[])
 {
 	enum { O_JSON = 256, O_LABEL, O_WORKERS, O_RUNS, O_STARTUP,
 	    O_DURATION, O_WINDOW, O_SIZE, O_PAIRS, O_NONETNS, O_KEEP,
-	    O_HANDLER, O_HANDLER_MODE,
+	    O_HANDLER, O_HANDLER_MODE, O_SPOOL,
 	    O_ATTACH, O_FANOUTD, O_WORKER, O_REF };
 	static const struct option longopts[] = {
 		{ "json",	required_argument,	NULL, O_JSON },
@@ -1255,6 +1262,7 @@ main(int argc, char *argv[])
 		{ "keep",	no_argument,		NULL, O_KEEP },
 		{ "handler",	required_argument,	NULL, O_HANDLER },
 		{ "handler-mode", required_argument,	NULL, O_HANDLER_MODE },
+		{ "spool",	no_argument,		NULL, O_SPOOL },
 		{ "attach",	required_argument,	NULL, O_ATTACH },
 		{ "fanoutd",	required_argument,	NULL, O_FANOUTD },
 		{ "worker",	required_argument,	NULL, O_WORKER },
@@ -1333,6 +1341,9 @@ main(int argc, char *argv[])
 			break;
 		case O_KEEP:
 			bn->keep = true;
+			break;
+		case O_SPOOL:
+			bn->spool = true;
 			break;
 		case O_ATTACH:
 			bn->attach = optarg;
