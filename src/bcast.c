@@ -261,12 +261,12 @@ bcast_worker_removed(struct worker *w)
 }
 
 void
-bcast_drop_unsent(struct worker *w, uint32_t *count, uint64_t *first,
-    uint64_t *last)
+bcast_drop_unsent(struct worker *w, uint32_t *count, uint32_t *spooled,
+    uint64_t *first, uint64_t *last)
 {
 	uint32_t keep = queue_first_unsent(&w->q);
 
-	*count = 0;
+	*count = *spooled = 0;
 	*first = *last = 0;
 	/* From the tail: nothing behind has to move. */
 	while (w->q.n > keep) {
@@ -278,7 +278,8 @@ bcast_drop_unsent(struct worker *w, uint32_t *count, uint64_t *first,
 		(*count)++;
 		if (m->b != NULL)
 			bcast_settle(m->b, w->index, ACK_REMOVED);
-		spooler_acked(w, m);	/* as good as acked: gone */
+		if (spooler_acked(w, m))	/* as good as acked: gone */
+			(*spooled)++;
 		msg_unref(m);
 	}
 	fanoutd_schedule_flush(w->d);

@@ -538,7 +538,7 @@ ctl_queue_drop(struct ctl_conn *c, uint64_t req_id, uint32_t index)
 	struct spool_stat st = { 0 };
 	struct ctl_qstat q = { .worker = index };
 	uint64_t first, last, n;
-	uint32_t count;
+	uint32_t count, spooled;
 
 	if (index < d->nworkers) {
 		struct worker *w = d->workers[index];
@@ -546,9 +546,10 @@ ctl_queue_drop(struct ctl_conn *c, uint64_t req_id, uint32_t index)
 		q.flags = CTL_QSTAT_CONFIGURED;
 		q.state = (uint16_t)worker_wire_state(w);
 		q.bytes = w->q.bytes;
-		bcast_drop_unsent(w, &count, &first, &last);
+		bcast_drop_unsent(w, &count, &spooled, &first, &last);
 		q.bytes -= w->q.bytes;
 		q.messages = count;
+		q.spooled = spooled;
 		if (count > 0)
 			log_notice("worker %u: %u queued message%s (ids %llu "
 			    "to %llu, %llu byte%s) dropped by control client "

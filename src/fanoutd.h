@@ -364,9 +364,10 @@ void	bcast_detach_client(struct fanoutd *, struct ctl_conn *);
  * them. */
 void	bcast_release_held(struct fanoutd *);
 /* Drops worker w's messages not yet written to it (fanoutctl queue
- * drop); *count, *first, *last: how many, which ids. */
-void	bcast_drop_unsent(struct worker *, uint32_t *count, uint64_t *first,
-	    uint64_t *last);
+ * drop); *count, *first, *last: how many, which ids; *spooled: how many
+ * of them left the spool. */
+void	bcast_drop_unsent(struct worker *, uint32_t *count, uint32_t *spooled,
+	    uint64_t *first, uint64_t *last);
 void	bcast_abort_all(struct fanoutd *);
 
 /* spooler.c: what goes into the spool, and when */
@@ -380,8 +381,10 @@ int	spooler_load(struct fanoutd *, uint32_t index);
  * committed.  0 (also with no spool); -ENOSPC: the spool is full; any
  * other error: the spool failed and fanoutd is stopping. */
 int	spooler_keep(struct worker *, struct msg *);
-/* w acked m: off the disk too, if it is there. */
-void	spooler_acked(struct worker *, const struct msg *);
+/* w acked m: off the disk too, if it is there (true: it was). */
+bool	spooler_acked(struct worker *, const struct msg *);
+/* How many messages the spool holds for worker index. */
+uint64_t spooler_count(struct fanoutd *, uint32_t index);
 /* Message id is about to be used: make sure it is reserved on disk. */
 void	spooler_use_id(struct fanoutd *, uint64_t id);
 /* Makes the staged batch durable, then answers the broadcasts held for

@@ -198,12 +198,17 @@ worker_enter(struct worker *w, enum worker_state old)
 	case W_DEAD:
 		w->timer_src = sd_event_source_disable_unref(w->timer_src);
 		/* Only now, with the last acks read, is the loss known. */
-		if (d->stopping && w->q.n > 0 && d->spool != NULL &&
-		    !d->spool_failed)
+		if (d->stopping && w->q.n > 0 && spooler_count(d, w->index) ==
+		    w->q.n)
 			log_info("worker %u: %u queued message%s (%llu "
 			    "byte%s) kept in the spool", w->index, w->q.n,
 			    PLURAL(w->q.n), (unsigned long long)w->q.bytes,
 			    PLURAL(w->q.bytes));
+		else if (d->stopping && w->q.n > 0 && d->spool != NULL)
+			log_warnx("worker %u: %u queued message%s: %llu kept "
+			    "in the spool, the others dropped at shutdown",
+			    w->index, w->q.n, PLURAL(w->q.n),
+			    (unsigned long long)spooler_count(d, w->index));
 		else if (d->stopping && w->q.n > 0)
 			log_warnx("worker %u: %u queued message%s (%llu "
 			    "byte%s) dropped at shutdown", w->index, w->q.n,

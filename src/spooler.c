@@ -193,18 +193,30 @@ spooler_keep(struct worker *w, struct msg *m)
 	return r;
 }
 
-void
+bool
 spooler_acked(struct worker *w, const struct msg *m)
 {
 	struct fanoutd *d = w->d;
 	int r;
 
 	if (d->spool == NULL || d->spool_failed)
-		return;
+		return false;
 	if ((r = spool_del(d->spool, w->index, m->id)) > 0)
 		fanoutd_schedule_flush(d);
 	else if (r < 0)
 		spooler_failed(d, "cannot remove an acknowledged message");
+	return r > 0;
+}
+
+uint64_t
+spooler_count(struct fanoutd *d, uint32_t index)
+{
+	struct spool_stat st = { 0 };
+
+	if (d->spool == NULL || d->spool_failed ||
+	    spool_worker_stats(d->spool, index, &st) < 0)
+		return 0;
+	return st.count;
 }
 
 void
