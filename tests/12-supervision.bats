@@ -9,21 +9,6 @@
 
 load helpers
 
-setup() {
-	fanout_setup
-	STOPPED_PIDS=()
-}
-
-teardown() {
-	local p
-
-	# A process a failed test left SIGSTOPped would not see SIGTERM.
-	for p in "${STOPPED_PIDS[@]}"; do
-		kill -CONT "$p" 2>/dev/null || true
-	done
-	fanout_teardown
-}
-
 # sv_status: `fanoutctl status` into $T/status, as status_lines shows it.
 sv_status() {
 	status_lines >"$T/status"

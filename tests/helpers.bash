@@ -247,6 +247,7 @@ fanout_setup() {
 	chmod 755 "$T"
 	unset NOTIFY_SOCKET FANOUT_SOCKET
 	DAEMONS=() SUPERVISORS=() WORKER_PIDS=() ALL_WORKERS=() BG_PIDS=()
+	STOPPED_PIDS=()
 	declare -gA DAEMON_LOG=()
 	LAUNCHES=0 AS_USER=() LOGDIR=$T
 	ns_start
@@ -265,6 +266,11 @@ fanout_setup() {
 
 fanout_teardown() {
 	local rc=0 pid alive_pids=() left
+
+	# A process a failed test left SIGSTOPped would not see SIGTERM.
+	for pid in "${STOPPED_PIDS[@]}"; do
+		kill -CONT "$pid" 2>/dev/null || true
+	done
 
 	# Whatever the test left running, stop it the way an admin would.
 	for pid in "${DAEMONS[@]}"; do
@@ -638,6 +644,17 @@ worker_is() {
 		found = 1
 	    }
 	    END { exit !found }'
+}
+
+# stop_worker INDEX: SIGSTOP worker INDEX and wait until it is stopped;
+# its pid in STOPPED_PID (teardown sends SIGCONT to every one).
+stop_worker() {
+	STOPPED_PID=$(worker_pid "$1")
+	[ -n "$STOPPED_PID" ] || fail "worker $1 has no pid"
+	kill -STOP "$STOPPED_PID"
+	STOPPED_PIDS+=("$STOPPED_PID")
+	wait_for "[ \"\$(awk '/^State:/ { print \$2 }' /proc/$STOPPED_PID/status)\" = T ]" \
+	    "$(ms 5000)"
 }
 
 # worker_pid INDEX: the worker's pid according to fanoutd.
