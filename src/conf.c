@@ -398,11 +398,21 @@ conf_apply(const struct conf_setting *cs, config_setting_t *s,
  * fanoutd may run as root; without this, "@include" reads whatever root can.
  */
 #define INCLUDE_DEPTH_MAX	10	/* libconfig's own limit */
+/* Files one configuration may consist of: a file included twice counts
+ * twice, so that k includes on each of 10 levels cannot mean k^10 reads. */
+#define INCLUDE_FILES_MAX	64
+#define CONF_STR_(x)		#x
+#define CONF_STR(x)		CONF_STR_(x)
 
 struct conf_scan {
 	char		 dir[PATH_MAX];	/* its directory, as given */
 	char		 real[PATH_MAX]; /* and resolved */
 	FILE		*errs;
+	unsigned	 nfiles;	/* scanned so far */
+	struct {
+		dev_t	 dev;
+		ino_t	 ino;
+	}		 reading[INCLUDE_DEPTH_MAX + 1];	/* by depth */
 };
 
 /* How a file is named in a message: includes by their path. */
@@ -489,6 +499,27 @@ conf_include_name(const char *line, size_t len, char *name, size_t namelen)
 static int	conf_scan_file(struct conf_scan *, FILE *, const char *shown,
 		    int depth);
 
+/* Why the open file fd may not be included at depth + 1: it is one of the
+ * files that include it, or one file too many; NULL if it may. */
+static const char *
+conf_include_cycle(const struct conf_scan *sc, int fd, int depth)
+{
+	struct stat st;
+	int i;
+
+	if (sc->nfiles >= INCLUDE_FILES_MAX)
+		return "more than " CONF_STR(INCLUDE_FILES_MAX) " files "
+		    "included in all";
+	if (fstat(fd, &st) == -1)
+		return strerror(errno);
+	for (i = 0; i <= depth; i++)
+		if (sc->reading[i].dev == st.st_dev &&
+		    sc->reading[i].ino == st.st_ino)
+			return "includes itself (through the files that "
+			    "include it)";
+	return NULL;
+}
+
 /* One include, named on line of shown: checked, then scanned in turn.
  * 0, or -1 after saying why. */
 static int
@@ -519,8 +550,12 @@ conf_scan_include(struct conf_scan *sc, const char *shown, unsigned line,
 		    name, why);
 		return -1;
 	}
-	if ((fd = conf_open(full, &why)) == -1 ||
-	    (fp = fdopen(fd, "r")) == NULL) {
+	if ((fd = conf_open(full, &why)) != -1 &&
+	    (why = conf_include_cycle(sc, fd, depth)) != NULL) {
+		close(fd);
+		fd = -1;
+	}
+	if (fd == -1 || (fp = fdopen(fd, "r")) == NULL) {
 		if (fd != -1) {
 			why = strerror(errno);
 			close(fd);
@@ -541,9 +576,15 @@ conf_scan_file(struct conf_scan *sc, FILE *fp, const char *shown, int depth)
 	char *line = NULL, name[PATH_MAX];
 	size_t cap = 0;
 	unsigned lineno = 0;
+	struct stat st;
 	ssize_t len;
 	int r, bad = 0;
 
+	sc->nfiles++;
+	if (fstat(fileno(fp), &st) == 0) {
+		sc->reading[depth].dev = st.st_dev;
+		sc->reading[depth].ino = st.st_ino;
+	}
 	while ((len = getline(&line, &cap, fp)) != -1) {
 		lineno++;
 		r = conf_include_name(line, (size_t)len, name, sizeof(name));
@@ -756,65 +797,96 @@ conf_free(struct fanout_conf *conf)
 	memset(conf, 0, sizeof(*conf));
 }
 
+/* A string as libconfig reads it back: quotes and backslashes escaped,
+ * control characters as \xNN. */
+static void
+conf_put_string(FILE *f, const char *str)
+{
+	const unsigned char *p;
+
+	fputc('"', f);
+	for (p = (const unsigned char *)str; *p != '\0'; p++)
+		if (*p == '"' || *p == '\\')
+			fprintf(f, "\\%c", *p);
+		else if (*p < 0x20 || *p == 0x7f)
+			fprintf(f, "\\x%02x", *p);
+		else
+			fputc(*p, f);
+	fputc('"', f);
+}
+
 /* A setting's value in libconfig syntax, as the file would say it. */
+static void
+conf_put_value(const struct conf_setting *cs, const struct fanout_conf *conf,
+    FILE *f)
+{
+	const void *field = (const char *)conf + cs->off;
+	char *const *argv;
+
+	switch (cs->type) {
+	case CT_INT:
+		fprintf(f, "%u", *(const uint32_t *)field);
+		break;
+	case CT_BOOL:
+		fputs(*(const bool *)field ? "true" : "false", f);
+		break;
+	case CT_SIZE:
+		/* libconfig reads a 64-bit integer only with its suffix. */
+		fprintf(f, "%llu%s", (unsigned long long)*(const uint64_t *)field,
+		    *(const uint64_t *)field > INT32_MAX ? "L" : "");
+		break;
+	case CT_ENUM:
+		conf_put_string(f, cs->names[*(const uint32_t *)field]);
+		break;
+	case CT_ARGV:
+		if ((argv = *(char **const *)field) == NULL) {
+			fputs("none", f);
+			break;
+		}
+		fputs("[ ", f);
+		for (; *argv != NULL; argv++) {
+			conf_put_string(f, *argv);
+			if (argv[1] != NULL)
+				fputs(", ", f);
+		}
+		fputs(" ]", f);
+		break;
+	default:
+		conf_put_string(f, *(char *const *)field);
+		break;
+	}
+}
+
+/* The same into buf, cut at len - 1 bytes: for messages. */
 static void
 conf_format(const struct conf_setting *cs, const struct fanout_conf *conf,
     char *buf, size_t len)
 {
-	const void *field = (const char *)conf + cs->off;
-	char *const *argv;
-	size_t off = 0;
+	FILE *f;
 
-	switch (cs->type) {
-	case CT_INT:
-		snprintf(buf, len, "%u", *(const uint32_t *)field);
-		break;
-	case CT_BOOL:
-		snprintf(buf, len, "%s", *(const bool *)field ? "true" :
-		    "false");
-		break;
-	case CT_SIZE:
-		/* libconfig reads a 64-bit integer only with its suffix. */
-		snprintf(buf, len, "%llu%s",
-		    (unsigned long long)*(const uint64_t *)field,
-		    *(const uint64_t *)field > INT32_MAX ? "L" : "");
-		break;
-	case CT_ENUM:
-		snprintf(buf, len, "\"%s\"",
-		    cs->names[*(const uint32_t *)field]);
-		break;
-	case CT_ARGV:
-		if ((argv = *(char **const *)field) == NULL) {
-			snprintf(buf, len, "none");
-			break;
-		}
-		buf[0] = '\0';
-		for (; *argv != NULL && off < len; argv++)
-			off += (size_t)snprintf(buf + off, len - off, "%s\"%s\"",
-			    off == 0 ? "[ " : ", ", *argv);
-		if (off < len)
-			snprintf(buf + off, len - off, " ]");
-		break;
-	default:
-		snprintf(buf, len, "\"%s\"", *(char *const *)field);
-		break;
-	}
+	memset(buf, 0, len);
+	if (len < 2 || (f = fmemopen(buf, len - 1, "w")) == NULL)
+		return;
+	conf_put_value(cs, conf, f);
+	fclose(f);
+	buf[len - 1] = '\0';
 }
 
 void
 conf_print(const struct fanout_conf *conf, FILE *f)
 {
-	char value[CONF_VALUE_MAX];
 	size_t i;
 
 	for (i = 0; i < nitems(settings); i++) {
-		conf_format(&settings[i], conf, value, sizeof(value));
 		if (settings[i].type == CT_ARGV &&
 		    *(char **const *)((const char *)conf + settings[i].off) ==
-		    NULL)
+		    NULL) {
 			fprintf(f, "# %s: none\n", settings[i].name);
-		else
-			fprintf(f, "%s = %s;\n", settings[i].name, value);
+			continue;
+		}
+		fprintf(f, "%s = ", settings[i].name);
+		conf_put_value(&settings[i], conf, f);
+		fputs(";\n", f);
 	}
 }
 

@@ -409,11 +409,33 @@ test_include_outside(void **state)
 	}
 	rm("link.conf");
 	rm("real.conf");
-	put("loop.conf", "@include \"loop.conf\"\n");
-	assert_non_null(strstr(error_in_dir("@include \"loop.conf\"\n"),
-	    "D/loop.conf:1: @include \"loop.conf\": includes nested too "
-	    "deep\n"));
+	/* A cycle is refused where it closes, once: four of them cost four
+	 * lines, not 4^10 reads (found by fuzz_conf). */
+	put("loop.conf", "@include \"loop.conf\"\n@include \"loop.conf\"\n"
+	    "@include \"loop.conf\"\n@include \"loop.conf\"\n");
+	assert_string_equal(error_in_dir("@include \"loop.conf\"\n"),
+	    "D/loop.conf:1: @include \"loop.conf\": includes itself (through "
+	    "the files that include it)\n"
+	    "D/loop.conf:2: @include \"loop.conf\": includes itself (through "
+	    "the files that include it)\n"
+	    "D/loop.conf:3: @include \"loop.conf\": includes itself (through "
+	    "the files that include it)\n"
+	    "D/loop.conf:4: @include \"loop.conf\": includes itself (through "
+	    "the files that include it)\n");
 	rm("loop.conf");
+	/* Without a cycle, a tree of includes is bounded in files. */
+	put("d2.conf", "workers = 2;\n");
+	put("d1.conf", "@include \"d2.conf\"\n@include \"d2.conf\"\n"
+	    "@include \"d2.conf\"\n@include \"d2.conf\"\n");
+	put("d0.conf", "@include \"d1.conf\"\n@include \"d1.conf\"\n"
+	    "@include \"d1.conf\"\n@include \"d1.conf\"\n");
+	assert_non_null(strstr(error_in_dir("@include \"d0.conf\"\n"
+	    "@include \"d0.conf\"\n@include \"d0.conf\"\n@include \"d0.conf\"\n"
+	    "@include \"d0.conf\"\n"),
+	    ": more than 64 files included in all\n"));
+	rm("d0.conf");
+	rm("d1.conf");
+	rm("d2.conf");
 	/* Names libconfig would read differently are refused, not guessed. */
 	assert_string_equal(error_in_dir("@include \"a\\x.conf\"\n"),
 	    "F:1: @include: a name on one line, in quotes, with no escapes "
