@@ -64,8 +64,14 @@ check_reply(const struct frame_hdr *h, const uint8_t *p)
 	case CTL_CHANGE:
 		CODEC_CHECK(ctl_change, CTL_CHANGE_LEN, 0, p, h->len);
 		break;
+	case CTL_QSTAT:
+		CODEC_CHECK(ctl_qstat, CTL_QSTAT_LEN, 1, p, h->len);
+		break;
 	case CTL_SEND:
 		CODEC_CHECK(ctl_send, CTL_SEND_LEN, 0, p, h->len);
+		break;
+	case CTL_QUEUE:
+		CODEC_CHECK(ctl_queue, CTL_QUEUE_LEN, 1, p, h->len);
 		break;
 	}
 }
@@ -75,6 +81,7 @@ static enum verdict
 dispatch(const struct frame_hdr *h, const uint8_t *p, uint32_t max_message)
 {
 	struct ctl_send req;
+	struct ctl_queue rq;
 	uint32_t len;
 
 	switch (h->type) {
@@ -95,6 +102,15 @@ dispatch(const struct frame_hdr *h, const uint8_t *p, uint32_t max_message)
 	case CTL_STATS:
 	case CTL_RELOAD:
 		return h->len == 0 ? V_OK : V_BADFRAME;
+	case CTL_QUEUE:
+		if (ctl_queue_decode(p, h->len, &rq) < 0) {
+			FUZZ_ASSERT(h->len != CTL_QUEUE_LEN);
+			return V_BADFRAME;
+		}
+		FUZZ_ASSERT(h->len == CTL_QUEUE_LEN);
+		FUZZ_ASSERT(rq.op == get_u32(p) && rq.worker == get_u32(p + 4));
+		return rq.op == CTL_QUEUE_LIST || rq.op == CTL_QUEUE_DROP ?
+		    V_OK : V_BADFRAME;
 	}
 	return V_BADTYPE;
 }

@@ -18,12 +18,13 @@
 
 static int rfd = -1, wfd = -1, nullfd = -1;
 
-/* The types proto.h defines, written down apart from frame.c's switch. */
+/* The types proto.h defines, written down apart from frame.c's switch:
+ * a new type in enum msg_type goes here too. */
 static int
 ref_type_known(uint8_t t)
 {
 	return (t >= MSG_DATA && t <= MSG_AUTH_PROOF) ||
-	    (t >= CTL_SEND && t <= CTL_CHANGE);
+	    (t >= CTL_SEND && t <= CTL_QSTAT);
 }
 
 /* What a frame starting at s (avail bytes) must decode to: 1 complete,
