@@ -158,6 +158,11 @@ check_loaded(const struct fanout_conf *c)
 	ok = ok && printable(c->control_socket, &room);
 	room = CONF_VALUE_MAX;
 	ok = ok && printable(c->worker_path, &room);
+	FUZZ_ASSERT(c->spool_dir != NULL && c->spool_dir[0] == '/');
+	FUZZ_ASSERT(c->spool_max_bytes >= 1024 * 1024 &&
+	    c->spool_max_bytes <= 1ULL << 40);
+	room = CONF_VALUE_MAX;
+	ok = ok && printable(c->spool_dir, &room);
 	room = CONF_VALUE_MAX - 2;
 	if (c->handler != NULL) {
 		FUZZ_ASSERT(c->handler[0] != NULL && c->handler[0][0] == '/');
