@@ -15,6 +15,7 @@
  */
 #include "config.h"
 
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -733,6 +734,15 @@ main(int argc, char *argv[])
 	sigset_t set;
 	int ch, verbose = 0, r;
 
+	/* Before the key is in memory: a process of the same uid (a handler
+	 * gone bad, anything of _fanout's) must not read it through
+	 * /proc/PID/mem or ptrace.  Not dumpable also means no core file
+	 * holding it.  Handlers get the flag back: execve resets it. */
+	if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) == -1) {
+		fprintf(stderr, "fanout-worker: cannot make the process "
+		    "undumpable: %s\n", strerror(errno));
+		return 1;
+	}
 	while ((ch = getopt_long(argc, argv, "i:p:a:vhV", longopts, NULL))
 	    != -1) {
 		switch (ch) {

@@ -229,6 +229,7 @@ spawn(struct handler *h, int in_fd, int out_fd, int err_fd, pid_t *pid)
 	sigset_t none, dfl;
 	int r;
 
+	*pid = -1;	/* set by posix_spawn only when it succeeds */
 	sigemptyset(&none);
 	sigfillset(&dfl);
 	sigdelset(&dfl, SIGKILL);
@@ -564,8 +565,8 @@ pipe_fill(struct handler *h)
 {
 	struct hmsg *m;
 
-	while (h->flight.n < HANDLER_PIPE_WINDOW && h->queue.head != NULL) {
-		m = list_pop(&h->queue);
+	while (h->flight.n < HANDLER_PIPE_WINDOW &&
+	    (m = list_pop(&h->queue)) != NULL) {
 		if (h->conf.framing == FRAMING_LINES) {
 			m->hdr_len = 0;
 			m->unframeable = memchr(m->data, '\n', m->len) != NULL;
@@ -937,7 +938,7 @@ static int
 build_env(struct handler *h)
 {
 	size_t n = 0, i = 0;
-	char **e;
+	char **e, *s;
 
 	for (e = environ; *e != NULL; e++)
 		n++;
@@ -947,17 +948,21 @@ build_env(struct handler *h)
 		if (strncmp(*e, "NOTIFY_SOCKET=", 14) != 0 &&
 		    strncmp(*e, "FANOUT_", 7) != 0)
 			h->envp[i++] = *e;
-	if (asprintf(&h->envp[i++], "FANOUT_WORKER_INDEX=%u",
-	    h->conf.index) == -1 ||
-	    asprintf(&h->envp[i++], "FANOUT_WORKER_PORT=%u",
-	    h->conf.port) == -1)
+	/* Each into envp only once it exists: asprintf leaves its pointer
+	 * undefined on failure, and handler_free frees what envp holds. */
+	if (asprintf(&s, "FANOUT_WORKER_INDEX=%u", h->conf.index) == -1)
 		return -ENOMEM;
+	h->envp[i++] = s;
+	if (asprintf(&s, "FANOUT_WORKER_PORT=%u", h->conf.port) == -1)
+		return -ENOMEM;
+	h->envp[i++] = s;
 	if (h->conf.mode == HANDLER_EXEC) {
 		/* Rewritten before each spawn; room for any uint64. */
-		if ((h->envp[i] = calloc(1, 18 + 32)) == NULL)
+		if ((s = calloc(1, 18 + 32)) == NULL)
 			return -ENOMEM;
-		memcpy(h->envp[i], "FANOUT_MESSAGE_ID=", 18);
-		h->id_env = h->envp[i] + 18;
+		memcpy(s, "FANOUT_MESSAGE_ID=", 18);
+		h->id_env = s + 18;
+		h->envp[i] = s;
 	}
 	return 0;
 }

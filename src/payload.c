@@ -2,6 +2,7 @@
 /* The payload codecs, each generated from its field list in proto.h. */
 #include "config.h"
 
+#include <assert.h>
 #include <errno.h>
 
 #include "frame.h"
@@ -66,11 +67,15 @@ pf_get_u64(const uint8_t **p)
 #define PF_GET(t, n)	r->n = pf_get_##t(&p);
 
 /* exact: the payload is the record alone; otherwise a tail may follow. */
+/* The encoder checks its own arithmetic: the fields end at LEN. */
 #define PAYLOAD_CODEC(name, FIELDS, LEN, exact) \
 void \
-name##_encode(uint8_t *p, const struct name *r) \
+name##_encode(uint8_t *out, const struct name *r) \
 { \
+	uint8_t *p = out; \
+\
 	FIELDS(PF_PUT) \
+	assert(p == out + (LEN)); \
 } \
 \
 int \

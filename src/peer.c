@@ -235,13 +235,15 @@ tcp_flush(struct worker *w)
 	if (q->nsent == 0 && q->n > 0)
 		w->progress_usec = loop_now(w->d);	/* the stall clock starts */
 	while (q->nsent < q->n) {
-		for (cnt = 0; cnt < PEER_IOV_MAX &&
-		    q->nsent + (uint32_t)cnt < q->n; cnt++) {
+		/* At least one: the loop runs while one is unsent. */
+		cnt = 0;
+		do {
 			struct msg *m = queue_at(q, q->nsent + (uint32_t)cnt);
 
 			iov[cnt].iov_base = m->frame;
 			iov[cnt].iov_len = m->len;
-		}
+		} while (++cnt < PEER_IOV_MAX &&
+		    q->nsent + (uint32_t)cnt < q->n);
 		iov[0].iov_base = (uint8_t *)iov[0].iov_base + q->woff;
 		iov[0].iov_len -= q->woff;
 		n = writev(w->link.fd, iov, cnt);
