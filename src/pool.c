@@ -565,7 +565,7 @@ bool
 worker_settings_differ(const struct fanout_conf *a,
     const struct fanout_conf *b, uint32_t index)
 {
-	struct worker_args wa, wb;
+	struct worker_args wa = { 0 }, wb = { 0 };
 	int i;
 
 	if (strcmp(a->worker_path, b->worker_path) != 0)
