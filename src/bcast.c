@@ -179,6 +179,20 @@ bcast_worker(const struct bcast *b, uint32_t i)
 	return d->workers[i];
 }
 
+/* Slot i's wait is over without an ack: its verdict, counted.  gone: the
+ * verdict when the slot's worker is no longer there. */
+static uint8_t
+bcast_unacked_slot(struct bcast *b, uint32_t i, uint8_t gone)
+{
+	struct worker *w = bcast_worker(b, i);
+	struct bcast_res *res = &b->res[i];
+
+	res->outcome = w == NULL ? gone : unacked_outcome(w, b->m);
+	if (res->outcome == ACK_QUEUED)
+		b->nqueued++;
+	return res->outcome;
+}
+
 /* A failed handler: the worker remembers it for status, the broadcast
  * for its reply.  Without memory the reply still has the status. */
 static void
@@ -346,17 +360,11 @@ on_deadline(sd_event_source *s, uint64_t usec, void *arg)
 	(void)s;
 	(void)usec;
 	for (i = 0; i < b->nslots; i++)
-		if (b->res[i].member && b->res[i].outcome == ACK_NONE) {
-			struct worker *w = bcast_worker(b, i);
-
-			b->res[i].outcome = w == NULL ? ACK_REMOVED :
-			    unacked_outcome(w, b->m);
-			if (b->res[i].outcome == ACK_QUEUED) {
-				b->nqueued++;
-				if (nlate < LATE_NAMED)
-					late[nlate] = i;
-				nlate++;
-			}
+		if (b->res[i].member && b->res[i].outcome == ACK_NONE &&
+		    bcast_unacked_slot(b, i, ACK_REMOVED) == ACK_QUEUED) {
+			if (nlate < LATE_NAMED)
+				late[nlate] = i;
+			nlate++;
 		}
 	if (nlate > 0 && log_limit(&late_ll))
 		log_late(b, late, nlate);
@@ -463,17 +471,11 @@ bcast_abort_all(struct fanoutd *d)
 		next = b->next;
 		if (b->held)
 			continue;
-		for (i = 0; i < b->nslots; i++) {
-			struct worker *w = bcast_worker(b, i);
-
-			if (!b->res[i].member ||
-			    b->res[i].outcome != ACK_NONE)
-				continue;
-			b->res[i].outcome = w == NULL || d->spool == NULL ?
-			    ACK_SHUTDOWN : unacked_outcome(w, b->m);
-			if (b->res[i].outcome == ACK_QUEUED)
-				b->nqueued++;
-		}
+		/* fanoutd is stopping: without a spool, unacked is
+		 * shutdown. */
+		for (i = 0; i < b->nslots; i++)
+			if (b->res[i].member && b->res[i].outcome == ACK_NONE)
+				(void)bcast_unacked_slot(b, i, ACK_SHUTDOWN);
 		bcast_finish(b);
 	}
 	/* Held for a commit: only fanoutd_free comes back here, and it
