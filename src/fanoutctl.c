@@ -397,6 +397,19 @@ reply_reset(struct reply *rp, uint64_t req_id)
 	rp->done = false;
 }
 
+/* base, with room for element n (of size bytes) and the ones before it:
+ * the arrays of a reply grow by doubling. */
+static void *
+reply_room(void *base, uint32_t n, uint32_t *cap, size_t size)
+{
+	if (n < *cap)
+		return base;
+	*cap = *cap ? *cap * 2 : 16;
+	if ((base = reallocarray(base, *cap, size)) == NULL)
+		die("out of memory");
+	return base;
+}
+
 static void
 reply_free(struct reply *rp)
 {
@@ -421,12 +434,8 @@ reply_hist(struct reply *rp, const struct frame_hdr *h, const uint8_t *p)
 	if (h->len != CTL_HIST_LEN + CTL_HIST_TAIL_LEN ||
 	    rp->nhist + 1 != rp->nrec)
 		return -1;
-	if (rp->nhist == rp->caphist) {
-		rp->caphist = rp->caphist ? rp->caphist * 2 : 16;
-		if ((rp->hist = reallocarray(rp->hist, rp->caphist,
-		    sizeof(*rp->hist))) == NULL)
-			die("out of memory");
-	}
+	rp->hist = reply_room(rp->hist, rp->nhist, &rp->caphist,
+	    sizeof(*rp->hist));
 	hr = &rp->hist[rp->nhist];
 	if (ctl_hist_decode(p, h->len, &hr->h) < 0 ||
 	    hr->h.index != rp->rec[rp->nrec - 1].w.index)
@@ -470,12 +479,8 @@ reply_change(struct reply *rp, const struct frame_hdr *h, const uint8_t *p)
 	    h->len - CTL_CHANGE_LEN > FANOUT_CHANGE_TEXT_MAX ||
 	    rp->nchanges >= 4 * FANOUT_WORKERS_MAX)
 		return -1;
-	if (rp->nchanges == rp->capchanges) {
-		rp->capchanges = rp->capchanges ? rp->capchanges * 2 : 16;
-		if ((rp->changes = reallocarray(rp->changes, rp->capchanges,
-		    sizeof(*rp->changes))) == NULL)
-			die("out of memory");
-	}
+	rp->changes = reply_room(rp->changes, rp->nchanges, &rp->capchanges,
+	    sizeof(*rp->changes));
 	cr = &rp->changes[rp->nchanges];
 	if (ctl_change_decode(p, h->len, &cr->c) < 0)
 		return -1;
@@ -498,13 +503,8 @@ reply_add(struct reply *rp, const struct frame_hdr *h, const uint8_t *p)
 		/* One record per worker: more is a daemon gone wrong. */
 		if (rp->nrec == FANOUT_WORKERS_MAX)
 			break;
-		if (rp->nrec == rp->caprec) {
-			rp->caprec = rp->caprec ? rp->caprec * 2 : 16;
-			rp->rec = reallocarray(rp->rec, rp->caprec,
-			    sizeof(*rp->rec));
-			if (rp->rec == NULL)
-				die("out of memory");
-		}
+		rp->rec = reply_room(rp->rec, rp->nrec, &rp->caprec,
+		    sizeof(*rp->rec));
 		if (ctl_worker_decode(p, h->len, &rp->rec[rp->nrec].w) < 0 ||
 		    h->len - CTL_WORKER_LEN > FANOUT_REASON_MAX)
 			break;
@@ -531,13 +531,8 @@ reply_add(struct reply *rp, const struct frame_hdr *h, const uint8_t *p)
 	case CTL_QSTAT:
 		if (rp->nqstats == FANOUT_WORKERS_MAX * 2)
 			break;
-		if (rp->nqstats == rp->capqstats) {
-			rp->capqstats = rp->capqstats ? rp->capqstats * 2 : 16;
-			rp->qstats = reallocarray(rp->qstats, rp->capqstats,
-			    sizeof(*rp->qstats));
-			if (rp->qstats == NULL)
-				die("out of memory");
-		}
+		rp->qstats = reply_room(rp->qstats, rp->nqstats,
+		    &rp->capqstats, sizeof(*rp->qstats));
 		if (ctl_qstat_decode(p, h->len, &rp->qstats[rp->nqstats]) < 0)
 			break;
 		rp->nqstats++;
