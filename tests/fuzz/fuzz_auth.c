@@ -43,7 +43,7 @@ check_answer(const uint8_t *out, ssize_t n, uint8_t type, uint32_t len)
 static void
 stranger(const uint8_t *s, size_t n, int daemon)
 {
-	uint8_t out[AUTH_FRAME_MAX], drain[4096];
+	uint8_t out[AUTH_FRAME_MAX];
 	struct auth a;
 	struct rbuf rb;
 	struct frame_hdr h;
@@ -57,16 +57,7 @@ stranger(const uint8_t *s, size_t n, int daemon)
 		check_answer(out, (ssize_t)auth_daemon_hello(&a, out),
 		    MSG_AUTH_HELLO, AUTH_HELLO_LEN);
 	rbuf_init(&rb, daemon ? DAEMON_IN_MAX : AUTH_PAYLOAD_MAX);
-	while (!failed) {
-		if (pos < n && (r = write(wfd, s + pos, n - pos)) > 0)
-			pos += (size_t)r;
-		r = rbuf_read(&rb, rfd);
-		if (r == -EAGAIN) {
-			if (pos == n)
-				break;
-			continue;
-		}
-		FUZZ_ASSERT(r > 0);
+	while (!failed && fuzz_feed(wfd, rfd, &rb, s, n, &pos, SIZE_MAX) > 0) {
 		while ((k = rbuf_next(&rb, &h, &p)) == 1) {
 			r = daemon ? auth_daemon_recv(&a, &h, p, out) :
 			    auth_worker_recv(&a, &h, p, out);
@@ -91,8 +82,7 @@ stranger(const uint8_t *s, size_t n, int daemon)
 	}
 	auth_clear(&a);
 	rbuf_free(&rb);
-	while (read(rfd, drain, sizeof(drain)) > 0)
-		;
+	fuzz_drain(rfd);
 }
 
 /* Applies mask (mlen bytes, zero beyond) at offset off of frame f: 2 if

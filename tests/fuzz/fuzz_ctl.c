@@ -143,22 +143,11 @@ read_frames(const uint8_t *s, size_t n, uint32_t maxp,
 	struct rbuf rb;
 	struct frame_hdr h;
 	const uint8_t *p;
-	uint8_t drain[4096];
 	size_t pos = 0;
-	ssize_t r;
 	int k = 0, stop = 0;
 
 	rbuf_init(&rb, maxp);
-	while (!stop) {
-		if (pos < n && (r = write(wfd, s + pos, n - pos)) > 0)
-			pos += (size_t)r;
-		r = rbuf_read(&rb, rfd);
-		if (r == -EAGAIN) {
-			if (pos == n)
-				break;
-			continue;
-		}
-		FUZZ_ASSERT(r > 0);
+	while (!stop && fuzz_feed(wfd, rfd, &rb, s, n, &pos, SIZE_MAX) > 0) {
 		while (!stop && (k = rbuf_next(&rb, &h, &p)) == 1) {
 			FUZZ_ASSERT(h.len <= maxp);
 			stop = fn(&h, p, arg);
@@ -169,8 +158,7 @@ read_frames(const uint8_t *s, size_t n, uint32_t maxp,
 		}
 	}
 	rbuf_free(&rb);
-	while (read(rfd, drain, sizeof(drain)) > 0)
-		;
+	fuzz_drain(rfd);
 	return k;
 }
 

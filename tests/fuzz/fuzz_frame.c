@@ -100,7 +100,6 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	struct wbuf wb;
 	struct frame_hdr h;
 	const uint8_t *s, *pl;
-	uint8_t drain[4096];
 	size_t n, piece, pos = 0, rd = 0, cons = 0;
 	uint32_t maxp;
 	ssize_t r;
@@ -114,21 +113,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	n = size - 3;
 	rbuf_init(&rb, maxp);
 	wbuf_init(&wb);
-	for (;;) {
-		if (pos < n) {
-			size_t w = n - pos < piece ? n - pos : piece;
-
-			if ((r = write(wfd, s + pos, w)) > 0)
-				pos += (size_t)r;
-		}
-		r = rbuf_read(&rb, rfd);
-		if (r == -EAGAIN) {
-			if (pos == n)
-				break;
-			continue;
-		}
-		/* The write end stays open: never end of file. */
-		FUZZ_ASSERT(r > 0);
+	while ((r = fuzz_feed(wfd, rfd, &rb, s, n, &pos, piece)) > 0) {
 		rd += (size_t)r;
 		FUZZ_ASSERT(rd <= pos);
 		FUZZ_ASSERT(rb.len - rb.off == rd - cons);
@@ -148,7 +133,6 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	FUZZ_ASSERT(wbuf_flush(&wb, nullfd) == 0 && wbuf_pending(&wb) == 0);
 	wbuf_free(&wb);
 	rbuf_free(&rb);
-	while (read(rfd, drain, sizeof(drain)) > 0)
-		;
+	fuzz_drain(rfd);
 	return 0;
 }
