@@ -63,6 +63,7 @@ struct fanout_conf {
 	uint32_t	 ack_timeout_ms;
 	uint32_t	 max_message_bytes;
 	uint32_t	 start_timeout_ms;
+	uint32_t	 auth_timeout_ms;
 	uint32_t	 stop_timeout_ms;
 	uint32_t	 restart_max_delay_ms;
 	uint32_t	 restart_reset_ms;

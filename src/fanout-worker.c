@@ -9,7 +9,7 @@
  * fanoutd's process group, it ignores.
  *
  * Only fanoutd gets in: a connection must prove it knows the key fanoutd
- * gave this process (the handshake of proto.h) within AUTH_DEADLINE_MS,
+ * gave this process (the handshake of proto.h) within --auth-timeout,
  * sending nothing but the handshake before; one authenticated link is
  * served at a time, and a newer one replaces it.
  */
@@ -87,6 +87,7 @@ struct wk {
 	struct conn	*link;		/* the authenticated one, or NULL */
 	uint8_t		 key[AUTH_KEY_LEN];
 	uint32_t	 max_message;	/* max_message_bytes */
+	uint32_t	 auth_timeout_ms;
 	/* Ids grow in the order fanoutd accepted the messages and each
 	 * worker gets them in that order: two numbers tell what the handler
 	 * took and what it has answered. */
@@ -105,7 +106,8 @@ usage(FILE *f, int code)
 {
 	fprintf(f,
 	    "usage: fanout-worker --index N --port PORT --secret-fd FD\n"
-	    "           [--address ADDR] [--max-message-bytes N] [-v]\n"
+	    "           [--address ADDR] [--max-message-bytes N] "
+	    "[--auth-timeout MS] [-v]\n"
 	    "           [--handler-mode exec|pipe] [--handler-framing lines|binary]"
 	    "\n"
 	    "           [--handler-timeout MS] [--handler-restart-max MS]\n"
@@ -119,6 +121,8 @@ usage(FILE *f, int code)
 	    "it)\n"
 	    "  --max-message-bytes N\n"
 	    "                       longest message taken (default 16 MiB)\n"
+	    "  --auth-timeout MS    a connection must prove itself within this "
+	    "(default 2000)\n"
 	    "  --handler-mode M     exec (a process per message, default) or "
 	    "pipe\n"
 	    "  --handler-framing F  pipe mode: lines (default) or binary\n"
@@ -504,7 +508,8 @@ on_auth_deadline(sd_event_source *s, uint64_t usec, void *arg)
 	(void)usec;
 	if (log_limit(&frames_ll))
 		log_warnx("worker %u: connection not authenticated within "
-		    "%u ms; closing it", c->wk->index, AUTH_DEADLINE_MS);
+		    "%u ms; closing it", c->wk->index,
+		    c->wk->auth_timeout_ms);
 	conn_close(c);
 	return 0;
 }
@@ -564,8 +569,15 @@ on_accept(sd_event_source *s, int lfd, uint32_t revents, void *arg)
 		if (sd_event_add_io(wk->ev, &c->src, fd, EPOLLIN, on_conn_io,
 		    c) < 0 ||
 		    sd_event_add_time_relative(wk->ev, &c->deadline_src,
-		    CLOCK_MONOTONIC, AUTH_DEADLINE_MS * 1000ULL, 0,
-		    on_auth_deadline, c) < 0) {
+		    CLOCK_MONOTONIC, wk->auth_timeout_ms * 1000ULL, 0,
+		    on_auth_deadline, c) < 0 ||
+		    /* A proof that came in time is read before the deadline
+		     * is heard, however late this process gets the CPU:
+		     * fanoutd took the link as up when it sent it. */
+		    sd_event_source_set_priority(c->deadline_src,
+		    SD_EVENT_PRIORITY_IDLE) < 0) {
+			c->deadline_src =
+			    sd_event_source_disable_unref(c->deadline_src);
 			c->src = sd_event_source_disable_unref(c->src);
 			auth_clear(&c->auth);
 			close(fd);
@@ -655,6 +667,7 @@ enum {
 	OPT_RESTART_MAX,
 	OPT_SECRET_FD,
 	OPT_MAX_MESSAGE,
+	OPT_AUTH_TIMEOUT,
 };
 
 /* A value out of names (NULL ended): its index, or exit 2. */
@@ -712,6 +725,7 @@ main(int argc, char *argv[])
 		{ "secret-fd",	required_argument,	NULL, OPT_SECRET_FD },
 		{ "max-message-bytes", required_argument, NULL,
 		    OPT_MAX_MESSAGE },
+		{ "auth-timeout", required_argument,	NULL, OPT_AUTH_TIMEOUT },
 		{ "help",	no_argument,		NULL, 'h' },
 		{ "version",	no_argument,		NULL, 'V' },
 		{ NULL,		0,			NULL, 0 }
@@ -727,7 +741,7 @@ main(int argc, char *argv[])
 	const char *addr = "127.0.0.1";
 	uint64_t index = UINT64_MAX, port = 0, secret_fd = UINT64_MAX;
 	uint64_t max_message = FANOUT_MESSAGE_MAX;
-	struct wk wk = { .lfd = -1 };
+	struct wk wk = { .lfd = -1, .auth_timeout_ms = AUTH_DEADLINE_MS };
 	char why[160];
 	int stray[SIG_STRAY_MAX];
 	size_t nstray, i;
@@ -797,6 +811,9 @@ main(int argc, char *argv[])
 				    "and %d\n", FANOUT_MESSAGE_MAX);
 				return 2;
 			}
+			break;
+		case OPT_AUTH_TIMEOUT:
+			wk.auth_timeout_ms = parse_ms("auth-timeout", optarg);
 			break;
 		case 'h':
 			usage(stdout, 0);

@@ -108,6 +108,11 @@ enum worker_state {
 				 * respawned as soon as it exits */
 };
 
+/* Links tried to a process that said READY=1 before it counts as failed:
+ * a worker closes a link whose handshake misses its deadline, and a slow
+ * start (hundreds of workers, or valgrind) can make fanoutd miss it once. */
+#define LINK_TRIES_MAX	3
+
 enum worker_ev {
 	WE_SPAWNED,		/* fork succeeded */
 	WE_NOTIFIED,		/* READY=1 from the worker's own pid */
@@ -146,6 +151,7 @@ struct worker {
 	uint8_t		 secret[AUTH_KEY_LEN];
 	uint32_t	 spawns;
 	uint32_t	 failures;	/* in a row: sets the backoff */
+	uint32_t	 link_tries;	/* W_CONNECTING: links tried so far */
 	uint64_t	 up_usec;	/* when it last came up */
 	uint64_t	 retry_usec;	/* W_BACKOFF: when it is tried again */
 	uint8_t		 exit_kind;	/* enum worker_exit */

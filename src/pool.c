@@ -129,6 +129,16 @@ worker_connect(struct worker *w)
 	}
 }
 
+/* Another link to a process that said READY=1, within its start timeout
+ * (whose timer runs on): a lost handshake is tried again at once, without
+ * a restart and without failing the start-up; connect() itself counts. */
+static bool
+pool_link_retry(const struct worker *w)
+{
+	return w->state == W_CONNECTING && !w->d->stopping &&
+	    w->link_tries + 1 < LINK_TRIES_MAX;
+}
+
 /* W_BACKOFF is over: respawn, or reconnect to a process that lives on. */
 static void
 worker_retry(struct worker *w)
@@ -159,6 +169,7 @@ worker_enter(struct worker *w, enum worker_state old)
 	switch (w->state) {
 	case W_STARTING:
 	case W_CONNECTING:
+		w->link_tries = 0;
 		if (old != W_STARTING)
 			worker_arm(w, d->conf.start_timeout_ms * 1000ULL);
 		break;
@@ -233,6 +244,8 @@ worker_enter(struct worker *w, enum worker_state old)
  * STOPPING         -        -          -         -       DEAD    (SIGKILL)     -       -
  * REPLACING        -        -          -         -     (spawn)   (SIGKILL)     -    STOPPING
  *
+ * A link lost in CONNECTING is tried again at once, LINK_TRIES_MAX links in
+ * all, before the RESTARTING of the table.
  * BACKOFF's retry reconnects (-> CONNECTING) while the process lives, and
  * spawns (-> STARTING) once it is gone.  REPLACE (a reload changed the
  * worker's settings) takes STARTING, CONNECTING, UP and a BACKOFF with a
@@ -260,7 +273,11 @@ worker_event(struct worker *w, enum worker_ev ev)
 	case WE_LINK_LOST:
 		if (old == W_UP)
 			new = W_BACKOFF;
-		else if (old == W_CONNECTING)
+		else if (old == W_CONNECTING && pool_link_retry(w)) {
+			w->link_tries++;
+			worker_connect(w);
+			return;
+		} else if (old == W_CONNECTING)
 			new = W_RESTARTING;
 		break;
 	case WE_EXITED:
@@ -507,7 +524,7 @@ on_timer(sd_event_source *s, uint64_t usec, void *arg)
 /* A worker's command line under a configuration. */
 struct worker_args {
 	char	 index[16], port[16], timeout[16], restart[16], sfd[16];
-	char	 maxb[16];
+	char	 maxb[16], auth[16];
 	char	*argv[24 + HANDLER_ARGS_MAX];
 };
 
@@ -535,6 +552,9 @@ worker_args(const struct fanout_conf *cf, uint32_t index, int secret_fd,
 	a->argv[argc++] = a->sfd;
 	a->argv[argc++] = (char *)"--max-message-bytes";
 	a->argv[argc++] = a->maxb;
+	snprintf(a->auth, sizeof(a->auth), "%u", cf->auth_timeout_ms);
+	a->argv[argc++] = (char *)"--auth-timeout";
+	a->argv[argc++] = a->auth;
 	/* The same verbosity: -vv has the workers log every message. */
 	if (log_getverbose() > 0)
 		a->argv[argc++] = (char *)(log_getverbose() > 1 ? "-vv" : "-v");
@@ -779,6 +799,10 @@ pool_link_lost(struct worker *w, const char *why)
 	if (d->stopping || w->state == W_STOPPING || w->state == W_REPLACING)
 		log_debug("worker %u (pid %d, port %u): %s", w->index,
 		    (int)w->pid, w->port, why);
+	else if (pool_link_retry(w))
+		log_warnx("worker %u (pid %d, port %u): %s; connecting again "
+		    "(try %u of %u)", w->index, (int)w->pid, w->port, why,
+		    w->link_tries + 2, LINK_TRIES_MAX);
 	else
 		logit(d->ready ? LOG_WARNING : LOG_ERR,
 		    "worker %u (pid %d, port %u): %s", w->index, (int)w->pid,

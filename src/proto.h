@@ -141,10 +141,10 @@ enum msg_type {
  *
  * The rules.  A worker answers the one MSG_AUTH_HELLO with a fresh Nw, then
  * takes MSG_DATA only after a valid MSG_AUTH_PROOF.  Any other frame or
- * length, a wrong proof, or AUTH_DEADLINE_MS passing first ends the
- * connection.  fanoutd checks MACw before it sends MACd or any message:
- * a process that is not its worker (another program on the port) learns
- * nothing and gets nothing.  fanoutd may send MSG_DATA right behind its
+ * length, a wrong proof, or the deadline (AUTH_DEADLINE_MS) passing first
+ * ends the connection.  fanoutd checks MACw before it sends MACd or any
+ * message: a process that is not its worker (another program on the port)
+ * learns nothing and gets nothing.  fanoutd may send MSG_DATA right behind its
  * proof.  A worker serves one authenticated link: a newer one replaces the
  * older, which it closes (fanoutd reconnecting after losing a link).
  */
@@ -159,7 +159,8 @@ enum msg_type {
 #define AUTH_PROOF_LEN		AUTH_MAC_LEN
 /* The longest payload a connection may send before it is authenticated. */
 #define AUTH_PAYLOAD_MAX	AUTH_CHALLENGE_LEN
-/* A worker closes a connection not authenticated within this. */
+/* A worker closes a connection not authenticated within this, by default;
+ * fanoutd passes its auth_timeout_ms as --auth-timeout. */
 #define AUTH_DEADLINE_MS	2000
 
 /*

@@ -25,6 +25,7 @@
 /* Settings that change a worker's command line: a restart applies them. */
 static const char *const worker_settings[] = {
 	"base_port", "listen_address", "worker_path", "max_message_bytes",
+	"auth_timeout_ms",
 	"handler", "handler_mode", "handler_framing", "handler_timeout_ms",
 };
 /* Settings fanoutd reads once, at start. */

@@ -67,6 +67,31 @@ assert_reported() {
 	nothing_left "$(ms 3000)"
 }
 
+@test "a worker that drops fanoutd's first two links: tried again, it starts, no restart" {
+	local pid
+
+	write_config "worker_path=\"$(worker_wrapper "1:--close-first 2")\""
+	start_fanoutd
+	pid=$(worker_pid 1)
+	[ "$pid" = "${WORKER_PIDS[1]}" ] ||
+	    fail "worker 1 is pid $pid, was started as ${WORKER_PIDS[1]}"
+	grep -v '^fake-worker' "$FANOUTD_LOG" |
+	    grep -qE "worker 1 .*port $((BASE_PORT + 1)).*(closed by the worker|Connection reset by peer); connecting again \\(try 3 of 3\\)" ||
+	    fail "no word of the second try:" "$(cat "$FANOUTD_LOG")"
+	run ctl send after the retries
+	assert_status 0
+	assert_send 3 "$ACKED" "$ACKED" "$ACKED"
+	[ "$(worker_pid 1)" = "$pid" ] || fail "worker 1 was restarted"
+}
+
+@test "a worker that drops all three of fanoutd's links: the start-up fails, exit 1" {
+	write_config "worker_path=\"$(worker_wrapper "1:--close-first 3")\""
+	start_fanoutd_fails
+	assert_reported 1 'link lost: (connection closed by the worker|Connection reset by peer)$'
+	[ ! -e "$SOCK" ] || fail "left $SOCK behind"
+	nothing_left "$(ms 3000)"
+}
+
 @test "a second fanoutd on the same control socket refuses to start" {
 	local first first_workers
 

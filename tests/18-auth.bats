@@ -67,10 +67,10 @@ au_rss() {
 	# More idle connections than a worker serves, from before the
 	# workers listen to the end, reconnecting whenever one is closed.
 	# Under valgrind fanoutd needs longer for its hello than the swarm
-	# needs to cycle 8 connections, and would lose the race for its own
-	# link at start (a limit of the start-up, which fails on a lost
-	# link): there, fewer than the worker's 8 slots, still reconnecting
-	# at every deadline.
+	# needs to cycle 8 connections, and could lose the race for its own
+	# link at start more often than the three links it tries before the
+	# start-up fails: there, fewer than the worker's 8 slots, still
+	# reconnecting at every deadline.
 	[ "$FANOUT_VALGRIND" = 1 ] && swarm_n=7
 	spawn in_ns python3 "$STRANGER" swarm "$swarm_n" "$T/swarm.out" \
 	    $(au_ports)

@@ -7,6 +7,7 @@
  *	fake-worker --index N --port PORT [--secret-fd FD] [--address ADDR]
  *	    [-v] [--max-message-bytes N] [--mode MODE] [--ready-after FIFO]
  *	    [--ready-from-child] [--ignore-term] [--touch DIR]
+ *	    [--close-first K]
  *
  * Like the real worker it listens, sends READY=1 to $NOTIFY_SOCKET (when
  * set), accepts the daemon's connection, answers its handshake with the
@@ -35,6 +36,9 @@
  * --ready-from-child	READY=1 comes from a forked child, never from the
  *			worker's own pid (which the daemon must not accept)
  * --ignore-term	ignore SIGTERM (only SIGKILL stops it)
+ * --close-first K	close the first K connections as soon as they are
+ *			accepted, as a worker does with a handshake that
+ *			missed its deadline
  * --touch DIR		create DIR/worker-N.msg-ID for each message; in
  *			dropafter mode DIR/worker-N.msg-ID for each message
  *			handled, DIR/worker-N.dup-ID for each one acked
@@ -80,7 +84,7 @@ usage(int st)
 	fprintf(st ? stderr : stdout, "usage: fake-worker --index N "
 	    "--port PORT [--secret-fd FD] [--address ADDR] [--mode MODE]\n"
 	    "\t[--ready-after FIFO] [--ready-from-child] [--ignore-term] "
-	    "[--touch DIR]\n");
+	    "[--touch DIR] [--close-first K]\n");
 	exit(st);
 }
 
@@ -301,6 +305,8 @@ main(int argc, char **argv)
 		{ "touch", required_argument, NULL, 'T' },
 		{ "secret-fd", required_argument, NULL, 'S' },
 		{ "max-message-bytes", required_argument, NULL, 'M' },
+		{ "close-first", required_argument, NULL, 'K' },
+		{ "auth-timeout", required_argument, NULL, 'A' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 }
 	};
@@ -310,7 +316,7 @@ main(int argc, char **argv)
 	socklen_t sslen;
 	pid_t ppid = getppid();
 	int ch, port = -1, from_child = 0, ignore_term = 0, one = 1, fd, c;
-	int dropafter = -1, secret_fd = -1;
+	int dropafter = -1, secret_fd = -1, close_first = 0;
 	uint32_t max_message = FANOUT_MESSAGE_MAX;
 	char buf[128];
 
@@ -345,6 +351,11 @@ main(int argc, char **argv)
 			break;
 		case 'M':
 			max_message = (uint32_t)strtoul(optarg, NULL, 10);
+			break;
+		case 'K':
+			close_first = atoi(optarg);
+			break;
+		case 'A':	/* it waits for the handshake as long as needed */
 			break;
 		case 'v':
 			break;
@@ -471,6 +482,11 @@ main(int argc, char **argv)
 			if (errno == EINTR)
 				continue;
 			die("accept");
+		}
+		if (close_first > 0) {
+			close_first--;
+			close(c);
+			continue;
 		}
 		setsockopt(c, IPPROTO_TCP, 1 /* TCP_NODELAY */, &one,
 		    sizeof(one));

@@ -403,6 +403,7 @@ write_config() {
 		[ack_timeout_ms]=$(ms 5000)
 		[max_message_bytes]=65536
 		[start_timeout_ms]=$(ms 10000)
+		[auth_timeout_ms]=$(ms 2000)
 		[stop_timeout_ms]=$(ms 5000)
 		# the default, scaled: a worker slowed down by valgrind is
 		# not to be taken for a stalled one
@@ -410,6 +411,7 @@ write_config() {
 	)
 	local order=(workers base_port listen_address control_socket
 	    worker_path ack_timeout_ms max_message_bytes start_timeout_ms
+	    auth_timeout_ms
 	    stop_timeout_ms stall_timeout_ms)
 	local a k
 

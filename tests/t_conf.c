@@ -82,6 +82,7 @@ test_defaults(void **state)
 	assert_int_equal(c.ack_timeout_ms, 5000);
 	assert_int_equal(c.max_message_bytes, 65536);
 	assert_int_equal(c.start_timeout_ms, 10000);
+	assert_int_equal(c.auth_timeout_ms, 2000);
 	assert_int_equal(c.stop_timeout_ms, 5000);
 	assert_int_equal(c.restart_max_delay_ms, 30000);
 	assert_int_equal(c.restart_reset_ms, 60000);

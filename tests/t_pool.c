@@ -511,7 +511,8 @@ test_reconnect_fails_restarting(void **state)
 	assert_int_equal(w->state, W_BACKOFF);
 	rec.connect_ret = -ECONNREFUSED;
 	worker_event(w, WE_TIMEOUT);
-	assert_int_equal(rec.connects, 1);
+	/* each try refused at once: all of them, then the restart */
+	assert_int_equal(rec.connects, LINK_TRIES_MAX);
 	assert_int_equal(w->state, W_RESTARTING);
 	assert_int_equal(w->exit_kind, WX_LINK);
 	assert_int_equal(worker_wire_state(w), WS_BACKOFF);
@@ -524,6 +525,46 @@ test_reconnect_fails_restarting(void **state)
 	assert_int_equal(w->failures, 2);
 	assert_true(w->retry_usec - w->state_usec == 200000);
 	assert_int_equal(rec.stops, 0);
+}
+
+/* A handshake lost while connecting (the worker's deadline passed first)
+ * is tried again at once, within the same start timeout; only the last
+ * try's loss restarts the process. */
+static void
+test_connecting_link_lost_tried_again(void **state)
+{
+	struct fx *f = *state;
+	struct worker *w = with_child(f, 0, false);
+	uint64_t deadline, t;
+	int i;
+
+	worker_event(w, WE_SPAWNED);
+	worker_event(w, WE_NOTIFIED);
+	assert_int_equal(w->state, W_CONNECTING);
+	rec.open[0] = true;
+	assert_int_equal(sd_event_source_get_time(w->timer_src, &deadline), 0);
+	for (i = 1; i < LINK_TRIES_MAX; i++) {
+		pool_link_lost(w, "link lost: test");
+		assert_int_equal(w->state, W_CONNECTING);
+		assert_int_equal(rec.connects, i);
+		/* the start timeout runs on */
+		assert_int_equal(sd_event_source_get_time(w->timer_src, &t),
+		    0);
+		assert_true(t == deadline);
+	}
+	bring_up(w);
+	assert_int_equal(w->spawns, 0);
+	assert_int_equal(rec.stops, 0);
+
+	/* A new episode counts from zero: all tries lost, then a restart. */
+	pool_link_lost(w, "link lost: test");
+	assert_int_equal(w->state, W_BACKOFF);
+	worker_event(w, WE_TIMEOUT);
+	assert_int_equal(w->state, W_CONNECTING);
+	for (i = 0; i < LINK_TRIES_MAX; i++)
+		pool_link_lost(w, "link lost: test");
+	assert_int_equal(w->state, W_RESTARTING);
+	assert_int_equal(w->exit_kind, WX_LINK);
 }
 
 /* Not connected in time: the link being set up is dropped, the process
@@ -836,10 +877,13 @@ test_not_ready_failure_stops(void **state)
 	worker_event(w1, WE_TIMEOUT);
 	assert_int_equal(rec.stops, 3);
 	assert_int_equal(w1->state, W_STARTING);
-	/* connect refused */
+	/* connect refused, and refused again at each try */
 	connecting(w1);
+	rec.connect_ret = -ECONNREFUSED;
 	pool_link_lost(w1, "cannot connect: test");
+	assert_int_equal(rec.connects, LINK_TRIES_MAX - 1);
 	assert_int_equal(rec.stops, 4);
+	rec.connect_ret = 0;
 	/* exited while starting */
 	w1->state = W_STARTING;
 	w1->pid = 0;
@@ -1068,6 +1112,8 @@ main(int argc, char *argv[])
 		    test_spawned_notified_connecting, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_connected_up, setup,
 		    teardown),
+		cmocka_unit_test_setup_teardown(
+		    test_connecting_link_lost_tried_again, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_up_link_lost_backoff,
 		    setup, teardown),
 		cmocka_unit_test_setup_teardown(
