@@ -28,12 +28,15 @@ check_conf() {
 }
 
 @test "a FIFO as an include is refused at once, named" {
+	local line
+
 	mkfifo "$T/fifo.conf"
 	echo '@include "fifo.conf"' >>"$CONF"
+	line=$(wc -l <"$CONF")
 	check_conf
 	[ "$status" -eq 1 ] || fail "expected status 1 (124: it hung)" \
 	    "$(show_run)"
-	[[ $output == *"$CONF:12: @include \"fifo.conf\": not a regular file"* ]] ||
+	[[ $output == *"$CONF:$line: @include \"fifo.conf\": not a regular file"* ]] ||
 	    fail "the include is not named" "$(show_run)"
 }
 
@@ -55,10 +58,13 @@ check_conf() {
 }
 
 @test "a missing include is reported with its name" {
+	local line
+
 	echo '@include "nothere.conf"' >>"$CONF"
+	line=$(wc -l <"$CONF")
 	check_conf
 	[ "$status" -eq 1 ] || fail "$(show_run)"
-	[[ $output == *"$CONF:12: @include \"nothere.conf\": No such file or directory"* ]] ||
+	[[ $output == *"$CONF:$line: @include \"nothere.conf\": No such file or directory"* ]] ||
 	    fail "the include is not named" "$(show_run)"
 }
 
