@@ -30,6 +30,9 @@ void	notify_stopping(void);
 void	notify_reloading(void);
 void	notify_failure(int errnum, const char *status);
 
+/* Room for a NOTIFY_SOCKET value: "@" and a sun_path, with its NUL. */
+#define NOTIFY_NAME_MAX	108
+
 /* A datagram socket on an autobound abstract address; name gets the
  * NOTIFY_SOCKET value ("@..."). Returns the fd or -errno. */
 int	notify_listen(char *name, size_t namelen);

@@ -8,9 +8,11 @@
 #include "config.h"
 
 #include <sys/prctl.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -631,42 +633,39 @@ worker_exec(struct worker *w, pid_t parent, const char *notify_name,
 	_exit(127);
 }
 
-int
-worker_spawn(struct worker *w)
+/* What a spawn needs before the fork: a fresh key, and the notify socket
+ * the new process is to say READY=1 on, whose name goes to name. */
+static int
+worker_prepare(struct worker *w, char *name, size_t namelen)
 {
 	struct fanoutd *d = w->d;
-	char name[108];
-	pid_t pid, parent = getpid();
-	int r, secret_fd;
+	int r;
 
 	w->why[0] = '\0';
 	/* A reload may have moved it. */
 	w->port = (uint16_t)(d->conf.base_port + w->index);
 	/* A new process, a new key: one a former process (or anyone who
 	 * watched it) knew is worth nothing now. */
-	if ((r = auth_key_new(w->secret)) < 0 ||
-	    (r = secret_fd = auth_key_pipe(w->secret)) < 0)
+	if ((r = auth_key_new(w->secret)) < 0)
 		return r;
-	if ((w->notify_fd = notify_listen(name, sizeof(name))) < 0) {
-		close(secret_fd);
+	if ((w->notify_fd = notify_listen(name, namelen)) < 0)
 		return w->notify_fd;
-	}
 	r = sd_event_add_io(d->ev, &w->notify_src, w->notify_fd, EPOLLIN,
 	    on_notify, w);
 	if (r < 0) {
-		close(secret_fd);
 		worker_stop_notify(w);
 		return r;
 	}
-	if ((pid = fork()) == -1) {
-		r = -errno;
-		close(secret_fd);
-		worker_stop_notify(w);
-		return r;
-	}
-	if (pid == 0)
-		worker_exec(w, parent, name, secret_fd);
-	close(secret_fd);
+	return 0;
+}
+
+/* And after it: pid is fanoutd's child, running the worker. */
+static int
+worker_started(struct worker *w, pid_t pid)
+{
+	struct fanoutd *d = w->d;
+	int r;
+
 	w->pid = pid;
 	d->nalive++;
 	/* pidfd based: no reaping loop, no pid reuse race. */
@@ -687,6 +686,142 @@ worker_spawn(struct worker *w)
 		    (int)pid, w->port);
 	worker_event(w, WE_SPAWNED);
 	return 0;
+}
+
+int
+worker_spawn(struct worker *w)
+{
+	char name[NOTIFY_NAME_MAX];
+	pid_t pid, parent = getpid();
+	int r, secret_fd;
+
+	if ((r = worker_prepare(w, name, sizeof(name))) < 0)
+		return r;
+	if ((secret_fd = auth_key_pipe(w->secret)) < 0) {
+		worker_stop_notify(w);
+		return secret_fd;
+	}
+	if ((pid = fork()) == -1) {
+		r = -errno;
+		close(secret_fd);
+		worker_stop_notify(w);
+		return r;
+	}
+	if (pid == 0)
+		worker_exec(w, parent, name, secret_fd);
+	close(secret_fd);
+	return worker_started(w, pid);
+}
+
+/*
+ * The helper that starts the whole pool.  It holds nothing of fanoutd's
+ * but the pipe its results go to (one int32 per worker: a pid, or
+ * -errno), so that each clone copies five descriptors, not a socket and
+ * a pidfd for every worker before it.  CLONE_PARENT makes each worker
+ * fanoutd's child, reaped and watched there.
+ */
+static void __attribute__((noreturn))
+pool_spawn_helper(struct fanoutd *d, char (*names)[NOTIFY_NAME_MAX],
+    int out, pid_t parent)
+{
+	struct worker *w;
+	int32_t res;
+	pid_t pid;
+	uint32_t i;
+	int secret_fd;
+
+	if (out != 3 && dup3(out, 3, O_CLOEXEC) == -1)
+		_exit(1);
+	if (close_range(4, ~0U, 0) == -1)
+		_exit(1);
+	for (i = 0; i < d->nworkers; i++) {
+		w = d->workers[i];
+		if ((res = secret_fd = auth_key_pipe(w->secret)) >= 0) {
+			pid = (pid_t)syscall(SYS_clone, CLONE_PARENT | SIGCHLD,
+			    NULL, NULL, NULL, NULL);
+			if (pid == 0)
+				worker_exec(w, parent, names[i], secret_fd);
+			res = pid == -1 ? -errno : pid;
+			close(secret_fd);
+		}
+		if (write(3, &res, sizeof(res)) != sizeof(res))
+			_exit(1);
+	}
+	_exit(0);
+}
+
+/*
+ * Every worker at once, at start.  fork() copies fanoutd's descriptor
+ * table and exec closes it again: from here, starting N workers one by
+ * one would be O(N^2), seconds at 1,000 workers.  The helper is forked
+ * once, after every notify socket is in place.  Returns 0 or -errno,
+ * having said which worker failed.
+ */
+static int
+pool_spawn_all(struct fanoutd *d)
+{
+	char (*names)[NOTIFY_NAME_MAX];
+	pid_t helper = -1, parent = getpid();
+	int32_t res;
+	uint32_t i, n = d->nworkers;
+	int pipefd[2], r = 0;
+	ssize_t got;
+
+	if ((names = calloc(n, sizeof(*names))) == NULL)
+		return -ENOMEM;
+	for (i = 0; i < n; i++) {
+		if ((r = worker_prepare(d->workers[i], names[i],
+		    sizeof(names[i]))) < 0) {
+			log_errx("cannot start worker %u: %s", i,
+			    strerror(-r));
+			break;
+		}
+	}
+	if (r == 0 && pipe2(pipefd, O_CLOEXEC) == -1)
+		r = -errno;
+	if (r == 0 && (helper = fork()) == -1) {
+		r = -errno;
+		close(pipefd[0]);
+		close(pipefd[1]);
+	}
+	if (r < 0) {
+		if (i == n)	/* not one worker's fault */
+			log_errx("cannot start the workers: %s", strerror(-r));
+		for (i = 0; i < n; i++)
+			worker_stop_notify(d->workers[i]);
+		free(names);
+		return r;
+	}
+	if (helper == 0)
+		pool_spawn_helper(d, names, pipefd[1], parent);
+	close(pipefd[1]);
+	free(names);
+	/* Every result, the failures' too: whatever was started must be
+	 * watched, to be stopped. */
+	for (i = 0; i < n; i++) {
+		do
+			got = read(pipefd[0], &res, sizeof(res));
+		while (got == -1 && errno == EINTR);
+		if (got != sizeof(res)) {
+			if (r == 0)
+				log_errx("the process starting the workers "
+				    "died at worker %u", i);
+			res = -EIO;
+		} else if (res > 0)
+			res = worker_started(d->workers[i], res);
+		if (res < 0) {
+			worker_stop_notify(d->workers[i]);
+			if (r == 0 && got == sizeof(res))
+				log_errx("cannot start worker %u: %s", i,
+				    strerror(-res));
+			if (r == 0)
+				r = res;
+		}
+	}
+	close(pipefd[0]);
+	while (waitpid(helper, NULL, 0) == -1 && errno == EINTR)
+		;
+	return r;
 }
 
 struct worker *
@@ -758,14 +893,7 @@ pool_start(struct fanoutd *d)
 	if (spooler_load(d, UINT32_MAX) < 0)
 		return -EIO;
 	/* All at once: readiness and connects proceed in parallel. */
-	for (i = 0; i < d->nworkers; i++) {
-		if ((r = worker_spawn(d->workers[i])) < 0) {
-			log_errx("cannot start worker %u: %s", i,
-			    strerror(-r));
-			return r;
-		}
-	}
-	return 0;
+	return pool_spawn_all(d);
 }
 
 void
