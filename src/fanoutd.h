@@ -90,6 +90,7 @@ struct link {
 	const struct link_ops *ops;
 	int		 fd;
 	sd_event_source	*io_src;
+	uint32_t	 events;	/* io_src's, as last set */
 	struct rbuf	 in;
 	struct auth	 auth;		/* the handshake, first on every link */
 	bool		 connected;	/* TCP is; up once auth is AUTH_DONE */

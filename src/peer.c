@@ -20,16 +20,33 @@
 #include "sock.h"
 #include "util.h"
 
-#define PEER_IOV_MAX	64	/* messages per writev */
+#define PEER_IOV_MAX	64	/* pieces per writev */
+#define PEER_MSGS_MAX	1024	/* messages per writev */
+/* Frames up to this size are copied together into one piece: the kernel
+ * pays ~100 ns for each iovec it copies from, memcpy ~10 ns for 80 bytes.
+ * Longer ones are written from where they are. */
+#define PEER_COPY_MAX	512
+#define PEER_STAGE_BYTES (64 * 1024)
 
+/*
+ * Edge-triggered: a burst of acks from many workers is taken from one
+ * epoll_wait each.  Level-triggered, every epoll_wait of sd-event (one per
+ * source dispatched) polled and copied out again every link still ready:
+ * O(N^2) per broadcast, a fifth of fanoutd's CPU at 64 workers (perf).
+ * tcp_read reads until a short read or EAGAIN, tcp_flush writes until
+ * EAGAIN, so no edge is missed.  sd-event never skips setting edge-triggered
+ * events that did not change (an epoll_ctl for each write): this does.
+ */
 static void
 tcp_set_events(struct worker *w)
 {
-	uint32_t ev = EPOLLIN;
+	uint32_t ev = EPOLLIN | EPOLLET;
 
 	if (w->state == W_UP && !w->draining && w->q.nsent < w->q.n)
 		ev |= EPOLLOUT;
-	(void)sd_event_source_set_io_events(w->link.io_src, ev);
+	if (ev != w->link.events &&
+	    sd_event_source_set_io_events(w->link.io_src, ev) >= 0)
+		w->link.events = ev;
 }
 
 /* The worker acknowledged message id: it must be the oldest one sent. */
@@ -183,7 +200,9 @@ on_tcp_io(sd_event_source *s, int fd, uint32_t revents, void *arg)
 			return 0;
 		}
 		w->link.connected = true;
-		(void)sd_event_source_set_io_events(w->link.io_src, EPOLLIN);
+		w->link.events = EPOLLIN | EPOLLET;
+		(void)sd_event_source_set_io_events(w->link.io_src,
+		    w->link.events);
 		/* Up only once the worker answers this (tcp_auth). */
 		auth_start(&w->link.auth, w->secret);
 		n = auth_daemon_hello(&w->link.auth, hello);
@@ -209,20 +228,63 @@ tcp_connect(struct worker *w)
 
 	if ((fd = tcp_connect_nb(w->d->conf.listen_address, w->port)) < 0)
 		return fd;
-	r = sd_event_add_io(w->d->ev, &l->io_src, fd, EPOLLOUT, on_tcp_io, w);
+	r = sd_event_add_io(w->d->ev, &l->io_src, fd, EPOLLOUT | EPOLLET,
+	    on_tcp_io, w);
 	if (r < 0) {
 		close(fd);
 		return r;
 	}
 	l->fd = fd;
+	l->events = EPOLLOUT | EPOLLET;
 	l->connected = false;
 	rbuf_init(&l->in, MSG_ACK_LEN + FANOUT_REASON_MAX);
 	return 0;
 }
 
+/* The unsent messages of q, as few pieces as it takes: small frames are
+ * copied side by side into stage.  Returns the number of pieces. */
+static int
+tcp_gather(const struct wqueue *q, struct iovec *iov, uint8_t *stage)
+{
+	size_t used = 0, len;
+	uint32_t i;
+	uint8_t *p;
+	int cnt = 0;
+
+	for (i = q->nsent; i < q->n && i - q->nsent < PEER_MSGS_MAX; i++) {
+		struct msg *m = queue_at(q, i);
+
+		p = m->frame;
+		len = m->len;
+		if (i == q->nsent) {
+			p += q->woff;
+			len -= q->woff;
+		}
+		if (len <= PEER_COPY_MAX && used + len <= PEER_STAGE_BYTES) {
+			memcpy(stage + used, p, len);
+			/* Behind the previous copy: the same piece. */
+			if (cnt > 0 && (uint8_t *)iov[cnt - 1].iov_base +
+			    iov[cnt - 1].iov_len == stage + used) {
+				iov[cnt - 1].iov_len += len;
+				used += len;
+				continue;
+			}
+			p = stage + used;
+			used += len;
+		}
+		if (cnt == PEER_IOV_MAX)
+			break;
+		iov[cnt].iov_base = p;
+		iov[cnt].iov_len = len;
+		cnt++;
+	}
+	return cnt;
+}
+
 static void
 tcp_flush(struct worker *w)
 {
+	static uint8_t stage[PEER_STAGE_BYTES];
 	struct wqueue *q = &w->q;
 	struct iovec iov[PEER_IOV_MAX];
 	char why[128];
@@ -236,16 +298,7 @@ tcp_flush(struct worker *w)
 		w->progress_usec = loop_now(w->d);	/* the stall clock starts */
 	while (q->nsent < q->n) {
 		/* At least one: the loop runs while one is unsent. */
-		cnt = 0;
-		do {
-			struct msg *m = queue_at(q, q->nsent + (uint32_t)cnt);
-
-			iov[cnt].iov_base = m->frame;
-			iov[cnt].iov_len = m->len;
-		} while (++cnt < PEER_IOV_MAX &&
-		    q->nsent + (uint32_t)cnt < q->n);
-		iov[0].iov_base = (uint8_t *)iov[0].iov_base + q->woff;
-		iov[0].iov_len -= q->woff;
+		cnt = tcp_gather(q, iov, stage);
 		n = writev(w->link.fd, iov, cnt);
 		if (n == -1) {
 			if (errno == EINTR)
