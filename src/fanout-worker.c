@@ -426,8 +426,9 @@ on_conn_io(sd_event_source *s, int fd, uint32_t revents, void *arg)
 	return 0;
 }
 
-/* After each turn of the loop that did something: the counts the rate
- * limits held back, once their window is over. */
+/* Before each wait of the loop: the counts the rate limits held back, once
+ * their window is over.  A prepare callback, not a post source: a post
+ * source costs an extra turn of the loop, an epoll_wait, per message. */
 static int
 on_log_flush(sd_event_source *s, void *arg)
 {
@@ -883,7 +884,7 @@ main(int argc, char *argv[])
 	    (r = sd_event_add_io(wk.ev, &wk.lsrc, wk.lfd, EPOLLIN, on_accept,
 	    &wk)) < 0 ||
 	    (r = sd_event_add_defer(wk.ev, &wk.post_src, on_post, &wk)) < 0 ||
-	    (r = sd_event_add_post(wk.ev, NULL, on_log_flush, NULL)) < 0 ||
+	    (r = sd_event_source_set_prepare(wk.lsrc, on_log_flush)) < 0 ||
 	    (r = sd_event_source_set_enabled(wk.post_src, SD_EVENT_OFF)) < 0)
 		fatalx("worker %u: cannot set up the event loop: %s", wk.index,
 		    strerror(-r));

@@ -462,6 +462,7 @@ fanoutd_free(struct fanoutd *d)
 	control_close_all(d, true);
 	reload_free(d);
 	pool_free(d);
+	peer_free(d);
 	spooler_close(d);
 	d->reload_src = sd_event_source_disable_unref(d->reload_src);
 	d->stop_timer = sd_event_source_disable_unref(d->stop_timer);

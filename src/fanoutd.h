@@ -89,8 +89,7 @@ struct link_ops {
 struct link {
 	const struct link_ops *ops;
 	int		 fd;
-	sd_event_source	*io_src;
-	uint32_t	 events;	/* io_src's, as last set */
+	uint32_t	 events;	/* in the links' epoll set (peer.c) */
 	struct rbuf	 in;
 	struct auth	 auth;		/* the handshake, first on every link */
 	bool		 connected;	/* TCP is; up once auth is AUTH_DONE */
@@ -269,6 +268,9 @@ struct fanoutd {
 	sd_event_source	*accept_timer;	/* retries a paused accept */
 	sd_event_source	*ctl_sweep;	/* idle and partial-frame deadlines */
 	sd_event_source	*flush_src;	/* one write pass per loop turn */
+	/* every worker link, in an epoll set of their own (peer.c) */
+	sd_event_source	*links_src;
+	int		 links_fd;	/* valid while links_src is set */
 	sd_event_source	*tick_src;	/* stall and degraded checks */
 	sd_event_source	*done_src;	/* moves shutdown on, from the loop */
 	struct worker	*dirty_workers;
@@ -328,6 +330,8 @@ const char *worker_state_name(enum worker_state);
 
 /* peer.c: the TCP link */
 extern const struct link_ops tcp_link_ops;
+/* Closes the links' epoll set, once every link is closed. */
+void	peer_free(struct fanoutd *);
 
 /* queue.c */
 void	queue_init(struct wqueue *, uint32_t max_n, uint64_t max_bytes);
