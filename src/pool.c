@@ -761,7 +761,7 @@ static int
 pool_spawn_all(struct fanoutd *d)
 {
 	char (*names)[NOTIFY_NAME_MAX];
-	pid_t helper = -1, parent = getpid();
+	pid_t helper, parent = getpid();
 	int32_t res;
 	uint32_t i, n = d->nworkers;
 	int pipefd[2], r = 0;
@@ -774,23 +774,18 @@ pool_spawn_all(struct fanoutd *d)
 		    sizeof(names[i]))) < 0) {
 			log_errx("cannot start worker %u: %s", i,
 			    strerror(-r));
-			break;
+			goto fail;
 		}
 	}
-	if (r == 0 && pipe2(pipefd, O_CLOEXEC) == -1)
+	if (pipe2(pipefd, O_CLOEXEC) == -1) {
 		r = -errno;
-	if (r == 0 && (helper = fork()) == -1) {
+		goto fail_all;
+	}
+	if ((helper = fork()) == -1) {
 		r = -errno;
 		close(pipefd[0]);
 		close(pipefd[1]);
-	}
-	if (r < 0) {
-		if (i == n)	/* not one worker's fault */
-			log_errx("cannot start the workers: %s", strerror(-r));
-		for (i = 0; i < n; i++)
-			worker_stop_notify(d->workers[i]);
-		free(names);
-		return r;
+		goto fail_all;
 	}
 	if (helper == 0)
 		pool_spawn_helper(d, names, pipefd[1], parent);
@@ -821,6 +816,13 @@ pool_spawn_all(struct fanoutd *d)
 	close(pipefd[0]);
 	while (waitpid(helper, NULL, 0) == -1 && errno == EINTR)
 		;
+	return r;
+fail_all:
+	log_errx("cannot start the workers: %s", strerror(-r));
+fail:
+	for (i = 0; i < n; i++)
+		worker_stop_notify(d->workers[i]);
+	free(names);
 	return r;
 }
 
