@@ -278,9 +278,8 @@ static int
 tcp_connect(struct worker *w)
 {
 	struct link *l = &w->link;
-	int fd, r;
-
 	struct epoll_event e = { .events = EPOLLOUT | EPOLLET, .data.ptr = w };
+	int fd, r;
 
 	if ((r = links_open(w->d)) < 0)
 		return r;
@@ -306,6 +305,7 @@ tcp_gather(const struct wqueue *q, struct iovec *iov, uint8_t *stage)
 	size_t used = 0, len;
 	uint32_t i;
 	uint8_t *p;
+	bool small;
 	int cnt = 0;
 
 	for (i = q->nsent; i < q->n && i - q->nsent < PEER_MSGS_MAX; i++) {
@@ -317,20 +317,22 @@ tcp_gather(const struct wqueue *q, struct iovec *iov, uint8_t *stage)
 			p += q->woff;
 			len -= q->woff;
 		}
-		if (len <= PEER_COPY_MAX && used + len <= PEER_STAGE_BYTES) {
+		small = len <= PEER_COPY_MAX && used + len <= PEER_STAGE_BYTES;
+		/* Behind the previous copy: the same piece. */
+		if (small && cnt > 0 && (uint8_t *)iov[cnt - 1].iov_base +
+		    iov[cnt - 1].iov_len == stage + used) {
 			memcpy(stage + used, p, len);
-			/* Behind the previous copy: the same piece. */
-			if (cnt > 0 && (uint8_t *)iov[cnt - 1].iov_base +
-			    iov[cnt - 1].iov_len == stage + used) {
-				iov[cnt - 1].iov_len += len;
-				used += len;
-				continue;
-			}
-			p = stage + used;
+			iov[cnt - 1].iov_len += len;
 			used += len;
+			continue;
 		}
 		if (cnt == PEER_IOV_MAX)
 			break;
+		if (small) {
+			memcpy(stage + used, p, len);
+			p = stage + used;
+			used += len;
+		}
 		iov[cnt].iov_base = p;
 		iov[cnt].iov_len = len;
 		cnt++;
