@@ -270,7 +270,6 @@ struct fanoutd {
 	sd_event_source	*flush_src;	/* one write pass per loop turn */
 	/* every worker link, in an epoll set of their own (peer.c) */
 	sd_event_source	*links_src;
-	int		 links_fd;	/* valid while links_src is set */
 	sd_event_source	*tick_src;	/* stall and degraded checks */
 	sd_event_source	*done_src;	/* moves shutdown on, from the loop */
 	struct worker	*dirty_workers;

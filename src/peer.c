@@ -42,6 +42,18 @@ static int batch_n, batch_i;
 
 static void	tcp_event(struct worker *, uint32_t);
 
+/* A change to the links' epoll set, which sd-event holds for fanoutd. */
+static int
+links_ctl(struct worker *w, int op, int fd, uint32_t events)
+{
+	struct epoll_event e = { .events = events, .data.ptr = w };
+
+	if (epoll_ctl(sd_event_source_get_io_fd(w->d->links_src), op, fd,
+	    &e) == -1)
+		return -errno;
+	return 0;
+}
+
 /*
  * Edge-triggered: a link is reported once for what arrived, not at every
  * epoll_wait while it waits its turn.  tcp_read reads until a short read or
@@ -53,14 +65,13 @@ static void	tcp_event(struct worker *, uint32_t);
 static void
 tcp_set_events(struct worker *w)
 {
-	struct epoll_event e = { .data.ptr = w };
+	uint32_t ev = EPOLLIN | EPOLLET;
 
-	e.events = EPOLLIN | EPOLLET;
 	if (w->state == W_UP && !w->draining && w->q.nsent < w->q.n)
-		e.events |= EPOLLOUT;
-	if (e.events != w->link.events &&
-	    epoll_ctl(w->d->links_fd, EPOLL_CTL_MOD, w->link.fd, &e) == 0)
-		w->link.events = e.events;
+		ev |= EPOLLOUT;
+	if (ev != w->link.events &&
+	    links_ctl(w, EPOLL_CTL_MOD, w->link.fd, ev) == 0)
+		w->link.events = ev;
 }
 
 static int
@@ -94,18 +105,15 @@ links_open(struct fanoutd *d)
 		close(fd);
 		return r;
 	}
-	d->links_fd = fd;
+	(void)sd_event_source_set_io_fd_own(d->links_src, true);
 	return 0;
 }
 
 void
 peer_free(struct fanoutd *d)
 {
-	if (d->links_src == NULL)
-		return;
+	/* Owned: unref closes the epoll set too. */
 	d->links_src = sd_event_source_disable_unref(d->links_src);
-	close(d->links_fd);
-	d->links_fd = -1;
 }
 
 /* The worker acknowledged message id: it must be the oldest one sent. */
@@ -278,20 +286,18 @@ static int
 tcp_connect(struct worker *w)
 {
 	struct link *l = &w->link;
-	struct epoll_event e = { .events = EPOLLOUT | EPOLLET, .data.ptr = w };
 	int fd, r;
 
 	if ((r = links_open(w->d)) < 0)
 		return r;
 	if ((fd = tcp_connect_nb(w->d->conf.listen_address, w->port)) < 0)
 		return fd;
-	if (epoll_ctl(w->d->links_fd, EPOLL_CTL_ADD, fd, &e) == -1) {
-		r = -errno;
+	l->events = EPOLLOUT | EPOLLET;
+	if ((r = links_ctl(w, EPOLL_CTL_ADD, fd, l->events)) < 0) {
 		close(fd);
 		return r;
 	}
 	l->fd = fd;
-	l->events = e.events;
 	l->connected = false;
 	rbuf_init(&l->in, MSG_ACK_LEN + FANOUT_REASON_MAX);
 	return 0;
@@ -394,7 +400,7 @@ tcp_close(struct worker *w, bool drain)
 	/* Acks the worker wrote before it died still count. */
 	if (drain && l->connected)
 		(void)tcp_read(w, true);
-	(void)epoll_ctl(w->d->links_fd, EPOLL_CTL_DEL, l->fd, NULL);
+	(void)links_ctl(w, EPOLL_CTL_DEL, l->fd, 0);
 	/* Nothing more of this link in the batch being handled. */
 	for (int i = batch_i + 1; i < batch_n; i++)
 		if (batch[i].data.ptr == w)
