@@ -797,21 +797,22 @@ pool_spawn_all(struct fanoutd *d)
 		do
 			got = read(pipefd[0], &res, sizeof(res));
 		while (got == -1 && errno == EINTR);
-		if (got != sizeof(res)) {
-			if (r == 0)
-				log_errx("the process starting the workers "
-				    "died at worker %u", i);
+		if (got != sizeof(res))
 			res = -EIO;
-		} else if (res > 0)
+		else if (res > 0)
 			res = worker_started(d->workers[i], res);
-		if (res < 0) {
-			worker_stop_notify(d->workers[i]);
-			if (r == 0 && got == sizeof(res))
-				log_errx("cannot start worker %u: %s", i,
-				    strerror(-res));
-			if (r == 0)
-				r = res;
-		}
+		if (res >= 0)
+			continue;
+		worker_stop_notify(d->workers[i]);
+		if (r < 0)
+			continue;	/* the first failure is the one to tell */
+		if (got != sizeof(res))
+			log_errx("the process starting the workers died at "
+			    "worker %u", i);
+		else
+			log_errx("cannot start worker %u: %s", i,
+			    strerror(-res));
+		r = res;
 	}
 	close(pipefd[0]);
 	while (waitpid(helper, NULL, 0) == -1 && errno == EINTR)
