@@ -123,6 +123,21 @@ au_rss() {
 	done
 }
 
+@test "auth_timeout_ms reaches the workers: a silent stranger is closed at that deadline, named in the log" {
+	local t
+
+	t=$(ms 700)
+	write_config auth_timeout_ms="$t"
+	start_fanoutd
+	au_stranger "$BASE_PORT" nothing
+	assert_status 0
+	[ "$output" = "closed 0 -" ] || fail "stranger: $output"
+	# The default is 2000: the line says which deadline the worker kept.
+	grep -q "worker 0: connection not authenticated within $t ms; closing it" \
+	    "$FANOUTD_LOG" || fail "no such line:" "$(cat "$FANOUTD_LOG")"
+	au_send_all after-the-stranger
+}
+
 @test "a real exchange recorded through a relay and replayed to the worker: refused, nothing injected" {
 	local i p
 
