@@ -33,6 +33,7 @@ enum conf_type { CT_INT, CT_ADDR, CT_PATH, CT_ENUM, CT_ARGV, CT_BOOL, CT_SIZE };
 static const char *const degraded_actions[] = DEGRADED_ACTION_NAMES;
 static const char *const handler_modes[] = HANDLER_MODE_NAMES;
 static const char *const handler_framings[] = HANDLER_FRAMING_NAMES;
+static const char *const worker_starts[] = WORKER_START_NAMES;
 
 static const struct conf_setting {
 	const char	*name;
@@ -74,6 +75,8 @@ static const struct conf_setting {
 	    1, FANOUT_MESSAGE_MAX, 64 * 1024, NULL, NULL },
 	{ "worker_path", CT_PATH, offsetof(struct fanout_conf, worker_path),
 	    0, 4095, 0, FANOUT_WORKER_DEFAULT, NULL },
+	{ "worker_start", CT_ENUM, offsetof(struct fanout_conf, worker_start),
+	    0, 0, WORKER_START_FORK, NULL, worker_starts },
 	{ "start_timeout_ms", CT_INT,
 	    offsetof(struct fanout_conf, start_timeout_ms),
 	    100, 600000, 10000, NULL, NULL },

@@ -31,6 +31,13 @@ enum degraded_action {
 };
 #define DEGRADED_ACTION_NAMES	{ "queue", "exit", NULL }
 
+/* How fanoutd starts the pool (proto.h, "Starting the pool"). */
+enum worker_start {
+	WORKER_START_FORK = 0,	/* worker_path once, --pool: it forks each */
+	WORKER_START_EXEC,	/* worker_path once per worker, --index */
+};
+#define WORKER_START_NAMES	{ "fork", "exec", NULL }
+
 /* How a worker runs its handler (fanout.conf(5)). */
 enum handler_mode {
 	HANDLER_EXEC = 0,	/* one process per message */
@@ -72,6 +79,7 @@ struct fanout_conf {
 	uint32_t	 queue_max_bytes;
 	uint32_t	 degraded_timeout_ms;
 	uint32_t	 degraded_action;	/* enum degraded_action */
+	uint32_t	 worker_start;		/* enum worker_start */
 	uint32_t	 handler_mode;		/* enum handler_mode */
 	uint32_t	 handler_framing;	/* enum handler_framing */
 	uint32_t	 handler_timeout_ms;

@@ -16,12 +16,15 @@
 #include "config.h"
 
 #include <sys/prctl.h>
+#include <sys/signalfd.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
 #include <limits.h>
 #include <poll.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -98,6 +101,7 @@ struct wk {
 	struct fail	*fails;		/* ring of FAILS_KEPT */
 	unsigned	 nfails;
 	sd_event_source	*post_src;	/* acks and resumes after answers */
+	sd_event_source	*ignsrc;	/* the signals it ignores (on_ignored) */
 	bool		 stopping;
 };
 
@@ -106,6 +110,7 @@ usage(FILE *f, int code)
 {
 	fprintf(f,
 	    "usage: fanout-worker --index N --port PORT --secret-fd FD\n"
+	    "       fanout-worker --pool FD\n"
 	    "           [--address ADDR] [--max-message-bytes N] "
 	    "[--auth-timeout MS] [-v]\n"
 	    "           [--handler-mode exec|pipe] [--handler-framing lines|binary]"
@@ -119,6 +124,9 @@ usage(FILE *f, int code)
 	    "  -a, --address ADDR   address to listen on (default 127.0.0.1)\n"
 	    "  --secret-fd FD       read the link key from FD (fanoutd passes "
 	    "it)\n"
+	    "  --pool FD            fork one worker per record on FD, each "
+	    "with its own\n"
+	    "                       index, port and key (fanoutd, at start)\n"
 	    "  --max-message-bytes N\n"
 	    "                       longest message taken (default 16 MiB)\n"
 	    "  --auth-timeout MS    a connection must prove itself within this "
@@ -624,15 +632,20 @@ on_handler_idle(void *arg)
 
 /* SIGHUP and SIGINT: meant for fanoutd (a terminal hangup, a ^C, systemctl
  * kill), which tells its workers with SIGTERM what it wants of them; and
- * the signals with no meaning (util.h, sig_stray). */
+ * the signals with no meaning (util.h, sig_stray).  All on one signalfd:
+ * an sd-event source for each of forty signals costs every worker three
+ * system calls per signal at start. */
 static int
-on_ignored(sd_event_source *s, const struct signalfd_siginfo *si, void *arg)
+on_ignored(sd_event_source *s, int fd, uint32_t revents, void *arg)
 {
 	struct wk *wk = arg;
+	struct signalfd_siginfo si;
 
 	(void)s;
-	log_debug("worker %u: %s from pid %u: ignored", wk->index,
-	    strsignal((int)si->ssi_signo), si->ssi_pid);
+	(void)revents;
+	while (read(fd, &si, sizeof(si)) == (ssize_t)sizeof(si))
+		log_debug("worker %u: %s from pid %u: ignored", wk->index,
+		    strsignal((int)si.ssi_signo), si.ssi_pid);
 	return 0;
 }
 
@@ -669,6 +682,7 @@ enum {
 	OPT_SECRET_FD,
 	OPT_MAX_MESSAGE,
 	OPT_AUTH_TIMEOUT,
+	OPT_POOL,
 };
 
 /* A value out of names (NULL ended): its index, or exit 2. */
@@ -701,6 +715,76 @@ parse_ms(const char *opt, const char *arg)
 	return (uint32_t)v;
 }
 
+/*
+ * The pool process (--pool FD, proto.h): one worker forked per record, as
+ * fanoutd's child.  Returns in each worker with its record in rec; the pool
+ * process itself exits here.  Forked before anything is set up (no event
+ * loop, no libsodium, no log), so each worker starts as from exec.  A raw
+ * clone() leaves glibc's idea of the thread id stale in the child; nothing
+ * here uses it (no threads, no raise()): at worst an abort() would end the
+ * worker with SIGSEGV rather than SIGABRT.
+ */
+static void
+pool_fork(int fd, struct pool_record *rec)
+{
+	pid_t parent = getppid(), pid;
+	int32_t res;
+	off_t off;
+	ssize_t n;
+
+	for (off = 0;; off += (off_t)sizeof(*rec)) {
+		n = pread(fd, rec, sizeof(*rec), off);
+		if (n == 0)
+			break;
+		if (n != (ssize_t)sizeof(*rec) || rec->port == 0 ||
+		    rec->index >= FANOUT_WORKERS_MAX ||
+		    memchr(rec->notify, '\0', sizeof(rec->notify)) == NULL) {
+			fprintf(stderr, "fanout-worker: --pool: record %lld: "
+			    "%s\n", (long long)(off / (off_t)sizeof(*rec)),
+			    n == -1 ? strerror(errno) : "malformed");
+			_exit(1);
+		}
+		pid = (pid_t)syscall(SYS_clone, CLONE_PARENT | SIGCHLD, NULL,
+		    NULL, NULL, NULL);
+		if (pid == 0) {
+			close(fd);
+			close(POOL_RESULTS_FD);
+			/* As fanoutd's own children: SIGTERM when it dies. */
+			if (prctl(PR_SET_PDEATHSIG, SIGTERM) == -1 ||
+			    getppid() != parent)
+				_exit(1);
+			return;
+		}
+		res = pid == -1 ? -errno : pid;
+		explicit_bzero(rec, sizeof(*rec));
+		if (write_all(POOL_RESULTS_FD, &res, sizeof(res)) == -1)
+			_exit(1);
+	}
+	_exit(0);
+}
+
+/* A worker forked by the pool shows in ps as if fanoutd had run it: its
+ * "--index I --port P" written over "--pool 000...4" (proto.h), which the
+ * zeros leave room for; the rest becomes empty arguments. */
+static void
+pool_retitle(char **argv, uint32_t index, uint16_t port)
+{
+	char title[64], *start = argv[1];
+	size_t room;
+	int n;
+
+	if (strcmp(argv[1], "--pool") != 0 ||
+	    argv[2] != start + strlen(start) + 1)
+		return;
+	room = (size_t)(argv[2] + strlen(argv[2]) - start);
+	n = snprintf(title, sizeof(title), "--index%c%u%c--port%c%u", '\0',
+	    index, '\0', '\0', (unsigned)port);
+	if (n < 0 || (size_t)n > room)
+		return;
+	memcpy(start, title, (size_t)n);
+	memset(start + n, '\0', room - (size_t)n);
+}
+
 /* The handler's stdin and stderr are dup2'ed onto 0 and 2: those must
  * not be free for a pipe to land on. */
 static void
@@ -727,6 +811,7 @@ main(int argc, char *argv[])
 		{ "max-message-bytes", required_argument, NULL,
 		    OPT_MAX_MESSAGE },
 		{ "auth-timeout", required_argument,	NULL, OPT_AUTH_TIMEOUT },
+		{ "pool",	required_argument,	NULL, OPT_POOL },
 		{ "help",	no_argument,		NULL, 'h' },
 		{ "version",	no_argument,		NULL, 'V' },
 		{ NULL,		0,			NULL, 0 }
@@ -741,12 +826,13 @@ main(int argc, char *argv[])
 	};
 	const char *addr = "127.0.0.1";
 	uint64_t index = UINT64_MAX, port = 0, secret_fd = UINT64_MAX;
+	uint64_t pool_fd = UINT64_MAX;
 	uint64_t max_message = FANOUT_MESSAGE_MAX;
 	struct wk wk = { .lfd = -1, .auth_timeout_ms = AUTH_DEADLINE_MS };
+	struct pool_record rec;
 	char why[160];
-	int stray[SIG_STRAY_MAX];
-	size_t nstray, i;
-	sigset_t set;
+	int stray[SIG_STRAY_MAX], ignfd;
+	sigset_t set, ignored;
 	int ch, verbose = 0, r;
 
 	/* Before the key is in memory: a process of the same uid (a handler
@@ -816,6 +902,13 @@ main(int argc, char *argv[])
 		case OPT_AUTH_TIMEOUT:
 			wk.auth_timeout_ms = parse_ms("auth-timeout", optarg);
 			break;
+		case OPT_POOL:
+			if (parse_uint(optarg, 3, INT_MAX, &pool_fd) < 0) {
+				fprintf(stderr, "fanout-worker: --pool: "
+				    "must be a descriptor above 2\n");
+				return 2;
+			}
+			break;
 		case 'h':
 			usage(stdout, 0);
 		case 'V':
@@ -825,9 +918,27 @@ main(int argc, char *argv[])
 			usage(stderr, 2);
 		}
 	}
+	if (pool_fd != UINT64_MAX) {
+		if (index != UINT64_MAX || port != 0 ||
+		    secret_fd != UINT64_MAX) {
+			fprintf(stderr, "fanout-worker: --pool takes no "
+			    "--index, --port or --secret-fd\n");
+			usage(stderr, 2);
+		}
+		/* Returns in each worker, with its own record. */
+		pool_fork((int)pool_fd, &rec);
+		index = rec.index;
+		port = rec.port;
+		memcpy(wk.key, rec.key, sizeof(wk.key));
+		if (setenv("NOTIFY_SOCKET", rec.notify, 1) == -1)
+			_exit(1);
+		explicit_bzero(&rec, sizeof(rec));
+		secret_fd = 0;		/* the key is in */
+		pool_retitle(argv, (uint32_t)index, (uint16_t)port);
+	}
 	/* The key first: closed before anything else happens, so that no
 	 * handler ever inherits it, whatever comes next. */
-	if (secret_fd != UINT64_MAX &&
+	if (secret_fd != UINT64_MAX && pool_fd == UINT64_MAX &&
 	    (r = auth_key_read((int)secret_fd, wk.key)) < 0) {
 		snprintf(why, sizeof(why), "cannot read the link key from "
 		    "descriptor %d: %s", (int)secret_fd, auth_strerror(r));
@@ -858,12 +969,13 @@ main(int argc, char *argv[])
 	if (auth_init() < 0)
 		fatalx("worker %u: cannot initialise libsodium", wk.index);
 
-	sigemptyset(&set);
+	sigemptyset(&ignored);
+	sigaddset(&ignored, SIGINT);
+	sigaddset(&ignored, SIGHUP);
+	(void)sig_stray(&ignored, stray);
+	set = ignored;
 	sigaddset(&set, SIGTERM);
-	sigaddset(&set, SIGINT);
-	sigaddset(&set, SIGHUP);
 	sigaddset(&set, SIGCHLD);	/* handlers are reaped by sd-event */
-	nstray = sig_stray(&set, stray);
 	sig_default(&set);
 	if (sigprocmask(SIG_BLOCK, &set, NULL) == -1)
 		fatal("sigprocmask");
@@ -877,10 +989,13 @@ main(int argc, char *argv[])
 		notify_failure(-wk.lfd, why);
 		return 1;
 	}
+	if ((ignfd = signalfd(-1, &ignored, SFD_NONBLOCK | SFD_CLOEXEC)) == -1)
+		fatal("worker %u: signalfd", wk.index);
 	if ((r = sd_event_new(&wk.ev)) < 0 ||
 	    (r = sd_event_add_signal(wk.ev, NULL, SIGTERM, on_signal, &wk)) < 0 ||
-	    (r = sd_event_add_signal(wk.ev, NULL, SIGINT, on_ignored, &wk)) < 0 ||
-	    (r = sd_event_add_signal(wk.ev, NULL, SIGHUP, on_ignored, &wk)) < 0 ||
+	    (r = sd_event_add_io(wk.ev, &wk.ignsrc, ignfd, EPOLLIN, on_ignored,
+	    &wk)) < 0 ||
+	    (r = sd_event_source_set_io_fd_own(wk.ignsrc, true)) < 0 ||
 	    (r = sd_event_add_io(wk.ev, &wk.lsrc, wk.lfd, EPOLLIN, on_accept,
 	    &wk)) < 0 ||
 	    (r = sd_event_add_defer(wk.ev, &wk.post_src, on_post, &wk)) < 0 ||
@@ -888,11 +1003,6 @@ main(int argc, char *argv[])
 	    (r = sd_event_source_set_enabled(wk.post_src, SD_EVENT_OFF)) < 0)
 		fatalx("worker %u: cannot set up the event loop: %s", wk.index,
 		    strerror(-r));
-	for (i = 0; i < nstray; i++)
-		if ((r = sd_event_add_signal(wk.ev, NULL, stray[i], on_ignored,
-		    &wk)) < 0)
-			fatalx("worker %u: cannot set up the event loop: "
-			    "signal %d: %s", wk.index, stray[i], strerror(-r));
 	if (hc.argv != NULL) {
 		if ((wk.fails = calloc(FAILS_KEPT, sizeof(*wk.fails))) == NULL)
 			fatalx("worker %u: out of memory", wk.index);
@@ -918,6 +1028,7 @@ main(int argc, char *argv[])
 	explicit_bzero(wk.key, sizeof(wk.key));
 	free(wk.fails);
 	wk.post_src = sd_event_source_disable_unref(wk.post_src);
+	wk.ignsrc = sd_event_source_disable_unref(wk.ignsrc);
 	sd_event_unref(wk.ev);
 	return r < 0 ? 1 : 0;
 }

@@ -7,6 +7,7 @@
  */
 #include "config.h"
 
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -525,10 +526,14 @@ on_timer(sd_event_source *s, uint64_t usec, void *arg)
 
 /* A worker's command line under a configuration. */
 struct worker_args {
-	char	 index[16], port[16], timeout[16], restart[16], sfd[16];
+	char	 index[16], port[16], timeout[16], restart[16], sfd[32];
 	char	 maxb[16], auth[16];
 	char	*argv[24 + HANDLER_ARGS_MAX];
 };
+
+/* worker_args' index for the pool process (proto.h): every worker's
+ * options, and --pool instead of one worker's index, port and key. */
+#define WORKER_ARGS_POOL	UINT32_MAX
 
 static void
 worker_args(const struct fanout_conf *cf, uint32_t index, int secret_fd,
@@ -539,19 +544,31 @@ worker_args(const struct fanout_conf *cf, uint32_t index, int secret_fd,
 	uint32_t restart_ms;
 	int argc = 0;
 
-	snprintf(a->index, sizeof(a->index), "%u", index);
-	snprintf(a->port, sizeof(a->port), "%u", cf->base_port + index);
 	a->argv[argc++] = (char *)"fanout-worker";
-	a->argv[argc++] = (char *)"--index";
-	a->argv[argc++] = a->index;
-	a->argv[argc++] = (char *)"--port";
-	a->argv[argc++] = a->port;
+	if (index == WORKER_ARGS_POOL) {
+		/* Zeros: room for each worker to write its --index and
+		 * --port over "--pool FD", for ps (fanout-worker.c). */
+		snprintf(a->sfd, sizeof(a->sfd), "%0*d", POOL_FD_WIDTH,
+		    POOL_RECORDS_FD);
+		a->argv[argc++] = (char *)"--pool";
+		a->argv[argc++] = a->sfd;
+	} else {
+		snprintf(a->index, sizeof(a->index), "%u", index);
+		snprintf(a->port, sizeof(a->port), "%u",
+		    cf->base_port + index);
+		snprintf(a->sfd, sizeof(a->sfd), "%d", secret_fd);
+		a->argv[argc++] = (char *)"--index";
+		a->argv[argc++] = a->index;
+		a->argv[argc++] = (char *)"--port";
+		a->argv[argc++] = a->port;
+	}
 	a->argv[argc++] = (char *)"--address";
 	a->argv[argc++] = cf->listen_address;
-	snprintf(a->sfd, sizeof(a->sfd), "%d", secret_fd);
 	snprintf(a->maxb, sizeof(a->maxb), "%u", cf->max_message_bytes);
-	a->argv[argc++] = (char *)"--secret-fd";
-	a->argv[argc++] = a->sfd;
+	if (index != WORKER_ARGS_POOL) {
+		a->argv[argc++] = (char *)"--secret-fd";
+		a->argv[argc++] = a->sfd;
+	}
 	a->argv[argc++] = (char *)"--max-message-bytes";
 	a->argv[argc++] = a->maxb;
 	snprintf(a->auth, sizeof(a->auth), "%u", cf->auth_timeout_ms);
@@ -601,14 +618,11 @@ worker_settings_differ(const struct fanout_conf *a,
 	return wa.argv[i] != wb.argv[i];
 }
 
-/* In the child between fork and exec.  fanoutd is single-threaded, so
- * ordinary libc calls are safe here. */
-static void __attribute__((noreturn))
-worker_exec(struct worker *w, pid_t parent, const char *notify_name,
-    int secret_fd)
+/* In a child of fanoutd's before it runs worker_path.  fanoutd is
+ * single-threaded, so ordinary libc calls are safe here. */
+static void
+worker_exec_prepare(pid_t parent)
 {
-	struct fanoutd *d = w->d;
-	struct worker_args a;
 	sigset_t all;
 
 	/* Every action back to its default, not only SIGPIPE's: a signal
@@ -622,6 +636,16 @@ worker_exec(struct worker *w, pid_t parent, const char *notify_name,
 	 * it dies.  Check the parent afterwards, in case that was already. */
 	if (prctl(PR_SET_PDEATHSIG, SIGTERM) == -1 || getppid() != parent)
 		_exit(1);
+}
+
+static void __attribute__((noreturn))
+worker_exec(struct worker *w, pid_t parent, const char *notify_name,
+    int secret_fd)
+{
+	struct fanoutd *d = w->d;
+	struct worker_args a;
+
+	worker_exec_prepare(parent);
 	setenv("NOTIFY_SOCKET", notify_name, 1);
 	/* The one descriptor the worker inherits: its key, which it reads
 	 * and closes first thing (proto.h). */
@@ -747,25 +771,110 @@ pool_spawn_helper(struct fanoutd *d, char (*names)[NOTIFY_NAME_MAX],
 		if (write(3, &res, sizeof(res)) != sizeof(res))
 			_exit(1);
 	}
+	free(names);	/* for valgrind, which checks this process too */
 	_exit(0);
+}
+
+/* The pool's records (proto.h) in a sealed memfd: its descriptor, or
+ * -errno.  The keys are wiped from fanoutd's copy on the way. */
+static int
+pool_records(struct fanoutd *d, char (*names)[NOTIFY_NAME_MAX])
+{
+	struct pool_record *rec;
+	size_t len = d->nworkers * sizeof(*rec);
+	uint32_t i;
+	int fd, r = 0;
+
+	if ((rec = calloc(d->nworkers, sizeof(*rec))) == NULL)
+		return -ENOMEM;
+	for (i = 0; i < d->nworkers; i++) {
+		rec[i].index = d->workers[i]->index;
+		rec[i].port = d->workers[i]->port;
+		memcpy(rec[i].key, d->workers[i]->secret, sizeof(rec[i].key));
+		memcpy(rec[i].notify, names[i], sizeof(rec[i].notify));
+	}
+	if ((fd = memfd_create("fanout-pool", MFD_CLOEXEC |
+	    MFD_ALLOW_SEALING)) == -1)
+		r = -errno;
+	else if (write_all(fd, rec, len) < 0 ||
+	    fcntl(fd, F_ADD_SEALS, F_SEAL_SEAL | F_SEAL_SHRINK |
+	    F_SEAL_GROW | F_SEAL_WRITE) == -1) {
+		r = -errno;
+		close(fd);
+	}
+	explicit_bzero(rec, len);
+	free(rec);
+	return r < 0 ? r : fd;
+}
+
+/* What the pool helper writes when worker_path could not be run: this,
+ * then -errno. */
+#define POOL_EXEC_FAILED	INT32_MIN
+
+/*
+ * The helper that becomes the pool process (worker_start = "fork"): the
+ * results pipe on 3, the records on 4 and nothing else of fanoutd's, then
+ * worker_path --pool.  Its workers are fanoutd's children (CLONE_PARENT).
+ */
+static void __attribute__((noreturn))
+pool_exec_helper(struct fanoutd *d, int out, int records, pid_t parent)
+{
+	struct worker_args a;
+	int32_t res[2];
+	int o, r;
+
+	/* Out of the way first: either may be on 3 or 4 already. */
+	if ((o = fcntl(out, F_DUPFD, 5)) == -1 ||
+	    (r = fcntl(records, F_DUPFD, 5)) == -1 ||
+	    dup2(o, POOL_RESULTS_FD) == -1 || dup2(r, POOL_RECORDS_FD) == -1 ||
+	    close_range(5, ~0U, 0) == -1)
+		_exit(1);
+	worker_exec_prepare(parent);
+	/* fanoutd's own, from systemd: each worker gets its own instead. */
+	unsetenv("NOTIFY_SOCKET");
+	worker_args(&d->conf, WORKER_ARGS_POOL, -1, &a);
+	execv(d->conf.worker_path, a.argv);
+	res[0] = POOL_EXEC_FAILED;
+	res[1] = -errno;
+	(void)write_all(POOL_RESULTS_FD, res, sizeof(res));
+	_exit(127);
+}
+
+/* A result from the helper: a pid, or -errno; -EIO if it died. */
+static int32_t
+pool_result(int fd, bool *exec_failed)
+{
+	int32_t res;
+
+	if (read_all(fd, &res, sizeof(res)) != sizeof(res))
+		return -EIO;
+	if (res == POOL_EXEC_FAILED) {
+		*exec_failed = true;
+		if (read_all(fd, &res, sizeof(res)) != sizeof(res) || res >= 0)
+			res = -EIO;
+	}
+	return res;
 }
 
 /*
  * Every worker at once, at start.  fork() copies fanoutd's descriptor
  * table and exec closes it again: from here, starting N workers one by
  * one would be O(N^2), seconds at 1,000 workers.  The helper is forked
- * once, after every notify socket is in place.  Returns 0 or -errno,
- * having said which worker failed.
+ * once, after every notify socket is in place.  With worker_start =
+ * "fork" it runs worker_path once and that forks each worker, loaded
+ * already; with "exec" it runs worker_path for each.  Returns 0 or
+ * -errno, having said which worker failed.
  */
 static int
 pool_spawn_all(struct fanoutd *d)
 {
 	char (*names)[NOTIFY_NAME_MAX];
 	pid_t helper, parent = getpid();
+	bool fork_mode = d->conf.worker_start == WORKER_START_FORK;
+	bool exec_failed = false;
 	int32_t res;
 	uint32_t i, n = d->nworkers;
-	int pipefd[2], r = 0;
-	ssize_t got;
+	int pipefd[2], records = -1, r = 0;
 
 	if ((names = calloc(n, sizeof(*names))) == NULL)
 		return -ENOMEM;
@@ -777,6 +886,8 @@ pool_spawn_all(struct fanoutd *d)
 			goto fail;
 		}
 	}
+	if (fork_mode && (r = records = pool_records(d, names)) < 0)
+		goto fail_all;
 	if (pipe2(pipefd, O_CLOEXEC) == -1) {
 		r = -errno;
 		goto fail_all;
@@ -787,26 +898,32 @@ pool_spawn_all(struct fanoutd *d)
 		close(pipefd[1]);
 		goto fail_all;
 	}
-	if (helper == 0)
+	if (helper == 0) {
+		if (fork_mode) {
+			free(names);
+			pool_exec_helper(d, pipefd[1], records, parent);
+		}
 		pool_spawn_helper(d, names, pipefd[1], parent);
+	}
 	close(pipefd[1]);
+	if (records >= 0)
+		close(records);
 	free(names);
 	/* Every result, the failures' too: whatever was started must be
 	 * watched, to be stopped. */
 	for (i = 0; i < n; i++) {
-		do
-			got = read(pipefd[0], &res, sizeof(res));
-		while (got == -1 && errno == EINTR);
-		if (got != sizeof(res))
-			res = -EIO;
-		else if (res > 0)
+		res = exec_failed ? -EIO : pool_result(pipefd[0], &exec_failed);
+		if (res > 0)
 			res = worker_started(d->workers[i], res);
 		if (res >= 0)
 			continue;
 		worker_stop_notify(d->workers[i]);
 		if (r < 0)
 			continue;	/* the first failure is the one to tell */
-		if (got != sizeof(res))
+		if (exec_failed)
+			log_errx("cannot execute %s: %s", d->conf.worker_path,
+			    strerror(-res));
+		else if (res == -EIO)
 			log_errx("the process starting the workers died at "
 			    "worker %u", i);
 		else
@@ -820,6 +937,8 @@ pool_spawn_all(struct fanoutd *d)
 	return r;
 fail_all:
 	log_errx("cannot start the workers: %s", strerror(-r));
+	if (records >= 0)
+		close(records);
 fail:
 	for (i = 0; i < n; i++)
 		worker_stop_notify(d->workers[i]);

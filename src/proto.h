@@ -164,6 +164,37 @@ enum msg_type {
 #define AUTH_DEADLINE_MS	2000
 
 /*
+ * Starting the pool (worker_start = "fork").  Loading fanout-worker and its
+ * libraries costs more than everything else a worker does before READY=1,
+ * so at start fanoutd runs worker_path once, as
+ *
+ *	fanout-worker --pool 000...0004 [the options every worker gets]
+ *
+ * with descriptor 3 a pipe back to fanoutd and descriptor 4 a sealed memfd
+ * holding one struct pool_record per worker, in order.  For each record the
+ * pool process forks a worker with CLONE_PARENT (fanoutd's child, reaped
+ * and watched there, as if fanoutd had started it) and writes to 3 one
+ * int32_t: the worker's pid, or -errno.  It wipes each record from its
+ * memory before the next fork, so a worker holds its own key and no other;
+ * the worker closes 3 and 4 first thing.  At end of file the pool process
+ * exits 0.  Restarts, and worker_start = "exec", run worker_path once per
+ * worker with --index, --port and --secret-fd instead.
+ */
+#define POOL_RESULTS_FD		3
+#define POOL_RECORDS_FD		4
+/* FD is written with leading zeros to this width: each worker writes
+ * "--index I --port P" over "--pool FD" in its command line, for ps. */
+#define POOL_FD_WIDTH		25
+#define POOL_NOTIFY_MAX		108	/* NOTIFY_NAME_MAX */
+struct pool_record {
+	uint32_t	index;
+	uint16_t	port;
+	uint16_t	pad;		/* 0 */
+	uint8_t		key[AUTH_KEY_LEN];
+	char		notify[POOL_NOTIFY_MAX];	/* NOTIFY_SOCKET, NUL ended */
+};
+
+/*
  * Payload layouts.  Each is a field list, F(type, name), in wire order;
  * payload.h turns every list into a struct, its length and one encoder and
  * one decoder, so a length is never written down twice.

@@ -31,6 +31,7 @@ static const char *const worker_settings[] = {
 /* Settings fanoutd reads once, at start. */
 static const char *const start_settings[] = {
 	"control_socket", "spool", "spool_dir", "spool_max_bytes",
+	"worker_start",
 };
 
 struct change {
@@ -429,6 +430,7 @@ apply(struct reload *r, struct fanout_conf *next)
 	old.spool_dir = keep;
 	next->spool = old.spool;
 	next->spool_max_bytes = old.spool_max_bytes;
+	next->worker_start = old.worker_start;
 
 	d->conf = *next;
 	fanoutd_conf_changed(d);

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "util.h"
 
@@ -110,4 +111,42 @@ std_fds_open(void)
 		closed |= 1 << fd;
 	}
 	return closed;
+}
+
+ssize_t
+read_all(int fd, void *buf, size_t len)
+{
+	size_t got = 0;
+	ssize_t n;
+
+	while (got < len) {
+		n = read(fd, (char *)buf + got, len - got);
+		if (n == 0)
+			break;
+		if (n == -1) {
+			if (errno == EINTR)
+				continue;
+			return -1;
+		}
+		got += (size_t)n;
+	}
+	return (ssize_t)got;
+}
+
+int
+write_all(int fd, const void *buf, size_t len)
+{
+	size_t put = 0;
+	ssize_t n;
+
+	while (put < len) {
+		n = write(fd, (const char *)buf + put, len - put);
+		if (n == -1) {
+			if (errno == EINTR)
+				continue;
+			return -1;
+		}
+		put += (size_t)n;
+	}
+	return 0;
 }

@@ -5,6 +5,7 @@
 
 #include <signal.h>
 #include <stddef.h>
+#include <sys/types.h>
 #include <stdint.h>
 
 #define nitems(a)	(sizeof(a) / sizeof((a)[0]))
@@ -40,5 +41,10 @@ void		 sig_default(const sigset_t *set);
  * that no socket or pipe opened later becomes one of them.  Returns a mask
  * of those that were closed (1 << fd), or -1 if one could not be opened. */
 int		 std_fds_open(void);
+/* Blocking I/O of a whole buffer, through EINTR and short counts: for the
+ * few descriptors that are not on the event loop.  read_all returns the
+ * bytes read (fewer at end of file) or -1; write_all 0 or -1 (errno). */
+ssize_t		 read_all(int fd, void *, size_t);
+int		 write_all(int fd, const void *, size_t);
 
 #endif /* FANOUT_UTIL_H */

@@ -125,12 +125,28 @@ version() {
 
 	for args in "" "--index 0" "--port 8888" "--index 0 --port 0" \
 	    "--index 0 --port 65536" "--index x --port 8888" \
-	    "--index 0 --port 8888 --bogus"; do
+	    "--index 0 --port 8888 --bogus" "--pool 2" "--pool 5 --index 0" \
+	    "--pool 5 --port 8888" "--pool 5 --secret-fd 6"; do
 		# shellcheck disable=SC2086
 		run --separate-stderr in_ns "$WORKER" $args
 		[ "$status" -eq 2 ] ||
 		    fail "fanout-worker $args: expected exit 2" "$(show_run)" \
 		    "stderr: $stderr"
+	done
+}
+
+@test "fanout-worker --pool: a short or malformed record starts nothing, exit 1" {
+	local bad
+
+	# Too short for a record; a whole record of zeros (port 0).
+	for bad in "printf short" "head -c 148 /dev/zero"; do
+		$bad >"$T/records"
+		run --separate-stderr in_ns "$WORKER" --pool 4 4<"$T/records" \
+		    3>"$T/results"
+		[ "$status" -eq 1 ] && [[ $stderr == *"--pool: record 0: malformed"* ]] ||
+		    fail "expected exit 1 and the record named" "$(show_run)" \
+		    "stderr: $stderr"
+		[ ! -s "$T/results" ] || fail "a pid was reported for a bad record"
 	done
 }
 

@@ -135,3 +135,62 @@ s = socket.socket(socket.AF_UNIX); s.bind(sys.argv[1])' "$SOCK"
 	assert_line "$T/missing/control.sock"
 	nothing_left "$(ms 3000)"
 }
+
+# worker_fds PID: the worker's descriptors above 2, as readlink shows them
+# (not valgrind's own, which it keeps at the top of the range).
+worker_fds() {
+	local f n
+
+	for f in /proc/"$1"/fd/*; do
+		n=${f##*/}
+		[ "$n" -gt 2 ] && [ "$n" -lt 1000 ] && readlink "$f"
+	done
+	true
+}
+
+@test "worker_start fork (the default): one pool process forks them all, then exits; each worker is fanoutd's child, with nothing of the pool's" {
+	local i pid cmd
+
+	write_config workers=5
+	start_fanoutd
+	[ "$(children_of "$FANOUTD_PID" | sort)" = "$(printf '%s\n' "${WORKER_PIDS[@]}" | sort)" ] ||
+	    fail "fanoutd's children are not its workers:" \
+	    "$(children_of "$FANOUTD_PID")" "workers: ${WORKER_PIDS[*]}"
+	for i in 0 1 2 3 4; do
+		pid=$(worker_pid "$i")
+		cmd=" $(tr '\0' ' ' <"/proc/$pid/cmdline")"
+		# (under valgrind the command line is valgrind's)
+		[ "$FANOUT_VALGRIND" = 1 ] ||
+		[[ $cmd == *" --index $i "* && $cmd == *" --port $((BASE_PORT + i)) "* &&
+		    $cmd != *--pool* && $cmd != *--secret-fd* ]] ||
+		    fail "worker $i (pid $pid) shows:$cmd"
+		worker_fds "$pid" | grep -E 'memfd|pipe:' &&
+		    fail "worker $i holds the pool's descriptors:" \
+		    "$(worker_fds "$pid")"
+	done
+	run ctl send together
+	assert_status 0
+	assert_send 5 "$ACKED" "$ACKED" "$ACKED" "$ACKED" "$ACKED"
+	# A restart runs worker_path on its own, as fanoutd always did.
+	pid=$(worker_pid 3)
+	kill -KILL "$pid"
+	wait_for "worker_is 3 up restarts 1" "$(ms 10000)"
+	cmd=" $(tr '\0' ' ' <"/proc/$(worker_pid 3)/cmdline")"
+	[[ $cmd == *" --index 3 "*" --secret-fd "* ]] ||
+	    fail "the restarted worker 3 runs:$cmd"
+}
+
+@test "worker_start exec: worker_path is run once for each worker, with its own --index and --secret-fd" {
+	local i cmd
+
+	write_config worker_start='"exec"'
+	start_fanoutd
+	for i in 0 1 2; do
+		cmd=" $(tr '\0' ' ' <"/proc/$(worker_pid "$i")/cmdline")"
+		[[ $cmd == *" --index $i --port $((BASE_PORT + i)) "*" --secret-fd "* ]] ||
+		    fail "worker $i runs:$cmd"
+	done
+	run ctl send apart
+	assert_status 0
+	assert_send 3 "$ACKED" "$ACKED" "$ACKED"
+}

@@ -420,6 +420,12 @@ write_config() {
 		[ -n "${v[$k]+x}" ] || order+=("$k")
 		v[$k]=${a#*=}
 	done
+	# A wrapper (worker_wrapper, a spy) picks by --index: one exec each.
+	if [ "${v[worker_path]}" != "\"$WORKER\"" ] &&
+	    [ -z "${v[worker_start]+x}" ]; then
+		order+=(worker_start)
+		v[worker_start]='"exec"'
+	fi
 	{
 		echo "# written by $BATS_TEST_FILENAME: $BATS_TEST_DESCRIPTION"
 		for k in "${order[@]}"; do

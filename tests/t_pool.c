@@ -183,6 +183,8 @@ conf_defaults(struct fanout_conf *c)
 	c->listen_address = (char *)"127.0.0.1";
 	c->control_socket = (char *)"/nonexistent/control.sock";
 	c->worker_path = self;
+	/* This program plays the worker, one exec each: no --pool. */
+	c->worker_start = WORKER_START_EXEC;
 }
 
 /* A pool with no workers yet: pool_start's tests make them. */
