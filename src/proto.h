@@ -489,4 +489,37 @@ enum ctl_result {
 	"no such worker, and nothing queued for it", \
 }
 
+/*
+ * Remote workers (issue 11): messages and receipts through a NATS JetStream
+ * broker, not the TCP link above.  PREFIX is nats_subject_prefix (default
+ * "fanout"), NAME a remote worker's name (letters, digits, '-', '_'; at
+ * most 64 bytes).
+ *
+ *	PREFIX.w.NAME	a message for worker NAME, stored in the stream
+ *			(default "FANOUT") and read by its durable pull
+ *			consumer, also named NAME.  Headers:
+ *			  Fanout-Id	the fanout message id, decimal
+ *			  Nats-Msg-Id	for the broker's dedupe window
+ *			The data: the message, as a local handler gets it.
+ *	PREFIX.r.NAME	a receipt: worker NAME has handled one message (its
+ *			handler finished, or the message was refused).
+ *			Published (core NATS) before the message is acked;
+ *			sent again if the message is redelivered after a
+ *			crash, so at least once.  Headers:
+ *			  Fanout-Worker	NAME
+ *			  Fanout-Seq	the message's stream sequence, decimal:
+ *					what the worker dedupes on
+ *			  Fanout-Id	as in the message ("" if it had none)
+ *			  Fanout-Status	the handler's result, decimal: enum
+ *					handler_status (0: ok)
+ *			The data: the reason (0..FANOUT_REASON_MAX bytes, no
+ *			NUL), the handler's own words for a failure.
+ */
+#define FANOUT_NATS_PREFIX	"fanout"
+#define FANOUT_NATS_STREAM	"FANOUT"
+#define FANOUT_HDR_ID		"Fanout-Id"
+#define FANOUT_HDR_WORKER	"Fanout-Worker"
+#define FANOUT_HDR_SEQ		"Fanout-Seq"
+#define FANOUT_HDR_STATUS	"Fanout-Status"
+
 #endif /* FANOUT_PROTO_H */
