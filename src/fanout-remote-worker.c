@@ -262,6 +262,7 @@ consumer_check(struct rw *rw)
 	}
 	for (;;) {
 		jerr = 0;
+		s = NATS_OK;
 		if (nc == NULL) {
 			s = natsConnection_Connect(&nc, o);
 			if (s == NATS_OK)
