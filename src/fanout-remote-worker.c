@@ -111,6 +111,7 @@ static int
 state_load(struct rw *rw)
 {
 	char buf[64 + 2 * FANOUT_REASON_MAX], hex[2 * FANOUT_REASON_MAX + 2];
+	_Static_assert(sizeof(hex) == 402, "the sscanf width below");
 	unsigned long long seq;
 	long long created;
 	unsigned status;
@@ -125,25 +126,23 @@ state_load(struct rw *rw)
 	if (n < 0)
 		return -errno;
 	buf[n] = '\0';
-	hex[0] = '\0';
-	if (sscanf(buf, "v1 %lld %llu %u %513s", &created, &seq, &status,
-	    hex) < 3 || strlen(hex) % 2 != 0 || strcmp(hex, "-") == 0)
-		if (strcmp(hex, "-") != 0 || sscanf(buf, "v1 %lld %llu %u",
-		    &created, &seq, &status) != 3)
-			return -EBADMSG;
+	if (sscanf(buf, "v1 %lld %llu %u %401s", &created, &seq, &status,
+	    hex) != 4 || (strcmp(hex, "-") != 0 && strlen(hex) % 2 != 0))
+		return -EBADMSG;
 	rw->created = created;
 	rw->last_seq = seq;
 	rw->last_status = status;
 	rw->last_reason_len = 0;
-	if (strcmp(hex, "-") != 0)
-		for (i = 0; hex[2 * i] != '\0' && i < FANOUT_REASON_MAX; i++) {
-			unsigned b;
+	if (strcmp(hex, "-") == 0)
+		return 0;
+	for (i = 0; hex[2 * i] != '\0' && i < FANOUT_REASON_MAX; i++) {
+		unsigned b;
 
-			if (sscanf(hex + 2 * i, "%2x", &b) != 1)
-				return -EBADMSG;
-			rw->last_reason[i] = (char)b;
-			rw->last_reason_len = i + 1;
-		}
+		if (sscanf(hex + 2 * i, "%2x", &b) != 1)
+			return -EBADMSG;
+		rw->last_reason[i] = (char)b;
+		rw->last_reason_len = i + 1;
+	}
 	return 0;
 }
 
@@ -478,6 +477,11 @@ take(struct rw *rw, natsMsg *m)
 	}
 	if (natsMsgHeader_Get(m, FANOUT_HDR_ID, &id) != NATS_OK)
 		id = "";
+	if (rw->stopping) {
+		/* Came in after SIGTERM: back to the broker at once. */
+		(void)natsConnection_PublishString(rw->nc, reply, "-NAK");
+		return;
+	}
 	if (seq <= rw->last_seq) {
 		/* Handled before a crash or a lost ack: not again. */
 		log_debug("%s: sequence %" PRIu64 " was handled already: "

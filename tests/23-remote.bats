@@ -84,8 +84,9 @@ rw_start() {
 	    fail "fanout-remote-worker did not become ready" \
 	    "$(tail -n 20 "$RW_LOG")"
 	RW_PID=$(cat "$out")
-	SUPERVISORS+=("$(sed -n 's/.* supervisor=\([0-9]*\) .*/\1/p' \
-	    "$RW_NOTIFY" | head -n 1)")
+	RW_SUP=$(sed -n 's/.* supervisor=\([0-9]*\) .*/\1/p' "$RW_NOTIFY" |
+	    head -n 1)
+	SUPERVISORS+=("$RW_SUP")
 	if [ "$check" = 1 ]; then
 		DAEMONS+=("$RW_PID")
 		DAEMON_LOG[$RW_PID]=$RW_NOTIFY
@@ -171,7 +172,9 @@ consumer_idle() {
 
 	nats_start
 	receipts_start w1
-	rw_config "$HD/exec-record.sh" "$T"
+	# A failure, so that the receipt sent again must carry the status and
+	# reason kept on disk.
+	rw_config "$HD/exec-record.sh" "$T" 5 "kept reason"
 	# Stops itself (SIGSTOP) once it has recorded a message as handled,
 	# before its receipt and its ack: the crash window, held open.
 	rw_start --no-term-check --debug-stop-before-ack
@@ -180,7 +183,7 @@ consumer_idle() {
 	wait_for '[ "$(awk "/^State:/ { print \$2 }" /proc/$RW_PID/status)" = T ]' \
 	    "$(ms 10000)"
 	st=$(cat "$T/state/last-handled")
-	[[ $st =~ ^v1\ [0-9]+\ 1\ 0\ -$ ]] || fail "state: $st"
+	[[ $st =~ ^v1\ [0-9]+\ 1\ 5\ [0-9a-f]+$ ]] || fail "state: $st"
 	[ "$(lines_in "$T/receipts.w1")" -eq 0 ] || fail "receipt before stop"
 	kill -KILL "$RW_PID"
 	wait_pid_gone "$RW_PID" "$(ms 5000)"
@@ -191,7 +194,8 @@ consumer_idle() {
 	# acked with its receipt, and the handler does not run again.
 	rw_start
 	wait_for '[ "$(lines_in "$T/receipts.w1")" -ge 1 ]' "$(ms 10000)"
-	assert_file_line "$T/receipts.w1" '^worker=w1 seq=1 id=41 status=0 reason=$'
+	assert_file_line "$T/receipts.w1" \
+	    '^worker=w1 seq=1 id=41 status=5 reason=kept reason$'
 	wait_for consumer_idle "$(ms 5000)"
 	[ "$(lines_in "$T/msgs.0")" -eq 1 ] ||
 	    fail "the handler ran again:" "$(cat "$T/msgs.0")"
@@ -213,7 +217,8 @@ consumer_idle() {
 	# Still waiting for its handler.
 	alive "$RW_PID" || fail "exited before its handler finished"
 	touch "$T/release"
-	wait_pid_gone "$RW_PID" "$(ms 10000)"
+	# The supervisor writes how it ended once it has reaped it.
+	wait_pid_gone "$RW_PID" "$RW_SUP" "$(ms 10000)"
 	assert_file_line "$RW_NOTIFY" ' - exited status=0$'
 	[ "$(cat "$T/done.0")" = 9 ] || fail "the handler did not finish"
 	wait_for '[ "$(lines_in "$T/receipts.w1")" -ge 1 ]' "$(ms 5000)"
