@@ -403,7 +403,8 @@ on_handler_done(void *arg, uint64_t id, uint32_t status, const char *reason,
 	rw->last_status = status;
 	if (reason_len > FANOUT_REASON_MAX)
 		reason_len = FANOUT_REASON_MAX;
-	memcpy(rw->last_reason, reason, reason_len);
+	if (reason_len > 0)	/* a success may come with reason NULL */
+		memcpy(rw->last_reason, reason, reason_len);
 	rw->last_reason_len = reason_len;
 	if ((r = state_save(rw)) < 0)
 		/* Handled, but a crash now would run it again: say so. */
