@@ -7,14 +7,17 @@
  * never calls the owner: nats.c holds its connection lock there.
  *
  * The socket may be closed by a nats.c thread before the loop hears of it
- * (fixed upstream in 3.10, nats.c #814), and its number reused: each attach
- * and detach bumps a generation, and a new generation gets a new source.
+ * (fixed upstream in 3.10, nats.c #814), and its number reused, by a
+ * handler's pipe say: the source watches a duplicate of the socket, which
+ * is ours to close, and each attach and detach bumps a generation that
+ * retires it.  Input is processed only while the generation is current.
  */
 #include "config.h"
 
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stdbool.h>
@@ -68,6 +71,9 @@ nl_apply_io(struct natsloop *nl)
 	gen = nl->gen;
 	want = nl->want;
 	nl->io_nc = nl->nc;
+	/* Under the lock: a detach (which precedes a close) waits for it. */
+	if (gen != nl->io_gen && fd >= 0)
+		fd = fcntl(fd, F_DUPFD_CLOEXEC, 3);
 	pthread_mutex_unlock(&nl->mu);
 
 	if (gen != nl->io_gen || fd < 0) {
@@ -78,9 +84,11 @@ nl_apply_io(struct natsloop *nl)
 		if ((r = sd_event_add_io(nl->ev, &nl->io_src, fd, want, on_io,
 		    nl)) < 0) {
 			/* Cannot watch it: nats.c's pings find it dead. */
+			close(fd);
 			nl->io_src = NULL;
 			return;
 		}
+		(void)sd_event_source_set_io_fd_own(nl->io_src, 1);
 		(void)sd_event_source_set_description(nl->io_src, "nats");
 		return;
 	}
@@ -123,6 +131,14 @@ on_io(sd_event_source *s, int fd, uint32_t revents, void *arg)
 
 	(void)s;
 	(void)fd;
+	pthread_mutex_lock(&nl->mu);
+	if (nl->gen != gen) {
+		/* Detached or attached anew since: this socket is done. */
+		pthread_mutex_unlock(&nl->mu);
+		nl_apply_io(nl);
+		return 0;
+	}
+	pthread_mutex_unlock(&nl->mu);
 	/* A hangup or error is read too: that is how nats.c notices. */
 	if (revents & (EPOLLIN | EPOLLHUP | EPOLLERR))
 		natsConnection_ProcessReadEvent(nc);

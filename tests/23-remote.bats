@@ -61,6 +61,7 @@ rw_config() {
 	nats_servers = [ "$NATS_URL" ];
 	handler = [ $s ];
 	handler_timeout_ms = $(ms 10000);
+	${RW_EXTRA:-}
 	EOC
 	mkdir -p "$T/state"
 }
@@ -204,6 +205,24 @@ consumer_idle() {
 	npub send w1 42 "the next"
 	wait_for '[ "$(lines_in "$T/msgs.0")" -ge 2 ]' "$(ms 10000)"
 	assert_file_line "$T/msgs.0" '^the next$'
+}
+
+@test "a pipe handler: one process for all messages, its answers in receipts" {
+	nats_start
+	receipts_start w1
+	RW_EXTRA='handler_mode = "pipe";' rw_config "$HD/pipe-lines.sh" "$T"
+	rw_start
+	npub send w1 1 "first"
+	npub send w1 2 "fail 4 nope"
+	npub send w1 3 "third"
+	wait_for '[ "$(lines_in "$T/receipts.w1")" -ge 3 ]' "$(ms 10000)"
+	assert_file_line "$T/receipts.w1" '^worker=w1 seq=1 id=1 status=0 reason=$'
+	assert_file_line "$T/receipts.w1" '^worker=w1 seq=2 id=2 status=4 reason=nope$'
+	assert_file_line "$T/receipts.w1" '^worker=w1 seq=3 id=3 status=0 reason=$'
+	[ "$(cat "$T/msgs.0")" = "$(printf '%s\n' first third)" ] ||
+	    fail "$(cat "$T/msgs.0")"
+	[ "$(lines_in "$T/start.0")" -eq 1 ] || fail "started more than once"
+	wait_for consumer_idle "$(ms 5000)"
 }
 
 @test "SIGTERM lets the running handler finish, acks it, exits 0" {
