@@ -498,12 +498,24 @@ take(struct rw *rw, natsMsg *m)
 		return;
 	}
 	if (rw->busy) {
-		/* Redelivered while its handler runs (a handler slower than
-		 * the ack wait): the running one answers for it. */
-		if (seq != rw->cur_seq)
+		char *dup;
+
+		if (seq != rw->cur_seq) {
 			log_warnx("%s: sequence %" PRIu64 " arrived while %"
 			    PRIu64 " runs: MaxAckPending is not 1?", rw->name,
 			    seq, rw->cur_seq);
+			return;
+		}
+		/* Redelivered while its handler runs: the running one
+		 * answers for it, acking the latest delivery.  No pull is
+		 * out while a handler runs, so this takes a stray pull
+		 * request. */
+		log_debug("%s: sequence %" PRIu64 " redelivered while its "
+		    "handler runs", rw->name, seq);
+		if ((dup = strdup(reply)) != NULL) {
+			free(rw->cur_reply);
+			rw->cur_reply = dup;
+		}
 		return;
 	}
 	rw->busy = true;

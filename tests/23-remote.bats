@@ -225,6 +225,24 @@ consumer_idle() {
 	wait_for consumer_idle "$(ms 5000)"
 }
 
+@test "a message larger than max_message_bytes is refused, and acked" {
+	nats_start
+	receipts_start w1
+	RW_EXTRA='max_message_bytes = 8;' rw_config "$HD/exec-record.sh" "$T"
+	rw_start
+	npub send w1 5 "short"
+	npub send w1 6 "much too long"
+	npub send w1 7 "short 2"
+	wait_for '[ "$(lines_in "$T/receipts.w1")" -ge 3 ]' "$(ms 10000)"
+	# Not given to the handler: 513, it could not be started.
+	assert_file_line "$T/receipts.w1" \
+	    '^worker=w1 seq=2 id=6 status=513 reason=larger than max_message_bytes$'
+	assert_file_line "$T/receipts.w1" '^worker=w1 seq=3 id=7 status=0 '
+	[ "$(cat "$T/msgs.0")" = "$(printf '%s\n' short "short 2")" ] ||
+	    fail "$(cat "$T/msgs.0")"
+	wait_for consumer_idle "$(ms 5000)"
+}
+
 @test "SIGTERM lets the running handler finish, acks it, exits 0" {
 	nats_start
 	receipts_start w1
