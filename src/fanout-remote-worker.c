@@ -248,6 +248,7 @@ consumer_check(struct rw *rw)
 	uint32_t delay = RETRY_MIN_MS;
 	jsConsumerInfo *ci = NULL;
 	natsConnection *nc = NULL;
+	const char *text;
 	natsOptions *o = NULL;
 	jsErrCode jerr;
 	jsCtx *js = NULL;
@@ -276,6 +277,13 @@ consumer_check(struct rw *rw)
 		    s == NATS_CONNECTION_AUTH_FAILED) {
 			log_errx("%s: broker: %s", rw->name,
 			    nats_GetLastError(NULL));
+			goto out;
+		}
+		/* A refused request is an asynchronous error, and the
+		 * request itself only times out. */
+		if (nc != NULL && natsConnection_GetLastError(nc, &text) ==
+		    NATS_NOT_PERMITTED) {
+			log_errx("%s: the broker refuses: %s", rw->name, text);
 			goto out;
 		}
 		if (jerr == JSConsumerNotFoundErr || jerr == JSStreamNotFoundErr)
@@ -582,6 +590,7 @@ static void
 on_nats(void *arg, enum natsloop_event e, natsStatus st)
 {
 	struct rw *rw = arg;
+	const char *text = NULL;
 
 	switch (e) {
 	case NL_INPUT:
@@ -606,13 +615,17 @@ on_nats(void *arg, enum natsloop_event e, natsStatus st)
 			fatalx("%s: the broker connection closed", rw->name);
 		break;
 	case NL_ERROR:
+		/* The connection's own record: nats_GetLastError is per
+		 * thread, and the error came from another. */
+		if (rw->nc == NULL ||
+		    natsConnection_GetLastError(rw->nc, &text) == NATS_OK ||
+		    text == NULL || text[0] == '\0')
+			text = natsStatus_GetText(st);
 		/* A permission violation: this identity may not read its
 		 * queue or send its receipts.  Nothing gets better. */
 		if (st == NATS_NOT_PERMITTED)
-			fatalx("%s: the broker refuses: %s", rw->name,
-			    nats_GetLastError(NULL) ? nats_GetLastError(NULL) :
-			    natsStatus_GetText(st));
-		log_warnx("%s: broker: %s", rw->name, natsStatus_GetText(st));
+			fatalx("%s: the broker refuses: %s", rw->name, text);
+		log_warnx("%s: broker: %s", rw->name, text);
 		break;
 	}
 }

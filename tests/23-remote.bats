@@ -265,6 +265,47 @@ consumer_idle() {
 	nothing_left "$(ms 3000)" "$NATS_PID" "${BG_PIDS[@]}"
 }
 
+@test "an identity allowed only its own queue cannot take another's" {
+	local port=4222
+
+	NATS_SERVER=$(command -v nats-server) || fail "nats-server not installed"
+	[ -n "$NS_PID" ] || port=$BASE_PORT
+	# w1 may read only its own consumer, send only its own receipts and
+	# hear only on its own inbox prefix (issue 11's permissions).
+	cat >"$T/nats.conf" <<-EOC
+	listen: 127.0.0.1:$port
+	jetstream { store_dir: "$T/js" }
+	authorization { users = [
+	  { user: admin, password: a }
+	  { user: w1, password: p, permissions: {
+	    publish: { allow: [ "\$JS.API.CONSUMER.INFO.FANOUT.w1",
+	      "\$JS.API.CONSUMER.MSG.NEXT.FANOUT.w1", "\$JS.ACK.FANOUT.w1.>" ] }
+	    subscribe: { allow: [ "_INBOX.w1.>" ] } } }
+	] }
+	EOC
+	spawn in_ns "$NATS_SERVER" -c "$T/nats.conf" >"$T/nats.log" 2>&1
+	NATS_PID=$BG_PID
+	NATS_URL=nats://admin:a@127.0.0.1:$port
+	npub -t "$(ms 10000)" setup w1 w2 ||
+	    fail "nats-server did not come up" "$(tail -n 20 "$T/nats.log")"
+	NATS_URL=nats://w1:p@127.0.0.1:$port
+	rw_config "$HD/exec-record.sh" "$T"
+	NATS_URL=nats://admin:a@127.0.0.1:$port
+	# As w2: its consumer's API is refused to this identity.
+	run "${NS_RUN[@]}" "$RWORKER" --name w2 --config "$T/w.conf" \
+	    --state-dir "$T/state"
+	assert_status 1
+	assert_line 'w2: the broker refuses: Permissions Violation for Publish to "\$JS.API.CONSUMER.INFO.FANOUT.w2"'
+	# As itself: ready, but its receipts subject is not allowed: the
+	# handler has run once, and the worker stops on the refusal.
+	rw_start --no-term-check
+	npub send w1 1 "m"
+	wait_pid_gone "$RW_PID" "$RW_SUP" "$(ms 10000)"
+	assert_file_line "$RW_NOTIFY" ' - exited status=1$'
+	assert_file_line "$RW_LOG" 'Permissions Violation for Publish to "fanout.r.w1"'
+	[ "$(lines_in "$T/msgs.0")" -eq 1 ] || fail "handler runs"
+}
+
 @test "it waits for its consumer, then for a broker that went away" {
 	nats_start
 	receipts_start w1
