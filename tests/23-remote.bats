@@ -292,8 +292,8 @@ consumer_idle() {
 	rw_config "$HD/exec-record.sh" "$T"
 	NATS_URL=nats://admin:a@127.0.0.1:$port
 	# As w2: its consumer's API is refused to this identity.
-	run "${NS_RUN[@]}" "$RWORKER" --name w2 --config "$T/w.conf" \
-	    --state-dir "$T/state"
+	run timeout -k 2 "$(ms 60)" "${NS_RUN[@]}" "$RWORKER" --name w2 \
+	    --config "$T/w.conf" --state-dir "$T/state"
 	assert_status 1
 	assert_line 'w2: the broker refuses: Permissions Violation for Publish to "\$JS.API.CONSUMER.INFO.FANOUT.w2"'
 	# As itself: ready, but its receipts subject is not allowed: the
