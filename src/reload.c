@@ -31,6 +31,10 @@ static const char *const worker_settings[] = {
 /* Settings fanoutd reads once, at start. */
 static const char *const start_settings[] = {
 	"control_socket", "spool", "spool_dir", "spool_max_bytes",
+	/* remote.c reads them once, at start */
+	"nats_servers", "nats_tls_ca", "nats_tls_cert", "nats_tls_key",
+	"nats_subject_prefix", "nats_stream", "remote_workers",
+	"remote_ack_wait_ms",
 };
 
 struct change {
