@@ -601,8 +601,10 @@ worker_settings_differ(const struct fanout_conf *a,
 	return wa.argv[i] != wb.argv[i];
 }
 
-/* In the child between fork and exec.  fanoutd is single-threaded, so
- * ordinary libc calls are safe here. */
+/* In the child between fork and exec.  fanoutd's own code is
+ * single-threaded; with remote workers nats.c's threads run beside it, but
+ * glibc keeps malloc usable after fork and nothing here takes a lock of
+ * theirs, so ordinary libc calls are still safe here. */
 static void __attribute__((noreturn))
 worker_exec(struct worker *w, pid_t parent, const char *notify_name,
     int secret_fd)
