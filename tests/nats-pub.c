@@ -13,6 +13,9 @@
  *	nats-pub [-s URL] receipts NAME FILE	appends a line per receipt
  *		to FILE until killed; prints "ready" once subscribed
  *	nats-pub [-s URL] info NAME	"pending N ack_pending N waiting N"
+ *	nats-pub [-s URL] receipt NAME SEQ STATUS REASON	a receipt as
+ *		NAME would send it, the fields as given (malformed ones
+ *		too: a test of what fanoutd does with them)
  */
 #include "config.h"
 
@@ -201,6 +204,27 @@ receipts(natsConnection *nc, const char *name, const char *file)
 	return 0;
 }
 
+static void
+receipt(natsConnection *nc, const char *name, const char *seq,
+    const char *status, const char *reason)
+{
+	char subj[256];
+	natsMsg *m;
+	natsStatus s;
+
+	snprintf(subj, sizeof(subj), "%s.r.%s", FANOUT_NATS_PREFIX, name);
+	if ((s = natsMsg_Create(&m, subj, NULL, reason, (int)strlen(reason)))
+	    != NATS_OK ||
+	    (s = natsMsgHeader_Set(m, FANOUT_HDR_WORKER, name)) != NATS_OK ||
+	    (s = natsMsgHeader_Set(m, FANOUT_HDR_SEQ, seq)) != NATS_OK ||
+	    (s = natsMsgHeader_Set(m, FANOUT_HDR_ID, "0")) != NATS_OK ||
+	    (s = natsMsgHeader_Set(m, FANOUT_HDR_STATUS, status)) != NATS_OK ||
+	    (s = natsConnection_PublishMsg(nc, m)) != NATS_OK ||
+	    (s = natsConnection_Flush(nc)) != NATS_OK)
+		die("receipt", s);
+	natsMsg_Destroy(m);
+}
+
 int
 main(int argc, char *argv[])
 {
@@ -241,6 +265,8 @@ main(int argc, char *argv[])
 		}
 	} else if (strcmp(argv[0], "receipts") == 0 && argc == 3)
 		r = receipts(nc, argv[1], argv[2]);
+	else if (strcmp(argv[0], "receipt") == 0 && argc == 5)
+		receipt(nc, argv[1], argv[2], argv[3], argv[4]);
 	else if (strcmp(argv[0], "info") == 0 && argc == 2) {
 		if ((s = js_GetConsumerInfo(&ci, js, FANOUT_NATS_STREAM,
 		    argv[1], NULL, &jerr)) != NATS_OK)

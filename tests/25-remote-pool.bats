@@ -1,0 +1,293 @@
+#!/usr/bin/env bats
+# SPDX-License-Identifier: MIT
+# Remote workers (issue 11), fanoutd's side: a pool of local workers and
+# fanout-remote-worker processes reading their queues in a nats-server with
+# JetStream, which each test starts in its own network namespace (store_dir
+# in the test's temp dir).  fanoutd creates the stream and the consumers.
+# What a handler did is read from the files tests/handlers/exec-record.sh
+# leaves: $T/msgs.I for local worker I, $T/NAME/msgs.* for remote NAME.
+
+load helpers
+
+HD=$FANOUT_SRCDIR/tests/handlers
+RWORKER=$FANOUT_BUILDDIR/src/fanout-remote-worker
+
+setup() {
+	fanout_setup
+	NATS_SERVER=$(command -v nats-server) ||
+	    fail "nats-server not installed (build-aux/install-deps)"
+	NATS_PORT=4222
+	[ -n "$NS_PID" ] || NATS_PORT=$((BASE_PORT + 150))
+	NATS_URL=nats://127.0.0.1:$NATS_PORT
+}
+
+teardown() {
+	fanout_teardown
+}
+
+# nats_start: nats-server with JetStream and a real store_dir.  It has
+# no readiness signal: fanoutd and the remote workers retry their connect.
+nats_start() {
+	spawn in_ns "$NATS_SERVER" -a 127.0.0.1 -p "$NATS_PORT" -js \
+	    -sd "$T/js" >>"$T/nats.log" 2>&1
+	NATS_PID=$BG_PID
+}
+
+nats_stop() {
+	kill -TERM "$NATS_PID"
+	wait_pid_gone "$NATS_PID" "$(ms 10000)" ||
+	    fail "nats-server did not stop"
+}
+
+# pool_config LOCAL NAME... [-- SETTING=VALUE...]: fanoutd's config, LOCAL
+# workers recording to $T, the remote workers NAME...
+pool_config() {
+	local n=$1 names="" extra=()
+
+	shift
+	while [ $# -gt 0 ] && [ "$1" != -- ]; do
+		names+="${names:+, }\"$1\""
+		shift
+	done
+	[ "${1:-}" = -- ] && { shift; extra=("$@"); }
+	write_config workers="$n" \
+	    handler="[ \"$HD/exec-record.sh\", \"$T\" ]" \
+	    nats_servers="[ \"$NATS_URL\" ]" \
+	    remote_workers="[ $names ]" \
+	    remote_ack_wait_ms=1000 "${extra[@]}"
+}
+
+# rw_start NAME: fanout-remote-worker NAME, recording to $T/NAME; returns
+# on READY=1.  Sets RW_PID[NAME].
+declare -A RW_PID
+rw_start() {
+	local name=$1 out
+
+	mkdir -p "$T/$name" "$T/state.$name"
+	cat >"$T/$name.conf" <<-EOC
+	nats_servers = [ "$NATS_URL" ];
+	handler = [ "$HD/exec-record.sh", "$T/$name" ];
+	handler_timeout_ms = $(ms 10000);
+	EOC
+	LAUNCHES=$((LAUNCHES + 1))
+	out=$T/nw.$LAUNCHES.out
+	"${NS_RUN[@]}" env FANOUT_TEST_TAG="$T" "$NOTIFY_WAIT" \
+	    -t "$(ms 20000)" -o "$T/notify.$name.$LAUNCHES.log" \
+	    -e "$T/rw.$name.log" -- "$RWORKER" -vv --name "$name" \
+	    --config "$T/$name.conf" --state-dir "$T/state.$name" >"$out" ||
+	    fail "fanout-remote-worker $name did not become ready" \
+	    "$(tail -n 20 "$T/rw.$name.log")"
+	RW_PID[$name]=$(cat "$out")
+	SUPERVISORS+=("$(sed -n 's/.* supervisor=\([0-9]*\) .*/\1/p' \
+	    "$T/notify.$name.$LAUNCHES.log" | head -n 1)")
+	BG_PIDS+=("${RW_PID[$name]}")
+}
+
+rw_stop() {
+	kill -TERM "${RW_PID[$1]}"
+	wait_pid_gone "${RW_PID[$1]}" "$(ms 10000)" ||
+	    fail "fanout-remote-worker $1 did not stop"
+}
+
+# remote_state NAME: NAME's state in `fanoutctl status`.
+remote_state() {
+	ctl status | awk -v n="$1" '
+	    $1 == "WORKER" { for (k = 1; k <= NF; k++) c[tolower($k)] = k; next }
+	    $1 == n { print $c["state"]; exit }'
+}
+
+# remote_is NAME STATE: for wait_for.
+remote_is() {
+	[ "$(remote_state "$1")" = "$2" ]
+}
+
+# handled NAME: the messages remote worker NAME's handler got, in order.
+handled() {
+	cat "$T/$1"/msgs.* 2>/dev/null
+}
+
+lines_of() {
+	handled "$1" | wc -l
+}
+
+@test "fanoutd -t checks the remote settings" {
+	write_config nats_servers='[ "http://x" ]'
+	run "$FANOUTD" -t -c "$CONF"
+	assert_status 1
+	assert_line 'nats_servers: "http://x": must start with nats:// or tls://'
+	write_config remote_workers='[ "a.b" ]'
+	run "$FANOUTD" -t -c "$CONF"
+	assert_status 1
+	assert_line "remote_workers: \"a.b\" may hold only letters"
+	write_config nats_servers='[ "nats://127.0.0.1:1" ]' \
+	    remote_workers='[ "ok", "a b" ]'
+	run "$FANOUTD" -t -c "$CONF"
+	assert_status 1
+	assert_line "remote_workers: \"a b\" may hold only letters"
+	write_config remote_workers='[ "w1" ]'
+	run "$FANOUTD" -t -c "$CONF"
+	assert_status 1
+	assert_line 'remote_workers: needs nats_servers'
+	write_config nats_servers='[ "nats://127.0.0.1:1" ]' \
+	    nats_tls_cert="\"$T/missing.crt\"" nats_tls_key="\"$T/missing.key\""
+	run "$FANOUTD" -t -c "$CONF"
+	assert_status 1
+	assert_line "nats_tls_cert: $T/missing.crt: No such file or directory"
+	write_config nats_servers='[ "nats://127.0.0.1:1" ]' \
+	    remote_workers='[ "w-1", "w_2" ]'
+	run "$FANOUTD" -t -v -c "$CONF"
+	assert_status 0
+	assert_line '^remote_workers = \[ "w-1", "w_2" \];$'
+	assert_line '^nats_stream = "FANOUT";$'
+	assert_line '^nats_subject_prefix = "fanout";$'
+}
+
+@test "a mixed pool: every message reaches every handler, verdicts by name" {
+	local i n
+
+	nats_start
+	pool_config 2 r1 r2 r3
+	start_fanoutd
+	for n in r1 r2 r3; do rw_start "$n"; done
+	for n in r1 r2 r3; do
+		wait_for "remote_is $n pulling" "$(ms 10000)"
+	done
+	for i in 1 2 3 4 5; do
+		run ctl send "message $i"
+		assert_status 0
+		[ "${#lines[@]}" -eq 6 ] || fail "$(show_run)"
+		assert_line '^worker 0  pid [0-9]+  port [0-9]+  acked +[0-9.]+ ms$'
+		assert_line '^worker 1  pid [0-9]+  port [0-9]+  acked +[0-9.]+ ms$'
+		for n in r1 r2 r3; do
+			assert_line "^worker $n  remote  acked +[0-9.]+ ms\$"
+		done
+		assert_line '^delivered to 5/5 workers \(message [0-9]+\)$'
+	done
+	for f in "$T/msgs.0" "$T/msgs.1"; do
+		[ "$(cat "$f")" = "$(printf 'message %s\n' 1 2 3 4 5)" ] ||
+		    fail "$f:" "$(cat "$f")"
+	done
+	for n in r1 r2 r3; do
+		[ "$(handled "$n")" = "$(printf 'message %s\n' 1 2 3 4 5)" ] ||
+		    fail "$n:" "$(handled "$n")"
+	done
+	# JSON names remote workers; status shows them with their counts.
+	run ctl --json send "message 6"
+	assert_status 0
+	json_check 'sorted(w.get("name", str(w["index"])) for w in o["workers"]) == ["0", "1", "r1", "r2", "r3"]'
+	run ctl status
+	assert_status 0
+	assert_line '^ +r2 +- +- +pulling +- +- +6 +0 +0 +0 +[0-9.]+ms '
+}
+
+@test "a stopped remote worker: queued, then its backlog in order" {
+	local i
+
+	nats_start
+	pool_config 1 r1 r2
+	start_fanoutd
+	rw_start r1
+	rw_start r2
+	wait_for "remote_is r2 pulling" "$(ms 10000)"
+	rw_stop r2
+	wait_for "remote_is r2 missing" "$(ms 10000)"
+	for i in 1 2 3; do
+		run ctl send "backlog $i"
+		assert_status 1
+		assert_line '^worker 0  pid [0-9]+  port [0-9]+  acked '
+		assert_line '^worker r1  remote  acked '
+		assert_line '^worker r2  remote  queued +\(worker missing; stored by the broker\)$'
+		assert_line '^delivered to 2/3 workers, 1 queued \(message [0-9]+\)$'
+	done
+	[ "$(lines_of r2)" -eq 0 ] || fail "r2 handled while stopped"
+	rw_start r2
+	wait_for '[ "$(lines_of r2)" -ge 3 ]' "$(ms 15000)"
+	[ "$(handled r2)" = "$(printf 'backlog %s\n' 1 2 3)" ] ||
+	    fail "r2:" "$(handled r2)"
+	# And new messages are acked by it again, once it pulls.
+	wait_for "remote_is r2 pulling" "$(ms 10000)"
+	run ctl send "after"
+	assert_status 0
+	assert_line '^worker r2  remote  acked '
+}
+
+@test "a remote worker's bound reached: full for that worker only" {
+	local i
+
+	nats_start
+	pool_config 1 r1 r2 -- queue_max_messages=2
+	start_fanoutd
+	rw_start r1
+	wait_for "remote_is r1 pulling" "$(ms 10000)"
+	wait_for "remote_is r2 missing" "$(ms 10000)"
+	for i in 1 2; do
+		run ctl send "m$i"
+		assert_status 1
+		assert_line '^worker r2  remote  queued '
+	done
+	run ctl send "m3"
+	assert_status 1
+	assert_line '^worker 0  pid [0-9]+  port [0-9]+  acked '
+	assert_line '^worker r1  remote  acked '
+	assert_line '^worker r2  remote  full +\(queue full, refused\)$'
+	assert_line '^delivered to 2/3 workers \(message [0-9]+\)$'
+	[ "$(handled r1)" = "$(printf 'm%s\n' 1 2 3)" ] || fail "r1:" "$(handled r1)"
+	# r2 gets what was stored, not what was refused.
+	rw_start r2
+	wait_for '[ "$(lines_of r2)" -ge 2 ]' "$(ms 15000)"
+	# Until the broker says r2 pulls again, fanoutd says `queued' at once.
+	wait_for "remote_is r2 pulling" "$(ms 10000)"
+	run ctl send "m4"
+	assert_status 0
+	[ "$(handled r2)" = "$(printf 'm%s\n' 1 2 4)" ] || fail "r2:" "$(handled r2)"
+}
+
+@test "the broker restarted mid-stream: nothing reported queued is lost" {
+	local i queued=()
+
+	nats_start
+	pool_config 1 r1 -- ack_timeout_ms=$(ms 2000)
+	start_fanoutd
+	wait_for "remote_is r1 missing" "$(ms 10000)"
+	for i in 1 2 3; do
+		run ctl send "before $i"
+		assert_line '^worker r1  remote  queued ' && queued+=("before $i")
+	done
+	nats_stop
+	# No broker: `down' at once, never `queued'.
+	wait_for "remote_is r1 down" "$(ms 10000)"
+	run ctl send "during"
+	assert_status 1
+	assert_line '^worker 0  pid [0-9]+  port [0-9]+  acked '
+	assert_line '^worker r1  remote  down +\(not stored by the broker\)$'
+	nats_start
+	wait_for "remote_is r1 missing" "$(ms 15000)"
+	for i in 1 2 3; do
+		run ctl send "after $i"
+		assert_line '^worker r1  remote  queued ' && queued+=("after $i")
+	done
+	[ "${#queued[@]}" -eq 6 ] || fail "queued: ${queued[*]}"
+	rw_start r1
+	wait_for '[ "$(lines_of r1)" -ge 6 ]' "$(ms 15000)"
+	[ "$(handled r1)" = "$(printf '%s\n' "${queued[@]}")" ] ||
+	    fail "r1:" "$(handled r1)"
+}
+
+@test "a malformed receipt is ignored, and fanoutd goes on" {
+	nats_start
+	pool_config 1 r1
+	start_fanoutd
+	rw_start r1
+	wait_for "remote_is r1 pulling" "$(ms 10000)"
+	# A receipt with a bad sequence, and one for a name not listed.
+	"${NS_RUN[@]}" "$FANOUT_BUILDDIR/tests/nats-pub" -s "$NATS_URL" \
+	    receipt r1 'x1' 0 "bogus" ||
+	    fail "nats-pub could not send the receipt"
+	"${NS_RUN[@]}" "$FANOUT_BUILDDIR/tests/nats-pub" -s "$NATS_URL" \
+	    receipt zz 1 0 "" || fail "nats-pub could not send the receipt"
+	wait_for 'grep -q "malformed receipt from r1" "$FANOUTD_LOG"' \
+	    "$(ms 5000)"
+	run ctl send "still fine"
+	assert_status 0
+	assert_line '^worker r1  remote  acked '
+}
