@@ -43,10 +43,13 @@
 #define DEDUPE_WINDOW_NS ((int64_t)120 * 1000000000)
 
 /* A message published to one remote worker: first waiting for its PubAck
- * (on r->pubs), then, stored, for its receipt (on its worker's stored). */
+ * (on r->pubs), then, stored, for its receipt (on its worker's stored).
+ * The message itself is held only while its broadcast waits for a verdict:
+ * a worker that is away may have queue_max_messages stored. */
 struct rpend {
 	TAILQ_ENTRY(rpend) entry;
-	struct msg	*m;		/* a reference of ours */
+	struct msg	*m;		/* a reference of ours, or NULL */
+	uint64_t	 accepted_usec;	/* m's */
 	uint64_t	 token;		/* of the PubAck's reply subject */
 	uint64_t	 seq;		/* stream sequence, once stored */
 	uint64_t	 usec;		/* published */
@@ -59,6 +62,8 @@ struct rworker {
 	char		 subject[SUBJECT_MAX];	/* PREFIX.w.NAME */
 	struct rpend_list stored;	/* by sequence */
 	uint32_t	 nstored;
+	struct rpend	*held;		/* of stored, the first that may hold
+					 * its message; NULL: none does */
 	uint64_t	 acked;
 	uint64_t	 failed;
 	uint64_t	 refused;
@@ -227,7 +232,10 @@ poll_consumers(struct remote *r, jsCtx *js)
 		pthread_mutex_lock(&r->mu);
 		r->w[j].known = s == NATS_OK;
 		if (s == NATS_OK) {
-			r->w[j].pulling = ci->NumWaiting > 0;
+			/* A message in hand: busy with it, not away
+			 * (or crashed, until AckWait gives it back). */
+			r->w[j].pulling = ci->NumWaiting > 0 ||
+			    ci->NumAckPending > 0;
 			r->w[j].pending = ci->NumPending +
 			    (uint64_t)(ci->NumAckPending > 0 ?
 			    ci->NumAckPending : 0);
@@ -314,8 +322,36 @@ admin_thread(void *arg)
 static void
 rpend_free(struct rpend *p)
 {
-	msg_unref(p->m);
+	if (p->m != NULL)
+		msg_unref(p->m);
 	free(p);
+}
+
+/* Lets go of the messages whose broadcasts are answered, from the oldest
+ * on: they answer in about the order they started, so the cursor only
+ * moves forward. */
+static void
+stored_release(struct rworker *w)
+{
+	struct rpend *p;
+
+	while ((p = w->held) != NULL &&
+	    (p->m == NULL || p->m->b == NULL)) {
+		if (p->m != NULL) {
+			msg_unref(p->m);
+			p->m = NULL;
+		}
+		w->held = TAILQ_NEXT(p, entry);
+	}
+}
+
+static void
+stored_remove(struct rworker *w, struct rpend *p)
+{
+	if (w->held == p)
+		w->held = TAILQ_NEXT(p, entry);
+	TAILQ_REMOVE(&w->stored, p, entry);
+	w->nstored--;
 }
 
 /* A message for worker j has its verdict, or its receipt came after. */
@@ -327,16 +363,17 @@ remote_result(struct remote *r, struct rpend *p, uint32_t status,
 	uint64_t now = loop_now(r->d);
 
 	w->acked++;
-	w->last_rtt_us = now > p->m->accepted_usec ?
-	    (uint32_t)(now - p->m->accepted_usec) : 1;
+	w->last_rtt_us = now > p->accepted_usec ?
+	    (uint32_t)(now - p->accepted_usec) : 1;
 	if (status != HS_OK) {
 		w->failed++;
 		w->last_status = status;
 		w->last_reason_len = (uint8_t)reason_len;
 		memcpy(w->last_reason, reason, reason_len);
 	}
-	bcast_remote_result(p->m, p->j, status == HS_OK ? ACK_OK : ACK_FAILED,
-	    status, (const uint8_t *)reason, reason_len);
+	if (p->m != NULL)
+		bcast_remote_result(p->m, p->j, status == HS_OK ? ACK_OK :
+		    ACK_FAILED, status, (const uint8_t *)reason, reason_len);
 }
 
 /* A decimal number of at most 20 digits, nothing else: 0, or -1. */
@@ -454,14 +491,16 @@ on_puback(struct remote *r, natsMsg *msg)
 		}
 		TAILQ_INSERT_TAIL(&w->stored, p, entry);
 		w->nstored++;
+		if (w->held == NULL)
+			w->held = p;
 		while (w->nstored > 2 * r->queue_max + 16) {
 			struct rpend *old = TAILQ_FIRST(&w->stored);
 
-			TAILQ_REMOVE(&w->stored, old, entry);
-			w->nstored--;
+			stored_remove(w, old);
 			rpend_free(old);
 		}
 		bcast_remote_stored(p->m, p->j, !w->known || !w->pulling);
+		stored_release(w);
 	}
 }
 
@@ -498,17 +537,16 @@ on_receipt(struct remote *r, natsMsg *msg)
 	 * seq means every one before it was handled too (their receipts
 	 * were lost while fanoutd was away from the broker). */
 	while ((p = TAILQ_FIRST(&w->stored)) != NULL && p->seq < seq) {
-		TAILQ_REMOVE(&w->stored, p, entry);
-		w->nstored--;
+		stored_remove(w, p);
 		rpend_free(p);
 	}
 	if (p == NULL || p->seq != seq)
 		return;		/* a receipt sent again, or from before */
-	TAILQ_REMOVE(&w->stored, p, entry);
-	w->nstored--;
+	stored_remove(w, p);
 	remote_result(r, p, (uint32_t)status, natsMsg_GetData(msg),
 	    (size_t)len);
 	rpend_free(p);
+	stored_release(w);
 }
 
 static void
@@ -624,6 +662,7 @@ remote_publish(struct remote *r, uint32_t j, struct msg *m)
 	natsMsg_Destroy(nm);
 	m->refs++;
 	p->m = m;
+	p->accepted_usec = m->accepted_usec;
 	TAILQ_INSERT_TAIL(&r->pubs, p, entry);
 	if (p == TAILQ_FIRST(&r->pubs))
 		remote_expire(r, 0);	/* arms the timer */
@@ -852,7 +891,7 @@ remote_free(struct fanoutd *d)
 	}
 	for (j = 0; j < r->n; j++)
 		while ((p = TAILQ_FIRST(&r->w[j].stored)) != NULL) {
-			TAILQ_REMOVE(&r->w[j].stored, p, entry);
+			stored_remove(&r->w[j], p);
 			rpend_free(p);
 		}
 	conf_argv_free(r->servers);
