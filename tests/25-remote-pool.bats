@@ -273,21 +273,35 @@ lines_of() {
 	    fail "r1:" "$(handled r1)"
 }
 
-@test "a malformed receipt is ignored, and fanoutd goes on" {
+@test "malformed receipts are ignored, and fanoutd goes on" {
+	local long bad
+
 	nats_start
 	pool_config 1 r1
 	start_fanoutd
 	rw_start r1
 	wait_for "remote_is r1 pulling" "$(ms 10000)"
-	# A receipt with a bad sequence, and one for a name not listed.
-	"${NS_RUN[@]}" "$FANOUT_BUILDDIR/tests/nats-pub" -s "$NATS_URL" \
-	    receipt r1 'x1' 0 "bogus" ||
-	    fail "nats-pub could not send the receipt"
+	run ctl send "first"
+	assert_status 0
+	long=$(printf '%0300d' 0)
+	# A bad sequence, a sequence past 64 bits, a bad status, a status
+	# past 32 bits, a reason past FANOUT_REASON_MAX; and one for a name
+	# not listed (not ours: dropped without a word).
+	for bad in "x1 0 bogus" "99999999999999999999999 0 r" "1 ok r" \
+	    "1 4294967296 r" "1 0 $long"; do
+		# shellcheck disable=SC2086  # the fields, split on purpose
+		"${NS_RUN[@]}" "$FANOUT_BUILDDIR/tests/nats-pub" -s "$NATS_URL" \
+		    receipt r1 $bad || fail "nats-pub could not send: $bad"
+	done
 	"${NS_RUN[@]}" "$FANOUT_BUILDDIR/tests/nats-pub" -s "$NATS_URL" \
 	    receipt zz 1 0 "" || fail "nats-pub could not send the receipt"
-	wait_for 'grep -q "malformed receipt from r1" "$FANOUTD_LOG"' \
+	wait_for '[ "$(grep -c "malformed receipt from r1" "$FANOUTD_LOG")" -ge 5 ]' \
 	    "$(ms 5000)"
 	run ctl send "still fine"
 	assert_status 0
 	assert_line '^worker r1  remote  acked '
+	[ "$(handled r1)" = "$(printf '%s\n' first "still fine")" ] ||
+	    fail "r1:" "$(handled r1)"
+	run ctl status
+	assert_line '^ +r1 +- +- +pulling +- +- +2 +0 '
 }
