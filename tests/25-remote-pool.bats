@@ -178,6 +178,14 @@ lines_of() {
 	run ctl status
 	assert_status 0
 	assert_line '^ +r2 +- +- +pulling +- +- +6 +0 +0 +0 +[0-9.]+ms '
+	# Pipelined: 40 messages in flight 8 at a time, all acked by all.
+	run bash -c "seq -f 'line %g' 40 | timeout -k 2 $(ms 60) \
+	    '$FANOUTCTL' -s '$SOCK' send --window 8 -"
+	assert_status 0
+	for n in r1 r2 r3; do
+		[ "$(handled "$n" | tail -n 40)" = "$(seq -f 'line %g' 40)" ] ||
+		    fail "$n:" "$(handled "$n")"
+	done
 }
 
 @test "a stopped remote worker: queued, then its backlog in order" {
