@@ -354,6 +354,19 @@ ctl_hist_frame(struct ctl_conn *c, uint64_t req_id, const struct worker *w)
 	ctl_frame(c, CTL_HIST, req_id, p, sizeof(p));
 }
 
+/* The consumers in the broker that remote_workers does not name. */
+static void
+ctl_unlisted_frames(struct ctl_conn *c, uint64_t req_id)
+{
+	static struct ctl_worker recs[FANOUT_REMOTE_MAX];
+	static char names[FANOUT_REMOTE_MAX][FANOUT_NAME_MAX + 1];
+	uint32_t i, n;
+
+	n = remote_unlisted(c->d->remote, recs, names, FANOUT_REMOTE_MAX);
+	for (i = 0; i < n; i++)
+		ctl_worker_frame(c, req_id, &recs[i], names[i], NULL, 0);
+}
+
 /* CTL_STATUS, and CTL_STATS: the same with every worker's counters. */
 static void
 ctl_status_reply(struct ctl_conn *c, const struct frame_hdr *h,
@@ -401,6 +414,8 @@ ctl_status_reply(struct ctl_conn *c, const struct frame_hdr *h,
 		remote_record(d->remote, i, &rec, &name, &reason, &reason_len);
 		ctl_worker_frame(c, h->id, &rec, name, reason, reason_len);
 	}
+	if (!counters && d->remote != NULL)
+		ctl_unlisted_frames(c, h->id);
 	if (vlen > FANOUT_VERSION_MAX)
 		vlen = FANOUT_VERSION_MAX;
 	ctl_daemon_encode(buf, &dm);

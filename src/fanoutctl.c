@@ -529,8 +529,9 @@ reply_add(struct reply *rp, const struct frame_hdr *h, const uint8_t *p)
 {
 	switch (h->type) {
 	case CTL_WORKER:
-		/* One record per worker: more is a daemon gone wrong. */
-		if (rp->nrec == FANOUT_WORKERS_MAX + FANOUT_REMOTE_MAX)
+		/* One record per worker (remote ones, and unlisted names
+		 * in the broker, too): more is a daemon gone wrong. */
+		if (rp->nrec == FANOUT_WORKERS_MAX + 2 * FANOUT_REMOTE_MAX)
 			break;
 		rp->rec = reply_room(rp->rec, rp->nrec, &rp->caprec,
 		    sizeof(*rp->rec));

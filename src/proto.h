@@ -256,13 +256,17 @@ enum handler_status {
  * WS_DOWN (fanoutd has no connection to the broker); queued is what its
  * consumer holds (pending and unacknowledged, as the broker last said, at
  * most REMOTE_POLL_MS ago); state_ms, restarts and queued_bytes are 0;
- * acked and failed count its receipts, last_rtt_us is the last one's.  CTL_STATS replies carry no CTL_HIST for remote workers.
+ * acked and failed count its receipts, last_rtt_us is the last one's.
+ * Status replies end with a record per consumer in the stream that is not
+ * in remote_workers: index CTL_WORKER_UNLISTED, state WS_UNLISTED, its
+ * name, queued what its consumer holds.  CTL_STATS replies carry no CTL_HIST for remote workers.
  * Outcomes for a remote worker: ACK_OK and ACK_FAILED from its receipt;
  * ACK_QUEUED, the broker stored it (a PubAck) and no receipt came in time;
  * ACK_FULL, the broker refused it for that worker's bound (JetStream error
  * 10077); ACK_DOWN, the broker did not confirm storing it in time, or
  * fanoutd is not connected to the broker.
  */
+#define CTL_WORKER_UNLISTED	0xffffffffU
 #define CTL_WORKER_FIELDS(F) \
 	F(u32, index) \
 	F(u32, pid) \
@@ -446,10 +450,12 @@ enum wire_state {
 	WS_PULLING,		/* its consumer has a pull request waiting */
 	WS_MISSING,		/* no pull request: the worker is not
 				 * running, or has never connected */
+	WS_UNLISTED,		/* a consumer in the stream whose name is not
+				 * in remote_workers: shown, never deleted */
 };
 #define WIRE_STATE_NAMES \
 	{ "down", "starting", "up", "backoff", "stalled", "stopping", \
-	  "retiring", "restarting", "pulling", "missing" }
+	  "retiring", "restarting", "pulling", "missing", "unlisted" }
 
 /* Why a worker's last process or link ended. */
 enum worker_exit {

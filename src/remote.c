@@ -35,6 +35,7 @@
 #include "fanoutd.h"
 #include "log.h"
 #include "natsloop.h"
+#include "rconf.h"
 #include "remote.h"
 #include "util.h"
 
@@ -108,6 +109,13 @@ struct remote {
 	pthread_cond_t	 cv;
 	bool		 stop;
 	bool		 set_up;	/* stream and consumers are there */
+	struct {
+		char	 name[FANOUT_NAME_MAX + 1];
+		bool	 pulling;
+		uint64_t pending;
+	}		 unlisted[FANOUT_REMOTE_MAX];	/* in the stream, not
+						 * in remote_workers */
+	uint32_t	 nunlisted;
 	bool		 reachable;	/* the admin connection's last try */
 };
 
@@ -215,39 +223,75 @@ setup_consumer(struct remote *r, jsCtx *js, uint32_t j)
 	return s;
 }
 
-/* Each consumer's state, for status; a missing one means set up again. */
+/* Every consumer's state, in one listing: the listed workers' for status
+ * (a missing one means set up again), and the names in the stream that
+ * are not in remote_workers, shown as unlisted and never deleted. */
 static natsStatus
 poll_consumers(struct remote *r, jsCtx *js)
 {
+	jsConsumerInfoList *cl = NULL;
 	jsConsumerInfo *ci;
-	jsErrCode jerr;
-	natsStatus s = NATS_OK;
+	const char *why;
+	jsErrCode jerr = 0;
+	natsStatus s;
+	bool *seen;
 	uint32_t j;
+	int i;
 
-	for (j = 0; j < r->n; j++) {
-		ci = NULL;
-		jerr = 0;
-		s = js_GetConsumerInfo(&ci, js, r->stream, r->w[j].name, NULL,
-		    &jerr);
+	s = js_Consumers(&cl, js, r->stream, NULL, &jerr);
+	if (s == NATS_NOT_FOUND || jerr == JSStreamNotFoundErr) {
 		pthread_mutex_lock(&r->mu);
-		r->w[j].known = s == NATS_OK;
-		if (s == NATS_OK) {
-			/* A message in hand: busy with it, not away
-			 * (or crashed, until AckWait gives it back). */
-			r->w[j].pulling = ci->NumWaiting > 0 ||
-			    ci->NumAckPending > 0;
-			r->w[j].pending = ci->NumPending +
-			    (uint64_t)(ci->NumAckPending > 0 ?
-			    ci->NumAckPending : 0);
-		} else if (jerr == JSConsumerNotFoundErr ||
-		    jerr == JSStreamNotFoundErr)
-			r->set_up = false;
+		r->set_up = false;
 		pthread_mutex_unlock(&r->mu);
-		jsConsumerInfo_Destroy(ci);
-		if (s != NATS_OK && jerr == 0)
-			break;		/* the broker, not the consumer */
+		return NATS_OK;
 	}
-	return s;
+	if (s != NATS_OK)
+		return s;
+	if ((seen = calloc(r->n + 1, sizeof(*seen))) == NULL) {
+		jsConsumerInfoList_Destroy(cl);
+		return NATS_NO_MEMORY;
+	}
+	pthread_mutex_lock(&r->mu);
+	r->nunlisted = 0;
+	for (i = 0; i < cl->Count; i++) {
+		ci = cl->List[i];
+		if (ci == NULL || ci->Name == NULL)
+			continue;
+		for (j = 0; j < r->n; j++)
+			if (strcmp(r->w[j].name, ci->Name) == 0)
+				break;
+		if (j == r->n) {
+			/* Only a name fanoutctl can show as it is. */
+			if (r->nunlisted < nitems(r->unlisted) &&
+			    rconf_check_name(ci->Name, 0, &why) == 0) {
+				snprintf(r->unlisted[r->nunlisted].name,
+				    sizeof(r->unlisted[0].name), "%s",
+				    ci->Name);
+				r->unlisted[r->nunlisted].pulling =
+				    ci->NumWaiting > 0 || ci->NumAckPending > 0;
+				r->unlisted[r->nunlisted].pending =
+				    ci->NumPending + (uint64_t)(ci->NumAckPending
+				    > 0 ? ci->NumAckPending : 0);
+				r->nunlisted++;
+			}
+			continue;
+		}
+		seen[j] = true;
+		/* A message in hand: busy with it, not away (or crashed,
+		 * until AckWait gives it back). */
+		r->w[j].pulling = ci->NumWaiting > 0 || ci->NumAckPending > 0;
+		r->w[j].pending = ci->NumPending + (uint64_t)(ci->NumAckPending >
+		    0 ? ci->NumAckPending : 0);
+	}
+	for (j = 0; j < r->n; j++) {
+		r->w[j].known = seen[j];
+		if (!seen[j])
+			r->set_up = false;
+	}
+	pthread_mutex_unlock(&r->mu);
+	free(seen);
+	jsConsumerInfoList_Destroy(cl);
+	return NATS_OK;
 }
 
 static void *
@@ -424,6 +468,7 @@ on_puback(struct remote *r, natsMsg *msg)
 	char json[PUBACK_MAX + 1];
 	uint64_t token, seq, code = 0;
 	struct rpend *p;
+	bool away;
 	int len = natsMsg_GetDataLength(msg);
 
 	if (strncmp(subj, r->inbox, ilen) != 0 || subj[ilen] != '.' ||
@@ -499,7 +544,10 @@ on_puback(struct remote *r, natsMsg *msg)
 			stored_remove(w, old);
 			rpend_free(old);
 		}
-		bcast_remote_stored(p->m, p->j, !w->known || !w->pulling);
+		pthread_mutex_lock(&r->mu);
+		away = !w->known || !w->pulling;
+		pthread_mutex_unlock(&r->mu);
+		bcast_remote_stored(p->m, p->j, away);
 		stored_release(w);
 	}
 }
@@ -693,6 +741,27 @@ remote_record(struct remote *r, uint32_t j, struct ctl_worker *rec,
 	*name = w->name;
 	*reason = w->last_reason;
 	*reason_len = w->last_reason_len;
+}
+
+uint32_t
+remote_unlisted(struct remote *r, struct ctl_worker *recs,
+    char (*names)[FANOUT_NAME_MAX + 1], uint32_t max)
+{
+	uint32_t i, n;
+
+	pthread_mutex_lock(&r->mu);
+	n = r->nunlisted < max ? r->nunlisted : max;
+	for (i = 0; i < n; i++) {
+		memset(&recs[i], 0, sizeof(recs[i]));
+		recs[i].index = CTL_WORKER_UNLISTED;
+		recs[i].state = WS_UNLISTED;
+		recs[i].queued = r->unlisted[i].pending > UINT32_MAX ?
+		    UINT32_MAX : (uint32_t)r->unlisted[i].pending;
+		memcpy(names[i], r->unlisted[i].name, sizeof(names[i]));
+		recs[i].name_len = (uint16_t)strlen(names[i]);
+	}
+	pthread_mutex_unlock(&r->mu);
+	return n;
 }
 
 /* Start and end. */

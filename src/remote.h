@@ -21,6 +21,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "proto.h"
+
 struct fanoutd;
 struct msg;
 struct ctl_worker;
@@ -45,5 +47,11 @@ uint8_t	remote_publish(struct remote *, uint32_t j, struct msg *m);
  * failure's reason. */
 void	remote_record(struct remote *, uint32_t j, struct ctl_worker *,
 	    const char **name, const char **reason, size_t *reason_len);
+
+/* The consumers in the stream whose names are not in remote_workers, as
+ * the admin thread last saw them: at most max records, their names in
+ * names.  Returns how many. */
+uint32_t remote_unlisted(struct remote *, struct ctl_worker *recs,
+	    char (*names)[FANOUT_NAME_MAX + 1], uint32_t max);
 
 #endif /* FANOUT_REMOTE_H */

@@ -281,6 +281,30 @@ lines_of() {
 	    fail "r1:" "$(handled r1)"
 }
 
+@test "a consumer not in remote_workers is shown as unlisted, and kept" {
+	nats_start
+	pool_config 1 r1 old
+	start_fanoutd
+	wait_for "remote_is old missing" "$(ms 10000)"
+	run ctl send "for old"
+	assert_line '^worker old  remote  queued '
+	stop_fanoutd
+	pool_config 1 r1
+	start_fanoutd
+	wait_for "remote_is old unlisted" "$(ms 10000)"
+	run ctl status
+	assert_line '^ +old +- +- +unlisted +- +- +0 +0 +1 '
+	run ctl send "not for old"
+	assert_status 1
+	[ "${#lines[@]}" -eq 3 ] || fail "$(show_run)"
+	refute_line '^worker old '
+	# Still in the broker, with what it held.
+	run "${NS_RUN[@]}" "$FANOUT_BUILDDIR/tests/nats-pub" -s "$NATS_URL" \
+	    info old
+	assert_status 0
+	assert_line '^pending 1 ack_pending 0 '
+}
+
 @test "malformed receipts are ignored, and fanoutd goes on" {
 	local long bad
 
