@@ -803,16 +803,20 @@ output_check(const struct reply *rp, const struct check_limits *cl)
 	if (rp->nrec > 0) {
 		total = up = 0;
 		for (i = 0; i < rp->nrec; i++) {
-			if (rp->rec[i].w.name_len > 0)
-				continue;	/* remote: not checked yet */
-			total += rp->rec[i].w.state != WS_RETIRING;
-			up += rp->rec[i].w.state == WS_UP;
+			unsigned st = rp->rec[i].w.state;
+
+			/* Remote workers count too: pulling is up. */
+			if (st == WS_RETIRING || st == WS_UNLISTED)
+				continue;
+			total++;
+			up += st == WS_UP || st == WS_PULLING;
 		}
 	}
 	down = total > up ? total - up : 0;
 	crit_down = cl->crit_down != 0 ? cl->crit_down : total;
 	for (i = 0; i < rp->nrec; i++)
-		queued += rp->rec[i].w.queued;
+		if (rp->rec[i].w.state != WS_UNLISTED)
+			queued += rp->rec[i].w.queued;
 	if (total == 0 || down >= crit_down ||
 	    (cl->crit_queued != 0 && queued >= cl->crit_queued))
 		r = 2;
@@ -829,9 +833,14 @@ output_check(const struct reply *rp, const struct check_limits *cl)
 		const struct ctl_worker *w = &rp->rec[i].w;
 
 		if (w->state == WS_UP || w->state == WS_RETIRING ||
-		    w->name_len > 0)
+		    w->state == WS_PULLING || w->state == WS_UNLISTED)
 			continue;
-		if (n++ < CHECK_NAMED)
+		if (n++ >= CHECK_NAMED)
+			continue;
+		if (w->name_len > 0)
+			printf("%s%s %s", n == 1 ? "; not up: " : ", ",
+			    rp->rec[i].name, NAME(state_names, w->state));
+		else
 			printf("%s%" PRIu32 " %s", n == 1 ? "; not up: " : ", ",
 			    w->index, NAME(state_names, w->state));
 	}

@@ -208,6 +208,12 @@ lines_of() {
 		assert_line '^delivered to 2/3 workers, 1 queued \(message [0-9]+\)$'
 	done
 	[ "$(lines_of r2)" -eq 0 ] || fail "r2 handled while stopped"
+	# The monitoring check sees it away, with its backlog (as the broker
+	# says at its next poll).
+	wait_for "ctl check | grep -q '^WARNING: 2/3 workers up, 3 queued; not up: r2 missing | up=2;3:;1:;0;3 '" \
+	    "$(ms 5000)"
+	run ctl check
+	assert_status 1
 	rw_start r2
 	wait_for '[ "$(lines_of r2)" -ge 3 ]' "$(ms 15000)"
 	[ "$(handled r2)" = "$(printf 'backlog %s\n' 1 2 3)" ] ||
