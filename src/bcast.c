@@ -225,7 +225,7 @@ bcast_failed(struct worker *w, struct msg *m, uint32_t status,
 }
 
 /* Which histogram bucket a round trip falls in: a few compares. */
-static unsigned
+unsigned
 hist_bucket(uint32_t rtt_us)
 {
 	static const uint32_t bounds[] = FANOUT_HIST_BOUNDS_US;

@@ -335,23 +335,32 @@ ctl_send(struct ctl_conn *c, const struct frame_hdr *h, const uint8_t *p)
 	    (unsigned)c->uid);
 }
 
+/* Counters for CTL_STATS: the record and its buckets. */
+static void
+ctl_hist_put(struct ctl_conn *c, uint64_t req_id, const struct ctl_hist *hs,
+    const uint64_t *buckets)
+{
+	uint8_t p[CTL_HIST_LEN + CTL_HIST_TAIL_LEN];
+	unsigned i;
+
+	ctl_hist_encode(p, hs);
+	for (i = 0; i < FANOUT_HIST_BUCKETS; i++)
+		put_u64(p + CTL_HIST_LEN + 8 * i, buckets[i]);
+	ctl_frame(c, CTL_HIST, req_id, p, sizeof(p));
+}
+
 /* A worker's counters for CTL_STATS. */
 static void
 ctl_hist_frame(struct ctl_conn *c, uint64_t req_id, const struct worker *w)
 {
-	uint8_t p[CTL_HIST_LEN + CTL_HIST_TAIL_LEN];
 	struct ctl_hist hs = {
 		.index = w->index,
 		.refused = w->refused,
 		.rtt_count = w->acked,
 		.rtt_sum_us = w->rtt_sum_us,
 	};
-	unsigned i;
 
-	ctl_hist_encode(p, &hs);
-	for (i = 0; i < FANOUT_HIST_BUCKETS; i++)
-		put_u64(p + CTL_HIST_LEN + 8 * i, w->rtt_hist[i]);
-	ctl_frame(c, CTL_HIST, req_id, p, sizeof(p));
+	ctl_hist_put(c, req_id, &hs, w->rtt_hist);
 }
 
 /* The consumers in the broker that remote_workers does not name. */
@@ -406,13 +415,19 @@ ctl_status_reply(struct ctl_conn *c, const struct frame_hdr *h,
 		if (counters)
 			ctl_hist_frame(c, h->id, d->workers[i]);
 	}
-	/* Remote workers: in status replies, not (yet) in stats ones. */
-	for (i = 0; !counters && i < d->nremote; i++) {
+	/* Remote workers, after the local ones, with their counters. */
+	for (i = 0; i < d->nremote; i++) {
+		uint64_t buckets[FANOUT_HIST_BUCKETS];
 		const char *name, *reason;
+		struct ctl_hist hs;
 		size_t reason_len;
 
 		remote_record(d->remote, i, &rec, &name, &reason, &reason_len);
 		ctl_worker_frame(c, h->id, &rec, name, reason, reason_len);
+		if (counters) {
+			remote_hist(d->remote, i, &hs, buckets);
+			ctl_hist_put(c, h->id, &hs, buckets);
+		}
 	}
 	if (!counters && d->remote != NULL)
 		ctl_unlisted_frames(c, h->id);

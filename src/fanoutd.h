@@ -385,6 +385,8 @@ void	bcast_release_held(struct fanoutd *);
 void	bcast_drop_unsent(struct worker *, uint32_t *count, uint32_t *spooled,
 	    uint64_t *first, uint64_t *last);
 void	bcast_abort_all(struct fanoutd *);
+/* The bucket of proto.h's histogram a round trip falls in. */
+unsigned hist_bucket(uint32_t rtt_us);
 /* Remote worker j's verdict on m (remote.c), if m's broadcast is still
  * open and has none for it yet. */
 void	bcast_remote_result(struct msg *m, uint32_t j, uint8_t outcome,

@@ -68,6 +68,8 @@ struct rworker {
 	uint64_t	 acked;
 	uint64_t	 failed;
 	uint64_t	 refused;
+	uint64_t	 rtt_sum_us;
+	uint64_t	 rtt_hist[FANOUT_HIST_BUCKETS];
 	uint32_t	 last_rtt_us;
 	uint32_t	 last_status;
 	uint8_t		 last_reason_len;
@@ -409,6 +411,8 @@ remote_result(struct remote *r, struct rpend *p, uint32_t status,
 	w->acked++;
 	w->last_rtt_us = now > p->accepted_usec ?
 	    (uint32_t)(now - p->accepted_usec) : 1;
+	w->rtt_sum_us += w->last_rtt_us;
+	w->rtt_hist[hist_bucket(w->last_rtt_us)]++;
 	if (status != HS_OK) {
 		w->failed++;
 		w->last_status = status;
@@ -741,6 +745,19 @@ remote_record(struct remote *r, uint32_t j, struct ctl_worker *rec,
 	*name = w->name;
 	*reason = w->last_reason;
 	*reason_len = w->last_reason_len;
+}
+
+void
+remote_hist(struct remote *r, uint32_t j, struct ctl_hist *h,
+    uint64_t *buckets)
+{
+	const struct rworker *w = &r->w[j];
+
+	h->index = j;
+	h->refused = w->refused;
+	h->rtt_count = w->acked;
+	h->rtt_sum_us = w->rtt_sum_us;
+	memcpy(buckets, w->rtt_hist, sizeof(w->rtt_hist));
 }
 
 uint32_t

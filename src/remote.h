@@ -48,6 +48,11 @@ uint8_t	remote_publish(struct remote *, uint32_t j, struct msg *m);
 void	remote_record(struct remote *, uint32_t j, struct ctl_worker *,
 	    const char **name, const char **reason, size_t *reason_len);
 
+struct ctl_hist;
+/* Remote worker j's counters for CTL_STATS: the record, and the
+ * histogram's buckets (FANOUT_HIST_BUCKETS). */
+void	remote_hist(struct remote *, uint32_t j, struct ctl_hist *,
+	    uint64_t *buckets);
 /* The consumers in the stream whose names are not in remote_workers, as
  * the admin thread last saw them: at most max records, their names in
  * names.  Returns how many. */

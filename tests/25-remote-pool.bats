@@ -186,6 +186,16 @@ lines_of() {
 		[ "$(handled "$n" | tail -n 40)" = "$(seq -f 'line %g' 40)" ] ||
 		    fail "$n:" "$(handled "$n")"
 	done
+	# Counters and round trips per name, local ones per index.
+	run ctl stats --prometheus
+	assert_status 0
+	assert_line '^fanout_worker_acked_total\{worker="1"\} 46$'
+	assert_line '^fanout_worker_acked_total\{worker="r1"\} 46$'
+	assert_line '^fanout_worker_up\{worker="r2"\} 1$'
+	assert_line '^fanout_worker_ack_rtt_seconds_count\{worker="r3"\} 46$'
+	run ctl stats
+	assert_status 0
+	assert_line '^r2 +pulling +46 +0 +0 +0 +0 '
 }
 
 @test "a stopped remote worker: queued, then its backlog in order" {
