@@ -259,7 +259,9 @@ enum handler_status {
  * acked and failed count its receipts, last_rtt_us is the last one's.
  * Status replies end with a record per consumer in the stream that is not
  * in remote_workers: index CTL_WORKER_UNLISTED, state WS_UNLISTED, its
- * name, queued what its consumer holds.  CTL_STATS replies carry no CTL_HIST for remote workers.
+ * name, queued what its consumer holds (not in CTL_STATS replies).  In
+ * CTL_STATS replies each remote record is followed by its CTL_HIST
+ * (index: its place in remote_workers), as a local one is.
  * Outcomes for a remote worker: ACK_OK and ACK_FAILED from its receipt;
  * ACK_QUEUED, the broker stored it (a PubAck) and no receipt came in time;
  * ACK_FULL, the broker refused it for that worker's bound (JetStream error
