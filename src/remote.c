@@ -91,6 +91,7 @@ struct remote {
 	char		 stream[FANOUT_NAME_MAX + 1];
 	uint32_t	 queue_max;
 	uint32_t	 ack_wait_ms;
+	uint32_t	 max_message_bytes;
 	char		 nonce[40];	/* this instance's, for Nats-Msg-Id */
 	/* the loop connection: loop thread only */
 	struct natsloop	*nl;
@@ -321,6 +322,14 @@ admin_thread(void *arg)
 		    NATS_OK)
 			s = natsConnection_JetStream(&js, nc, NULL);
 		if (s == NATS_OK && !set_up) {
+			int64_t mp = natsConnection_GetMaxPayload(nc);
+
+			/* A larger message would be refused: down. */
+			if (mp > 0 && mp < (int64_t)r->max_message_bytes + 1024)
+				log_warnx("remote: the broker takes messages of "
+				    "at most %lld bytes (max_payload), less "
+				    "than max_message_bytes (%u) and headers",
+				    (long long)mp, r->max_message_bytes);
 			s = setup_stream(r, js);
 			for (j = 0; s == NATS_OK && j < r->n; j++)
 				s = setup_consumer(r, js, j);
@@ -804,6 +813,7 @@ remote_copy_conf(struct remote *r, const struct fanout_conf *conf)
 	snprintf(r->stream, sizeof(r->stream), "%s", conf->nats_stream);
 	r->queue_max = conf->queue_max_messages;
 	r->ack_wait_ms = conf->remote_ack_wait_ms;
+	r->max_message_bytes = conf->max_message_bytes;
 	r->n = conf_list_len(conf->remote_workers);
 	if (r->n > 0 && (r->w = calloc(r->n, sizeof(*r->w))) == NULL)
 		return -1;

@@ -297,6 +297,23 @@ lines_of() {
 	    fail "r1:" "$(handled r1)"
 }
 
+@test "no broker at start: ready anyway, down until the broker comes" {
+	pool_config 1 r1 -- start_timeout_ms=$(ms 1500)
+	start_fanoutd
+	assert_file_line "$FANOUTD_LOG" 'stream FANOUT not set up within [0-9]+ ms'
+	run ctl send "early"
+	assert_status 1
+	assert_line '^worker 0  pid [0-9]+  port [0-9]+  acked '
+	assert_line '^worker r1  remote  down +\(not stored by the broker\)$'
+	nats_start
+	wait_for "remote_is r1 missing" "$(ms 15000)"
+	run ctl send "late"
+	assert_line '^worker r1  remote  queued '
+	rw_start r1
+	wait_for '[ "$(lines_of r1)" -ge 1 ]' "$(ms 15000)"
+	[ "$(handled r1)" = late ] || fail "r1:" "$(handled r1)"
+}
+
 @test "a consumer not in remote_workers is shown as unlisted, and kept" {
 	nats_start
 	pool_config 1 r1 old
