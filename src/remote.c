@@ -336,16 +336,18 @@ admin_thread(void *arg)
 			if (s == NATS_OK) {
 				log_info("remote: stream %s and %u consumer%s "
 				    "ready", r->stream, r->n, PLURAL(r->n));
-				warned = false;
+				pthread_mutex_lock(&r->mu);
+				r->set_up = true;
+				pthread_mutex_unlock(&r->mu);
 			}
 		}
+		/* Finds a consumer deleted since, for the next turn. */
 		if (s == NATS_OK)
 			s = poll_consumers(r, js);
-		if (s != NATS_OK && !warned) {
+		if (s != NATS_OK && !warned)
 			log_warnx("remote: the broker: %s",
 			    natsStatus_GetText(s));
-			warned = true;
-		}
+		warned = s != NATS_OK;
 		if (s != NATS_OK && (nc == NULL || natsConnection_Status(nc)
 		    != NATS_CONN_STATUS_CONNECTED)) {
 			jsCtx_Destroy(js);
@@ -359,8 +361,6 @@ admin_thread(void *arg)
 		ts.tv_nsec %= 1000000000;
 		pthread_mutex_lock(&r->mu);
 		r->reachable = s == NATS_OK;
-		if (s == NATS_OK && !set_up)
-			r->set_up = true;
 		pthread_cond_broadcast(&r->cv);
 		if (!r->stop)
 			(void)pthread_cond_timedwait(&r->cv, &r->mu, &ts);
@@ -452,18 +452,25 @@ parse_u64(const char *s, size_t len, uint64_t *out)
 	return 0;
 }
 
-/* The number after "key": in a PubAck's JSON (flat enough for this). */
+/* The number after "key": in a PubAck's JSON (flat enough for this; a
+ * string value equal to the key is skipped, having no ':' after it). */
 static int
 json_u64(const char *json, const char *key, uint64_t *out)
 {
-	const char *p = strstr(json, key);
+	const char *p = json;
 
-	if (p == NULL)
-		return -1;
-	p += strlen(key);
-	while (*p == ' ' || *p == ':')
+	while ((p = strstr(p, key)) != NULL) {
+		p += strlen(key);
+		while (*p == ' ')
+			p++;
+		if (*p != ':')
+			continue;
 		p++;
-	return parse_u64(p, strspn(p, "0123456789"), out);
+		while (*p == ' ')
+			p++;
+		return parse_u64(p, strspn(p, "0123456789"), out);
+	}
+	return -1;
 }
 
 static void
@@ -486,7 +493,7 @@ on_puback(struct remote *r, natsMsg *msg)
 
 	if (strncmp(subj, r->inbox, ilen) != 0 || subj[ilen] != '.' ||
 	    parse_u64(subj + ilen + 1, strlen(subj + ilen + 1), &token) < 0) {
-		bad_input("remote: a reply on %s: not ours", subj);
+		bad_input("remote: a reply on %.80s: not ours", subj);
 		return;
 	}
 	TAILQ_FOREACH(p, &r->pubs, entry)
