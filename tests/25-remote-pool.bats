@@ -339,6 +339,60 @@ lines_of() {
 	assert_line '^pending 1 ack_pending 0 '
 }
 
+@test "with per-user permissions: fanoutd's own, and each worker's" {
+	# What fanoutd's user needs: its workers' subjects, the stream's and
+	# the consumers' API, receipts and its inboxes; a worker's user only
+	# its own consumer, acks, receipts and inbox (issue 11).
+	cat >"$T/nats.conf" <<-EOC
+	listen: 127.0.0.1:$NATS_PORT
+	jetstream { store_dir: "$T/js" }
+	authorization { users = [
+	  { user: fanoutd, password: f, permissions: {
+	    publish: { allow: [ "fanout.w.*", "\$JS.API.INFO",
+	      "\$JS.API.STREAM.CREATE.FANOUT", "\$JS.API.STREAM.UPDATE.FANOUT",
+	      "\$JS.API.STREAM.INFO.FANOUT",
+	      "\$JS.API.CONSUMER.CREATE.FANOUT.>",
+	      "\$JS.API.CONSUMER.DURABLE.CREATE.FANOUT.*",
+	      "\$JS.API.CONSUMER.INFO.FANOUT.*",
+	      "\$JS.API.CONSUMER.LIST.FANOUT" ] }
+	    subscribe: { allow: [ "_INBOX.>", "fanout.r.*" ] } } }
+	  { user: r1, password: p, permissions: {
+	    publish: { allow: [ "\$JS.API.CONSUMER.INFO.FANOUT.r1",
+	      "\$JS.API.CONSUMER.MSG.NEXT.FANOUT.r1", "\$JS.ACK.FANOUT.r1.>",
+	      "fanout.r.r1" ] }
+	    subscribe: { allow: [ "_INBOX.r1.>" ] } } }
+	] }
+	EOC
+	spawn in_ns "$NATS_SERVER" -c "$T/nats.conf" >>"$T/nats.log" 2>&1
+	NATS_PID=$BG_PID
+	NATS_URL=nats://fanoutd:f@127.0.0.1:$NATS_PORT
+	pool_config 1 r1 r2
+	start_fanoutd
+	NATS_URL=nats://r1:p@127.0.0.1:$NATS_PORT
+	rw_start r1
+	wait_for "remote_is r1 pulling" "$(ms 10000)"
+	run ctl send "allowed"
+	assert_status 1
+	assert_line '^worker r1  remote  acked '
+	assert_line '^worker r2  remote  queued '
+	[ "$(handled r1)" = allowed ] || fail "r1:" "$(handled r1)"
+	# r1's identity cannot forge r2's receipts (whatever the sequence):
+	# the broker refuses them, and r2 has handled nothing.
+	for i in 1 2 3; do
+		"${NS_RUN[@]}" "$FANOUT_BUILDDIR/tests/nats-pub" -s "$NATS_URL" \
+		    receipt r2 "$i" 0 "forged" >/dev/null 2>&1 || true
+	done
+	# A receipt r1 may send is heard: the forged ones had their chance.
+	"${NS_RUN[@]}" "$FANOUT_BUILDDIR/tests/nats-pub" -s "$NATS_URL" \
+	    receipt r1 x 0 "" || fail "r1 could not send its own receipt"
+	wait_for 'grep -q "malformed receipt from r1" "$FANOUTD_LOG"' \
+	    "$(ms 5000)"
+	run ctl stats
+	assert_line '^r2 +missing +0 +0 +0 +[0-9]+ '
+	! grep -Eqi "permission|not permitted" "$FANOUTD_LOG" ||
+	    fail "fanoutd was refused something" "$(cat "$FANOUTD_LOG")"
+}
+
 @test "malformed receipts are ignored, and fanoutd goes on" {
 	local long bad
 
