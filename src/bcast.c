@@ -174,7 +174,8 @@ bcast_worker(const struct bcast *b, uint32_t i)
 {
 	struct fanoutd *d = b->d;
 
-	if (i >= d->nworkers || d->workers[i]->serial != b->res[i].serial)
+	if (i >= b->nlocal || i >= d->nworkers ||
+	    d->workers[i]->serial != b->res[i].serial)
 		return NULL;
 	return d->workers[i];
 }
@@ -187,7 +188,11 @@ bcast_unacked_slot(struct bcast *b, uint32_t i, uint8_t gone)
 	struct worker *w = bcast_worker(b, i);
 	struct bcast_res *res = &b->res[i];
 
-	res->outcome = w == NULL ? gone : unacked_outcome(w, b->m);
+	if (i >= b->nlocal)	/* remote: the broker has it, or not */
+		res->outcome = res->stored ? ACK_QUEUED : b->d->stopping ?
+		    ACK_SHUTDOWN : ACK_DOWN;
+	else
+		res->outcome = w == NULL ? gone : unacked_outcome(w, b->m);
 	if (res->outcome == ACK_QUEUED)
 		b->nqueued++;
 	return res->outcome;
@@ -206,7 +211,7 @@ bcast_failed(struct worker *w, struct msg *m, uint32_t status,
 	w->last_reason_len = (uint8_t)reason_len;
 	if (reason_len > 0)
 		memcpy(w->last_reason, reason, reason_len);
-	if (m->b == NULL || w->index >= m->b->nslots)
+	if (m->b == NULL || w->index >= m->b->nlocal)
 		return;
 	res = &m->b->res[w->index];
 	if (!res->member || res->outcome != ACK_NONE)
@@ -220,7 +225,7 @@ bcast_failed(struct worker *w, struct msg *m, uint32_t status,
 }
 
 /* Which histogram bucket a round trip falls in: a few compares. */
-static unsigned
+unsigned
 hist_bucket(uint32_t rtt_us)
 {
 	static const uint32_t bounds[] = FANOUT_HIST_BOUNDS_US;
@@ -382,7 +387,8 @@ bcast_start(struct fanoutd *d, struct ctl_conn *c, uint64_t req_id,
 	uint32_t i;
 	int r;
 
-	b = calloc(1, sizeof(*b) + d->nworkers * sizeof(b->res[0]));
+	b = calloc(1, sizeof(*b) + (d->nworkers + d->nremote) *
+	    sizeof(b->res[0]));
 	/* Its one reference is the broadcast's own. */
 	m = msg_new(d->next_msg_id + 1, loop_now(d), data, len);
 	if (b == NULL || m == NULL) {
@@ -403,7 +409,8 @@ bcast_start(struct fanoutd *d, struct ctl_conn *c, uint64_t req_id,
 	b->timeout_ms = timeout_ms;
 	b->wait = wait;
 	b->brief = (flags & CTL_SEND_BRIEF) != 0;
-	b->nslots = d->nworkers;
+	b->nlocal = d->nworkers;
+	b->nslots = d->nworkers + d->nremote;
 	b->prev = d->bcasts_tail;
 	if (d->bcasts_tail != NULL)
 		d->bcasts_tail->next = b;
@@ -417,7 +424,7 @@ bcast_start(struct fanoutd *d, struct ctl_conn *c, uint64_t req_id,
 	 * any verdict is recorded, so the broadcast cannot finish half
 	 * built, and drops the slots it is not for as it goes. */
 	b->npending = b->nslots + 1;
-	for (i = 0; i < b->nslots; i++) {
+	for (i = 0; i < b->nlocal; i++) {
 		struct worker *w = d->workers[i];
 
 		b->res[i].port = w->port;
@@ -438,6 +445,15 @@ bcast_start(struct fanoutd *d, struct ctl_conn *c, uint64_t req_id,
 		else if (!wait)
 			bcast_settle(b, i, unacked_outcome(w, m));
 	}
+	for (; i < b->nslots; i++) {
+		uint8_t outcome;
+
+		b->res[i].member = true;
+		b->nworkers++;
+		if ((outcome = remote_publish(d->remote, i - b->nlocal, m)) !=
+		    ACK_NONE)
+			bcast_settle(b, i, outcome);
+	}
 	r = sd_event_add_time_relative(d->ev, &b->timer, CLOCK_MONOTONIC,
 	    (uint64_t)timeout_ms * 1000, 1000, on_deadline, b);
 	if (r < 0)
@@ -446,6 +462,42 @@ bcast_start(struct fanoutd *d, struct ctl_conn *c, uint64_t req_id,
 	if (--b->npending == 0)
 		bcast_finish(b);
 	return 0;
+}
+
+void
+bcast_remote_result(struct msg *m, uint32_t j, uint8_t outcome,
+    uint32_t status, const uint8_t *reason, size_t reason_len)
+{
+	struct bcast *b = m->b;
+	struct bcast_res *res;
+
+	if (b == NULL || b->nlocal + j >= b->nslots)
+		return;
+	res = &b->res[b->nlocal + j];
+	if (!res->member || res->outcome != ACK_NONE)
+		return;
+	if (outcome == ACK_FAILED) {
+		res->status = status;
+		if (reason_len > 0 &&
+		    (res->reason = malloc(reason_len)) != NULL) {
+			memcpy(res->reason, reason, reason_len);
+			res->reason_len = (uint8_t)reason_len;
+		}
+	}
+	bcast_settle(b, b->nlocal + j, outcome);
+}
+
+void
+bcast_remote_stored(struct msg *m, uint32_t j, bool missing)
+{
+	struct bcast *b = m->b;
+
+	if (b == NULL || b->nlocal + j >= b->nslots)
+		return;
+	b->res[b->nlocal + j].stored = true;
+	/* As for a local worker that is away: kept, said at once. */
+	if (missing && !b->wait)
+		bcast_settle(b, b->nlocal + j, ACK_QUEUED);
 }
 
 void

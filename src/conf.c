@@ -23,12 +23,19 @@
 
 #include "conf.h"
 #include "proto.h"
+#include "rconf.h"
 #include "sock.h"
 #include "util.h"
 
 /* CT_INT and CT_ENUM fill a uint32_t, CT_BOOL a bool, CT_SIZE a uint64_t,
- * CT_ADDR and CT_PATH a string, CT_ARGV a NULL-ended array of them. */
-enum conf_type { CT_INT, CT_ADDR, CT_PATH, CT_ENUM, CT_ARGV, CT_BOOL, CT_SIZE };
+ * CT_ADDR and CT_PATH a string, CT_ARGV a NULL-ended array of them.  The
+ * remote workers' settings: CT_URLS and CT_NAMES are lists (nats_servers,
+ * remote_workers), CT_FILE a path or "" for none, CT_KEY the same or a
+ * credential's name, CT_TOKEN a name in the broker (min 1: may hold dots
+ * between tokens, as a subject prefix does). */
+enum conf_type { CT_INT, CT_ADDR, CT_PATH, CT_ENUM, CT_ARGV, CT_BOOL, CT_SIZE,
+	CT_URLS, CT_NAMES, CT_FILE, CT_KEY, CT_TOKEN };
+#define CT_IS_LIST(t)	((t) == CT_ARGV || (t) == CT_URLS || (t) == CT_NAMES)
 
 static const char *const degraded_actions[] = DEGRADED_ACTION_NAMES;
 static const char *const handler_modes[] = HANDLER_MODE_NAMES;
@@ -125,6 +132,25 @@ static const struct conf_setting {
 	{ "spool_max_bytes", CT_SIZE,
 	    offsetof(struct fanout_conf, spool_max_bytes),
 	    1024 * 1024, 1LL << 40, 1LL << 30, NULL, NULL },
+	{ "nats_servers", CT_URLS, offsetof(struct fanout_conf, nats_servers),
+	    1, CONF_NATS_SERVERS_MAX, 0, NULL, NULL },
+	{ "nats_tls_ca", CT_FILE, offsetof(struct fanout_conf, nats_tls_ca),
+	    0, 4095, 0, "", NULL },
+	{ "nats_tls_cert", CT_FILE, offsetof(struct fanout_conf, nats_tls_cert),
+	    0, 4095, 0, "", NULL },
+	{ "nats_tls_key", CT_KEY, offsetof(struct fanout_conf, nats_tls_key),
+	    0, 4095, 0, "", NULL },
+	{ "nats_subject_prefix", CT_TOKEN,
+	    offsetof(struct fanout_conf, nats_subject_prefix),
+	    1, 0, 0, FANOUT_NATS_PREFIX, NULL },
+	{ "nats_stream", CT_TOKEN, offsetof(struct fanout_conf, nats_stream),
+	    0, 0, 0, FANOUT_NATS_STREAM, NULL },
+	{ "remote_workers", CT_NAMES,
+	    offsetof(struct fanout_conf, remote_workers),
+	    1, CONF_REMOTE_WORKERS_MAX, 0, NULL, NULL },
+	{ "remote_ack_wait_ms", CT_INT,
+	    offsetof(struct fanout_conf, remote_ack_wait_ms),
+	    100, 3600000, 30000, NULL, NULL },
 };
 
 static void
@@ -198,7 +224,7 @@ conf_set_defaults(struct fanout_conf *conf)
 			*(bool *)field = cs->defint != 0;
 		else if (cs->type == CT_SIZE)
 			*(uint64_t *)field = (uint64_t)cs->defint;
-		else if (cs->type == CT_ARGV)
+		else if (CT_IS_LIST(cs->type))
 			*(char ***)field = NULL;
 		else if ((*(char **)field = strdup(cs->defstr)) == NULL)
 			return -1;
@@ -297,6 +323,119 @@ conf_apply_argv(const struct conf_setting *cs, config_setting_t *s,
 	return 0;
 }
 
+/* A list of broker URLs or of remote worker names: one string or a list,
+ * each element checked. */
+static int
+conf_apply_list(const struct conf_setting *cs, config_setting_t *s,
+    void *field, const char *path, FILE *errs)
+{
+	int type = config_setting_type(s), n, i, j;
+	const char *str, *why;
+	char **v;
+
+	n = type == CONFIG_TYPE_STRING ? 1 : (type == CONFIG_TYPE_LIST ||
+	    type == CONFIG_TYPE_ARRAY) ? config_setting_length(s) : -1;
+	if (n < cs->min || n > cs->max) {
+		conf_error(errs, path, s, "must be a string or a list of "
+		    "%lld to %lld strings", cs->min, cs->max);
+		return -1;
+	}
+	if ((v = calloc((size_t)n + 1, sizeof(*v))) == NULL) {
+		conf_error(errs, path, s, "out of memory");
+		return -1;
+	}
+	for (i = 0; i < n; i++) {
+		str = type == CONFIG_TYPE_STRING ? config_setting_get_string(s) :
+		    config_setting_get_string_elem(s, (unsigned)i);
+		if (str == NULL || strlen(str) > CONF_NATS_URL_MAX) {
+			conf_error(errs, path, s, "element %d: must be a "
+			    "string of at most %d bytes", i + 1,
+			    CONF_NATS_URL_MAX);
+			break;
+		}
+		if (cs->type == CT_URLS && strncmp(str, "nats://", 7) != 0 &&
+		    strncmp(str, "tls://", 6) != 0) {
+			conf_error(errs, path, s, "\"%s\": must start with "
+			    "nats:// or tls://", str);
+			break;
+		}
+		if (cs->type == CT_NAMES && rconf_check_name(str, 0, &why) < 0) {
+			conf_error(errs, path, s, "\"%s\" %s", str, why);
+			break;
+		}
+		for (j = 0; cs->type == CT_NAMES && j < i; j++)
+			if (strcmp(v[j], str) == 0)
+				break;
+		if (cs->type == CT_NAMES && j < i) {
+			conf_error(errs, path, s, "\"%s\" is listed twice",
+			    str);
+			break;
+		}
+		if ((v[i] = strdup(str)) == NULL) {
+			conf_error(errs, path, s, "out of memory");
+			break;
+		}
+	}
+	if (i < n) {
+		conf_argv_free(v);
+		return -1;
+	}
+	conf_argv_free(*(char ***)field);
+	*(char ***)field = v;
+	return 0;
+}
+
+uint32_t
+conf_list_len(char *const *v)
+{
+	uint32_t n = 0;
+
+	while (v != NULL && v[n] != NULL)
+		n++;
+	return n;
+}
+
+char *
+conf_key_path(const char *key)
+{
+	const char *dir;
+	char *p;
+
+	if (key[0] == '/')
+		return strdup(key);
+	if ((dir = getenv("CREDENTIALS_DIRECTORY")) == NULL || dir[0] != '/')
+		return NULL;
+	if (asprintf(&p, "%s/%s", dir, key) < 0)
+		return NULL;
+	return p;
+}
+
+/* A file fanoutd must read (a TLS file): caught here rather than as a
+ * broker connection that fails. */
+static int
+conf_check_readable(const char *file, const config_setting_t *s,
+    const char *path, FILE *errs)
+{
+	char *p = conf_key_path(file);
+	int fd;
+
+	if (p == NULL) {
+		conf_error(errs, path, s, "\"%s\": a credential's name, but "
+		    "there is no $CREDENTIALS_DIRECTORY (LoadCredential=)",
+		    file);
+		return -1;
+	}
+	if ((fd = open(p, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK)) ==
+	    -1) {
+		conf_error(errs, path, s, "%s: %s", p, strerror(errno));
+		free(p);
+		return -1;
+	}
+	close(fd);
+	free(p);
+	return 0;
+}
+
 /* A program fanoutd or a worker will execute: caught here, with its path,
  * rather than as a worker that fails to start. */
 static int
@@ -334,7 +473,7 @@ conf_apply(const struct conf_setting *cs, config_setting_t *s,
 	void *field = (char *)conf + cs->off;
 	struct sockaddr_storage ss;
 	socklen_t sl;
-	const char *str;
+	const char *str, *why;
 	long long v;
 	char *dup;
 
@@ -367,6 +506,8 @@ conf_apply(const struct conf_setting *cs, config_setting_t *s,
 	}
 	if (cs->type == CT_ARGV)
 		return conf_apply_argv(cs, s, field, path, errs);
+	if (cs->type == CT_URLS || cs->type == CT_NAMES)
+		return conf_apply_list(cs, s, field, path, errs);
 	if ((str = config_setting_get_string(s)) == NULL) {
 		conf_error(errs, path, s, "must be a string");
 		return -1;
@@ -382,6 +523,24 @@ conf_apply(const struct conf_setting *cs, config_setting_t *s,
 	    strlen(str) > (size_t)cs->max)) {
 		conf_error(errs, path, s,
 		    "must be an absolute path of at most %lld bytes", cs->max);
+		return -1;
+	}
+	if (cs->type == CT_FILE && str[0] != '\0' && (str[0] != '/' ||
+	    strlen(str) > (size_t)cs->max)) {
+		conf_error(errs, path, s, "must be an absolute path of at most "
+		    "%lld bytes, or \"\" for none", cs->max);
+		return -1;
+	}
+	if (cs->type == CT_KEY && (strlen(str) > (size_t)cs->max ||
+	    (str[0] != '/' && (strchr(str, '/') != NULL ||
+	    strcmp(str, ".") == 0 || strcmp(str, "..") == 0)))) {
+		conf_error(errs, path, s, "must be an absolute path, the name "
+		    "of a credential (LoadCredential=), or \"\" for none");
+		return -1;
+	}
+	if (cs->type == CT_TOKEN && rconf_check_name(str, (int)cs->min,
+	    &why) < 0) {
+		conf_error(errs, path, s, "\"%s\" %s", str, why);
 		return -1;
 	}
 	if ((dup = strdup(str)) == NULL) {
@@ -737,6 +896,44 @@ conf_blame(config_setting_t *const found[], const char *first,
 	return config_lookup(cf, second);
 }
 
+#define FOUND(name)	found[conf_lookup(name) - settings]
+
+/* The broker's settings: remote workers need a broker, a certificate its
+ * key, and fanoutd must be able to read the TLS files.  0, or 1 if bad. */
+static int
+conf_check_remote(const struct fanout_conf *conf,
+    config_setting_t *const found[], config_t *cf, const char *path,
+    FILE *errs)
+{
+	static const char *const files[] = { "nats_tls_ca", "nats_tls_cert",
+	    "nats_tls_key" };
+	const char *file;
+	size_t i;
+	int bad = 0;
+
+	(void)cf;
+	if (conf->remote_workers != NULL && conf->nats_servers == NULL) {
+		conf_error(errs, path, FOUND("remote_workers"), "needs "
+		    "nats_servers: the broker the remote workers read from");
+		bad = 1;
+	}
+	if ((conf->nats_tls_cert[0] == '\0') !=
+	    (conf->nats_tls_key[0] == '\0')) {
+		conf_error(errs, path, FOUND(conf->nats_tls_cert[0] == '\0' ?
+		    "nats_tls_key" : "nats_tls_cert"), "nats_tls_cert and "
+		    "nats_tls_key go together");
+		bad = 1;
+	}
+	for (i = 0; i < nitems(files); i++) {
+		file = *(char *const *)((const char *)conf +
+		    conf_lookup(files[i])->off);
+		if (file[0] != '\0' && conf_check_readable(file,
+		    FOUND(files[i]), path, errs) < 0)
+			bad = 1;
+	}
+	return bad;
+}
+
 /* Settings that are each valid but not together: 0, or 1 if bad. */
 static int
 conf_check(const struct fanout_conf *conf, config_setting_t *const found[],
@@ -789,6 +986,7 @@ conf_check(const struct fanout_conf *conf, config_setting_t *const found[],
 	if (conf_check_program(conf->worker_path, found[conf_lookup(
 	    "worker_path") - settings], "worker_path", path, errs) < 0)
 		bad = 1;
+	bad |= conf_check_remote(conf, found, cf, path, errs);
 	return bad;
 }
 
@@ -800,6 +998,13 @@ conf_free(struct fanout_conf *conf)
 	free(conf->worker_path);
 	free(conf->spool_dir);
 	conf_argv_free(conf->handler);
+	conf_argv_free(conf->nats_servers);
+	free(conf->nats_tls_ca);
+	free(conf->nats_tls_cert);
+	free(conf->nats_tls_key);
+	free(conf->nats_subject_prefix);
+	free(conf->nats_stream);
+	conf_argv_free(conf->remote_workers);
 	memset(conf, 0, sizeof(*conf));
 }
 
@@ -845,6 +1050,8 @@ conf_put_value(const struct conf_setting *cs, const struct fanout_conf *conf,
 		conf_put_string(f, cs->names[*(const uint32_t *)field]);
 		break;
 	case CT_ARGV:
+	case CT_URLS:
+	case CT_NAMES:
 		if ((argv = *(char **const *)field) == NULL) {
 			fputs("none", f);
 			break;
@@ -884,7 +1091,7 @@ conf_print(const struct fanout_conf *conf, FILE *f)
 	size_t i;
 
 	for (i = 0; i < nitems(settings); i++) {
-		if (settings[i].type == CT_ARGV &&
+		if (CT_IS_LIST(settings[i].type) &&
 		    *(char **const *)((const char *)conf + settings[i].off) ==
 		    NULL) {
 			fprintf(f, "# %s: none\n", settings[i].name);

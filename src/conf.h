@@ -95,7 +95,22 @@ struct fanout_conf {
 	char		*control_socket;
 	char		*worker_path;
 	char		*spool_dir;
+	/* Remote workers (remote.c): empty strings and NULL lists when
+	 * nats_servers is not set, and then nothing of it is used. */
+	char		**nats_servers;		/* URLs, NULL ended */
+	char		*nats_tls_ca;		/* "": none */
+	char		*nats_tls_cert;
+	char		*nats_tls_key;		/* a path or a credential */
+	char		*nats_subject_prefix;
+	char		*nats_stream;
+	char		**remote_workers;	/* names, NULL ended */
+	uint32_t	 remote_ack_wait_ms;
 };
+
+/* Bounds of the remote settings, as fanout-remote-worker has them. */
+#define CONF_NATS_SERVERS_MAX	16
+#define CONF_NATS_URL_MAX	255
+#define CONF_REMOTE_WORKERS_MAX	256	/* proto.h's FANOUT_REMOTE_MAX */
 
 /* Loads path into conf, defaults first.  Each problem is written to errs as
  * "file:line: setting: problem".  Returns 0, or -1 with conf left empty. */
@@ -110,5 +125,10 @@ void	conf_diff(const struct fanout_conf *old, const struct fanout_conf *new,
 	    void (*changed)(const char *name, const char *was, const char *is,
 	    void *), void *arg);
 void	conf_argv_free(char **);
+/* Where nats_tls_key is: itself if a path, else the credential in
+ * $CREDENTIALS_DIRECTORY (LoadCredential=); NULL if there is none. */
+char	*conf_key_path(const char *key);
+/* The number of strings in a NULL-ended list. */
+uint32_t conf_list_len(char *const *);
 
 #endif /* FANOUT_CONF_H */

@@ -163,19 +163,25 @@ ctl_frame(struct ctl_conn *c, uint8_t type, uint64_t req_id,
 		c->closing = true;
 }
 
-/* A CTL_WORKER record and its reason, if any. */
+/* A CTL_WORKER record, a remote worker's name (rec->name_len bytes of
+ * name), and its reason, if any. */
 static void
 ctl_worker_frame(struct ctl_conn *c, uint64_t req_id,
-    const struct ctl_worker *rec, const char *reason, size_t reason_len)
+    const struct ctl_worker *rec, const char *name, const char *reason,
+    size_t reason_len)
 {
-	uint8_t p[CTL_WORKER_LEN + FANOUT_REASON_MAX];
+	uint8_t p[CTL_WORKER_LEN + FANOUT_NAME_MAX + FANOUT_REASON_MAX];
+	size_t nlen = rec->name_len;
 
 	if (reason_len > FANOUT_REASON_MAX)
 		reason_len = FANOUT_REASON_MAX;
 	ctl_worker_encode(p, rec);
+	if (nlen > 0)
+		memcpy(p + CTL_WORKER_LEN, name, nlen);
 	if (reason_len > 0)
-		memcpy(p + CTL_WORKER_LEN, reason, reason_len);
-	ctl_frame(c, CTL_WORKER, req_id, p, CTL_WORKER_LEN + reason_len);
+		memcpy(p + CTL_WORKER_LEN + nlen, reason, reason_len);
+	ctl_frame(c, CTL_WORKER, req_id, p, CTL_WORKER_LEN + nlen +
+	    reason_len);
 }
 
 static void
@@ -222,14 +228,19 @@ control_reply_bcast(struct ctl_conn *c, const struct bcast *b)
 		.queued = b->nqueued,
 		.failed = b->nfailed,
 	};
+	const char *name = NULL, *reason;
+	size_t reason_len;
 	uint32_t i;
 
 	for (i = 0; i < b->nslots; i++) {
 		if (!b->res[i].member ||
 		    (b->brief && b->res[i].outcome == ACK_OK))
 			continue;
+		if (i >= b->nlocal)
+			remote_record(d->remote, i - b->nlocal, &rec, &name,
+			    &reason, &reason_len);
 		/* A reload may have removed the worker since. */
-		if (i < d->nworkers && d->workers[i]->serial ==
+		else if (i < d->nworkers && d->workers[i]->serial ==
 		    b->res[i].serial)
 			worker_record(d->workers[i], now, &rec);
 		else {
@@ -242,7 +253,7 @@ control_reply_bcast(struct ctl_conn *c, const struct bcast *b)
 		rec.outcome = b->res[i].outcome;
 		rec.rtt_us = b->res[i].rtt_us;
 		rec.status = b->res[i].status;
-		ctl_worker_frame(c, b->req_id, &rec, b->res[i].reason,
+		ctl_worker_frame(c, b->req_id, &rec, name, b->res[i].reason,
 		    b->res[i].reason_len);
 	}
 	ctl_end(c, b->req_id, &e);
@@ -324,23 +335,45 @@ ctl_send(struct ctl_conn *c, const struct frame_hdr *h, const uint8_t *p)
 	    (unsigned)c->uid);
 }
 
+/* Counters for CTL_STATS: the record and its buckets. */
+static void
+ctl_hist_put(struct ctl_conn *c, uint64_t req_id, const struct ctl_hist *hs,
+    const uint64_t *buckets)
+{
+	uint8_t p[CTL_HIST_LEN + CTL_HIST_TAIL_LEN];
+	unsigned i;
+
+	ctl_hist_encode(p, hs);
+	for (i = 0; i < FANOUT_HIST_BUCKETS; i++)
+		put_u64(p + CTL_HIST_LEN + 8 * i, buckets[i]);
+	ctl_frame(c, CTL_HIST, req_id, p, sizeof(p));
+}
+
 /* A worker's counters for CTL_STATS. */
 static void
 ctl_hist_frame(struct ctl_conn *c, uint64_t req_id, const struct worker *w)
 {
-	uint8_t p[CTL_HIST_LEN + CTL_HIST_TAIL_LEN];
 	struct ctl_hist hs = {
 		.index = w->index,
 		.refused = w->refused,
 		.rtt_count = w->acked,
 		.rtt_sum_us = w->rtt_sum_us,
 	};
-	unsigned i;
 
-	ctl_hist_encode(p, &hs);
-	for (i = 0; i < FANOUT_HIST_BUCKETS; i++)
-		put_u64(p + CTL_HIST_LEN + 8 * i, w->rtt_hist[i]);
-	ctl_frame(c, CTL_HIST, req_id, p, sizeof(p));
+	ctl_hist_put(c, req_id, &hs, w->rtt_hist);
+}
+
+/* The consumers in the broker that remote_workers does not name. */
+static void
+ctl_unlisted_frames(struct ctl_conn *c, uint64_t req_id)
+{
+	static struct ctl_worker recs[FANOUT_REMOTE_MAX];
+	static char names[FANOUT_REMOTE_MAX][FANOUT_NAME_MAX + 1];
+	uint32_t i, n;
+
+	n = remote_unlisted(c->d->remote, recs, names, FANOUT_REMOTE_MAX);
+	for (i = 0; i < n; i++)
+		ctl_worker_frame(c, req_id, &recs[i], names[i], NULL, 0);
 }
 
 /* CTL_STATUS, and CTL_STATS: the same with every worker's counters. */
@@ -377,11 +410,27 @@ ctl_status_reply(struct ctl_conn *c, const struct frame_hdr *h,
 	}
 	for (i = 0; i < d->nworkers; i++) {
 		worker_record(d->workers[i], now, &rec);
-		ctl_worker_frame(c, h->id, &rec, d->workers[i]->last_reason,
-		    d->workers[i]->last_reason_len);
+		ctl_worker_frame(c, h->id, &rec, NULL,
+		    d->workers[i]->last_reason, d->workers[i]->last_reason_len);
 		if (counters)
 			ctl_hist_frame(c, h->id, d->workers[i]);
 	}
+	/* Remote workers, after the local ones, with their counters. */
+	for (i = 0; i < d->nremote; i++) {
+		uint64_t buckets[FANOUT_HIST_BUCKETS];
+		const char *name, *reason;
+		struct ctl_hist hs;
+		size_t reason_len;
+
+		remote_record(d->remote, i, &rec, &name, &reason, &reason_len);
+		ctl_worker_frame(c, h->id, &rec, name, reason, reason_len);
+		if (counters) {
+			remote_hist(d->remote, i, &hs, buckets);
+			ctl_hist_put(c, h->id, &hs, buckets);
+		}
+	}
+	if (!counters && d->remote != NULL)
+		ctl_unlisted_frames(c, h->id);
 	if (vlen > FANOUT_VERSION_MAX)
 		vlen = FANOUT_VERSION_MAX;
 	ctl_daemon_encode(buf, &dm);

@@ -48,7 +48,8 @@
  * record, a daemon record with the longest version string, or a
  * histogram. */
 #define REPLY_PAYLOAD_MAX	LARGER(LARGER(LARGER(CTL_WORKER_LEN + \
-				    FANOUT_REASON_MAX, CTL_END_LEN), \
+				    FANOUT_NAME_MAX + FANOUT_REASON_MAX, \
+				    CTL_END_LEN), \
 				    CTL_DAEMON_LEN + FANOUT_VERSION_MAX), \
 				    CTL_HIST_LEN + CTL_HIST_TAIL_LEN)
 
@@ -495,21 +496,47 @@ reply_change(struct reply *rp, const struct frame_hdr *h, const uint8_t *p)
 }
 
 /* Records one frame into its reply: 1 once CTL_END closes it. */
+/* A CTL_WORKER record: the name of a remote worker (letters, digits, '-'
+ * and '_' only: it goes on a terminal) and the reason.  0, or -1. */
+static int
+reply_worker(struct reply *rp, struct worker_rec *r, const struct frame_hdr *h,
+    const uint8_t *p)
+{
+	size_t tail, i;
+
+	if (ctl_worker_decode(p, h->len, &r->w) < 0)
+		return -1;
+	tail = h->len - CTL_WORKER_LEN;
+	if (r->w.name_len > FANOUT_NAME_MAX || r->w.name_len > tail ||
+	    tail - r->w.name_len > FANOUT_REASON_MAX)
+		return -1;
+	for (i = 0; i < r->w.name_len; i++) {
+		uint8_t ch = p[CTL_WORKER_LEN + i];
+
+		if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+		    (ch >= '0' && ch <= '9') || ch == '-' || ch == '_'))
+			return -1;
+		r->name[i] = (char)ch;
+	}
+	r->name[i] = '\0';
+	reply_reason(rp, r, p + CTL_WORKER_LEN + r->w.name_len,
+	    tail - r->w.name_len);
+	return 0;
+}
+
 static int
 reply_add(struct reply *rp, const struct frame_hdr *h, const uint8_t *p)
 {
 	switch (h->type) {
 	case CTL_WORKER:
-		/* One record per worker: more is a daemon gone wrong. */
-		if (rp->nrec == FANOUT_WORKERS_MAX)
+		/* One record per worker (remote ones, and unlisted names
+		 * in the broker, too): more is a daemon gone wrong. */
+		if (rp->nrec == FANOUT_WORKERS_MAX + 2 * FANOUT_REMOTE_MAX)
 			break;
 		rp->rec = reply_room(rp->rec, rp->nrec, &rp->caprec,
 		    sizeof(*rp->rec));
-		if (ctl_worker_decode(p, h->len, &rp->rec[rp->nrec].w) < 0 ||
-		    h->len - CTL_WORKER_LEN > FANOUT_REASON_MAX)
+		if (reply_worker(rp, &rp->rec[rp->nrec], h, p) < 0)
 			break;
-		reply_reason(rp, &rp->rec[rp->nrec], p + CTL_WORKER_LEN,
-		    h->len - CTL_WORKER_LEN);
 		rp->nrec++;
 		return 0;
 	case CTL_DAEMON:

@@ -16,9 +16,11 @@ struct check_limits {
 	uint64_t	 warn_queued, crit_queued; /* summed over the workers */
 };
 
-/* A CTL_WORKER record and where its reason (the tail) is kept. */
+/* A CTL_WORKER record, a remote worker's name (w.name_len > 0), and where
+ * its reason (the rest of the tail) is kept. */
 struct worker_rec {
 	struct ctl_worker w;
+	char		 name[FANOUT_NAME_MAX + 1];	/* NUL ended */
 	uint32_t	 reason_off;	/* in reply.reasons */
 	uint32_t	 reason_len;	/* 0..FANOUT_REASON_MAX; 0: none */
 };

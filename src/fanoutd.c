@@ -423,7 +423,9 @@ fanoutd_run(struct fanoutd *d)
 	if ((r = sd_event_set_watchdog(d->ev, true)) < 0)
 		log_warnx("cannot enable the systemd watchdog: %s",
 		    strerror(-r));
-	if (spooler_open(d) < 0 || control_start(d) < 0)
+	/* The broker before the control socket: fanoutd takes messages only
+	 * once it knows where remote ones go. */
+	if (spooler_open(d) < 0 || remote_start(d) < 0 || control_start(d) < 0)
 		return 1;
 	notify_status("starting %u workers", d->conf.workers);
 	if ((r = pool_start(d)) < 0)
@@ -463,6 +465,7 @@ fanoutd_free(struct fanoutd *d)
 	reload_free(d);
 	pool_free(d);
 	peer_free(d);
+	remote_free(d);
 	spooler_close(d);
 	d->reload_src = sd_event_source_disable_unref(d->reload_src);
 	d->stop_timer = sd_event_source_disable_unref(d->stop_timer);

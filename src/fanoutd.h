@@ -26,6 +26,7 @@
 #include "notify.h"
 #include "payload.h"
 #include "proto.h"
+#include "remote.h"
 
 /* Of control_max_connections, the slots only root and fanoutd's own uid
  * may take: any other uid holds at most half of the slots, and all of them
@@ -182,6 +183,7 @@ struct bcast_res {
 	uint64_t	 serial;	/* the worker's, to know it is the same */
 	uint32_t	 rtt_us;
 	uint32_t	 status;	/* ACK_FAILED: the handler's result */
+	bool		 stored;	/* remote: the broker has it */
 	pid_t		 pid;
 	char		*reason;	/* ACK_FAILED: the handler's words */
 };
@@ -200,7 +202,9 @@ struct bcast {
 	uint64_t	 spool_batch;	/* the batch its last verdict was
 					 * staged in; 0: none */
 	sd_event_source	*timer;
-	uint32_t	 nslots;	/* of res: the pool's slots then */
+	uint32_t	 nslots;	/* of res: the pool's slots then, and
+					 * the remote workers after them */
+	uint32_t	 nlocal;	/* the pool's slots, of nslots */
 	uint32_t	 nworkers;	/* the members among them */
 	uint32_t	 npending;
 	uint32_t	 nacked;
@@ -242,6 +246,8 @@ struct fanoutd {
 	 * worker i; retiring workers stay until those above them are gone. */
 	struct worker	**workers;
 	uint32_t	 nworkers;
+	struct remote	*remote;	/* NULL: no nats_servers */
+	uint32_t	 nremote;	/* remote workers, remote.c's */
 	uint32_t	 workers_cap;
 	uint64_t	 next_serial;
 	struct reload	*reload;	/* under way, or NULL */
@@ -379,6 +385,15 @@ void	bcast_release_held(struct fanoutd *);
 void	bcast_drop_unsent(struct worker *, uint32_t *count, uint32_t *spooled,
 	    uint64_t *first, uint64_t *last);
 void	bcast_abort_all(struct fanoutd *);
+/* The bucket of proto.h's histogram a round trip falls in. */
+unsigned hist_bucket(uint32_t rtt_us);
+/* Remote worker j's verdict on m (remote.c), if m's broadcast is still
+ * open and has none for it yet. */
+void	bcast_remote_result(struct msg *m, uint32_t j, uint8_t outcome,
+	    uint32_t status, const uint8_t *reason, size_t reason_len);
+/* The broker stored m for remote worker j; missing: the worker is not
+ * pulling, so the receipt will not come soon. */
+void	bcast_remote_stored(struct msg *m, uint32_t j, bool missing);
 
 /* spooler.c: what goes into the spool, and when */
 /* Opens the spool if the configuration asks for it; the next message id

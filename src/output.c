@@ -290,13 +290,26 @@ output_json(json_t *o)
 	json_decref(o);
 }
 
+/* A remote worker's record has its name too. */
+static json_t *
+j_named(const struct worker_rec *r, json_t *o)
+{
+	if (o == NULL)
+		json_oom();
+	if (r->w.name_len > 0 &&
+	    json_object_set_new(o, "name", json_string(r->name)) < 0)
+		json_oom();
+	return o;
+}
+
 static json_t *
 send_worker_json(const struct reply *rp, const struct worker_rec *r)
 {
 	const struct ctl_worker *w = &r->w;
 	bool failed = w->outcome == ACK_FAILED;
 
-	return json_pack("{s:o, s:o, s:o, s:s, s:s, s:o, s:o, s:o, s:o}",
+	return j_named(r, json_pack("{s:o, s:o, s:o, s:s, s:s, s:o, s:o, s:o, "
+	    "s:o}",
 	    "index", j_int(w->index),
 	    "pid", j_int_or_null(w->pid != 0, w->pid),
 	    "port", j_int(w->port),
@@ -305,7 +318,7 @@ send_worker_json(const struct reply *rp, const struct worker_rec *r)
 	    "rtt_ms", j_ms_or_null(w->outcome == ACK_OK, w->rtt_us),
 	    "status", j_int_or_null(failed, w->status),
 	    "status_text", failed ? j_status_text(w->status) : json_null(),
-	    "reason", j_reason(rp, r));
+	    "reason", j_reason(rp, r)));
 }
 
 static void
@@ -364,8 +377,8 @@ status_worker_json(const struct reply *rp, const struct worker_rec *r)
 {
 	const struct ctl_worker *w = &r->w;
 
-	return json_pack("{s:o, s:o, s:o, s:s, s:o, s:o, s:o, s:o, s:o, s:o,"
-	    " s:o, s:o, s:o, s:o}",
+	return j_named(r, json_pack("{s:o, s:o, s:o, s:s, s:o, s:o, s:o, s:o, "
+	    "s:o, s:o, s:o, s:o, s:o, s:o}",
 	    "index", j_int(w->index),
 	    "pid", j_int_or_null(w->pid != 0, w->pid),
 	    "port", j_int(w->port),
@@ -380,7 +393,7 @@ status_worker_json(const struct reply *rp, const struct worker_rec *r)
 	    "next_try_ms", j_int_or_null(w->state == WS_BACKOFF,
 		w->next_try_ms),
 	    "last_exit", last_exit_json(w),
-	    "last_failure", last_failure_json(rp, r));
+	    "last_failure", last_failure_json(rp, r)));
 }
 
 static void
@@ -445,9 +458,14 @@ output_send(const struct reply *rp, bool json)
 	}
 	for (i = 0; i < rp->nrec; i++) {
 		const struct ctl_worker *w = &rp->rec[i].w;
+		bool remote = w->name_len > 0;
 
-		printf("worker %u  pid %u  port %u  %-8s ", w->index,
-		    w->pid, w->port, NAME(outcome_names, w->outcome));
+		if (remote)
+			printf("worker %s  remote  %-8s ", rp->rec[i].name,
+			    NAME(outcome_names, w->outcome));
+		else
+			printf("worker %u  pid %u  port %u  %-8s ", w->index,
+			    w->pid, w->port, NAME(outcome_names, w->outcome));
 		switch (w->outcome) {
 		case ACK_OK:
 			printf("%.3f ms\n", w->rtt_us / 1000.0);
@@ -458,7 +476,8 @@ output_send(const struct reply *rp, bool json)
 			putchar('\n');
 			break;
 		case ACK_QUEUED:
-			printf("(worker %s; kept for delivery)\n",
+			printf(remote ? "(worker %s; stored by the broker)\n" :
+			    "(worker %s; kept for delivery)\n",
 			    NAME(state_names, w->state));
 			break;
 		case ACK_FULL:
@@ -471,7 +490,8 @@ output_send(const struct reply *rp, bool json)
 			printf("(no ack within %u ms)\n", e->limit);
 			break;
 		case ACK_DOWN:
-			printf("(not connected)\n");
+			printf(remote ? "(not stored by the broker)\n" :
+			    "(not connected)\n");
 			break;
 		default:
 			printf("\n");
@@ -503,8 +523,12 @@ output_send_line(const struct reply *rp, bool json)
 
 		if (w->outcome == ACK_OK)
 			continue;
-		printf("%s%u (%s", first ? "; not acked: " : ", ",
-		    w->index, NAME(outcome_names, w->outcome));
+		if (w->name_len > 0)
+			printf("%s%s (%s", first ? "; not acked: " : ", ",
+			    rp->rec[i].name, NAME(outcome_names, w->outcome));
+		else
+			printf("%s%u (%s", first ? "; not acked: " : ", ",
+			    w->index, NAME(outcome_names, w->outcome));
 		if (w->outcome == ACK_FAILED)
 			printf(": %s", fmt_status(t, sizeof(t), w->status));
 		putchar(')');
@@ -547,11 +571,15 @@ static const struct {
 
 /* A cell of worker w's row, in buf or a constant. */
 static const char *
-status_cell(char *buf, size_t len, const struct ctl_worker *w,
+status_cell(char *buf, size_t len, const struct worker_rec *r,
     enum status_col col)
 {
+	const struct ctl_worker *w = &r->w;
+
 	switch (col) {
 	case SC_WORKER:
+		if (w->name_len > 0)
+			return r->name;
 		snprintf(buf, len, "%" PRIu32, w->index);
 		break;
 	case SC_PID:
@@ -560,11 +588,15 @@ status_cell(char *buf, size_t len, const struct ctl_worker *w,
 		snprintf(buf, len, "%" PRIu32, w->pid);
 		break;
 	case SC_PORT:
+		if (w->name_len > 0)
+			return "-";
 		snprintf(buf, len, "%u", w->port);
 		break;
 	case SC_STATE:
 		return NAME(state_names, w->state);
 	case SC_FOR:
+		if (w->name_len > 0)
+			return "-";
 		return fmt_dur(buf, len, w->state_ms);
 	case SC_NEXT:
 		if (w->state != WS_BACKOFF)
@@ -601,7 +633,7 @@ status_cell(char *buf, size_t len, const struct ctl_worker *w,
 
 /* One row: the header's if w is NULL.  The last column has no padding. */
 static void
-status_row(const struct ctl_worker *w, const int *width)
+status_row(const struct worker_rec *w, const int *width)
 {
 	char buf[TOKEN_LEN];
 	const char *s;
@@ -632,7 +664,7 @@ status_table(const struct reply *rp)
 	for (i = 0; i < rp->nrec; i++) {
 		for (c = 0; c < SC_NCOLS; c++) {
 			n = (int)strlen(status_cell(buf, sizeof(buf),
-			    &rp->rec[i].w, (enum status_col)c));
+			    &rp->rec[i], (enum status_col)c));
 			if (n > width[c])
 				width[c] = n;
 		}
@@ -640,7 +672,7 @@ status_table(const struct reply *rp)
 	}
 	status_row(NULL, width);
 	for (i = 0; i < rp->nrec; i++)
-		status_row(&rp->rec[i].w, width);
+		status_row(&rp->rec[i], width);
 	printf("%" PRIu32 "/%" PRIu32 " workers up, %" PRIu64 " queued\n",
 	    rp->end.acked, rp->end.workers, queued);
 }
@@ -771,14 +803,20 @@ output_check(const struct reply *rp, const struct check_limits *cl)
 	if (rp->nrec > 0) {
 		total = up = 0;
 		for (i = 0; i < rp->nrec; i++) {
-			total += rp->rec[i].w.state != WS_RETIRING;
-			up += rp->rec[i].w.state == WS_UP;
+			unsigned st = rp->rec[i].w.state;
+
+			/* Remote workers count too: pulling is up. */
+			if (st == WS_RETIRING || st == WS_UNLISTED)
+				continue;
+			total++;
+			up += st == WS_UP || st == WS_PULLING;
 		}
 	}
 	down = total > up ? total - up : 0;
 	crit_down = cl->crit_down != 0 ? cl->crit_down : total;
 	for (i = 0; i < rp->nrec; i++)
-		queued += rp->rec[i].w.queued;
+		if (rp->rec[i].w.state != WS_UNLISTED)
+			queued += rp->rec[i].w.queued;
 	if (total == 0 || down >= crit_down ||
 	    (cl->crit_queued != 0 && queued >= cl->crit_queued))
 		r = 2;
@@ -794,9 +832,15 @@ output_check(const struct reply *rp, const struct check_limits *cl)
 	for (i = 0; i < rp->nrec; i++) {
 		const struct ctl_worker *w = &rp->rec[i].w;
 
-		if (w->state == WS_UP || w->state == WS_RETIRING)
+		if (w->state == WS_UP || w->state == WS_RETIRING ||
+		    w->state == WS_PULLING || w->state == WS_UNLISTED)
 			continue;
-		if (n++ < CHECK_NAMED)
+		if (n++ >= CHECK_NAMED)
+			continue;
+		if (w->name_len > 0)
+			printf("%s%s %s", n == 1 ? "; not up: " : ", ",
+			    rp->rec[i].name, NAME(state_names, w->state));
+		else
 			printf("%s%" PRIu32 " %s", n == 1 ? "; not up: " : ", ",
 			    w->index, NAME(state_names, w->state));
 	}

@@ -618,8 +618,10 @@ worker_settings_differ(const struct fanout_conf *a,
 	return wa.argv[i] != wb.argv[i];
 }
 
-/* In a child of fanoutd's before it runs worker_path.  fanoutd is
- * single-threaded, so ordinary libc calls are safe here. */
+/* In a child of fanoutd's before it runs worker_path.  fanoutd's own code
+ * is single-threaded; with remote workers nats.c's threads run beside it,
+ * but glibc keeps malloc usable after fork and nothing here takes a lock of
+ * theirs, so ordinary libc calls are still safe here. */
 static void
 worker_exec_prepare(pid_t parent)
 {

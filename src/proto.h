@@ -35,7 +35,8 @@
 
 #include <stdint.h>
 
-#define FANOUT_PROTO_VERSION	5	/* 5: spool, queue requests;
+#define FANOUT_PROTO_VERSION	6	/* 6: remote workers in CTL_WORKER;
+					 * 5: spool, queue requests;
 					 * 4: worker link handshake, reload;
 					 * 3: handler results; 2: supervision */
 #define FANOUT_HDR_LEN		16
@@ -271,14 +272,34 @@ enum handler_status {
  *	next_try_ms	WS_BACKOFF: milliseconds until the next try
  *	exit_kind	enum worker_exit: why the last process or link ended
  *	exit_code	WX_EXITED: exit status; WX_KILLED, WX_STALLED: signal
- *	reserved	0
+ *	name_len	0: a local worker; 1..FANOUT_NAME_MAX: a remote worker
+ *			(issue 11), whose name comes first in the tail
  *	status		ACK_FAILED: the handler's result (enum handler_status);
  *			CTL_STATUS: the last failure's, 0 if none
  *	failed		messages this worker slot's handler failed, of acked
  *
- * then the reason (0..FANOUT_REASON_MAX bytes): the handler's for ACK_FAILED;
- * in CTL_STATUS replies, the last failure's.
+ * then the name (name_len bytes, remote workers only), then the reason
+ * (0..FANOUT_REASON_MAX bytes): the handler's for ACK_FAILED; in CTL_STATUS
+ * replies, the last failure's.
+ *
+ * A remote worker's record (version 6): index is its place in
+ * remote_workers, pid and port are 0, state is WS_PULLING, WS_MISSING or
+ * WS_DOWN (fanoutd has no connection to the broker); queued is what its
+ * consumer holds (pending and unacknowledged, as the broker last said, at
+ * most REMOTE_POLL_MS ago); state_ms, restarts and queued_bytes are 0;
+ * acked and failed count its receipts, last_rtt_us is the last one's.
+ * Status replies end with a record per consumer in the stream that is not
+ * in remote_workers: index CTL_WORKER_UNLISTED, state WS_UNLISTED, its
+ * name, queued what its consumer holds (not in CTL_STATS replies).  In
+ * CTL_STATS replies each remote record is followed by its CTL_HIST
+ * (index: its place in remote_workers), as a local one is.
+ * Outcomes for a remote worker: ACK_OK and ACK_FAILED from its receipt;
+ * ACK_QUEUED, the broker stored it (a PubAck) and no receipt came in time;
+ * ACK_FULL, the broker refused it for that worker's bound (JetStream error
+ * 10077); ACK_DOWN, the broker did not confirm storing it in time, or
+ * fanoutd is not connected to the broker.
  */
+#define CTL_WORKER_UNLISTED	0xffffffffU
 #define CTL_WORKER_FIELDS(F) \
 	F(u32, index) \
 	F(u32, pid) \
@@ -295,7 +316,7 @@ enum handler_status {
 	F(u32, next_try_ms) \
 	F(u8, exit_kind) \
 	F(u8, exit_code) \
-	F(u16, reserved) \
+	F(u16, name_len) \
 	F(u32, status) \
 	F(u64, failed)
 
@@ -458,10 +479,16 @@ enum wire_state {
 	WS_RETIRING,		/* removed by a reload: delivers what is
 				 * queued for it, then stops */
 	WS_RESTARTING,		/* restarting with new settings (reload) */
+	/* remote workers (version 6) */
+	WS_PULLING,		/* its consumer has a pull request waiting */
+	WS_MISSING,		/* no pull request: the worker is not
+				 * running, or has never connected */
+	WS_UNLISTED,		/* a consumer in the stream whose name is not
+				 * in remote_workers: shown, never deleted */
 };
 #define WIRE_STATE_NAMES \
 	{ "down", "starting", "up", "backoff", "stalled", "stopping", \
-	  "retiring", "restarting" }
+	  "retiring", "restarting", "pulling", "missing", "unlisted" }
 
 /* Why a worker's last process or link ended. */
 enum worker_exit {
@@ -477,7 +504,8 @@ enum ack_outcome {
 	ACK_NONE = 0,		/* status reply: not a send */
 	ACK_OK,			/* acknowledged */
 	ACK_TIMEOUT,		/* protocol 1 only; not sent any more */
-	ACK_DOWN,		/* protocol 1 only; not sent any more */
+	ACK_DOWN,		/* remote workers only (protocol 1 had it for
+				 * local ones): the broker did not store it */
 	ACK_SHUTDOWN,		/* daemon stopping: the message is dropped */
 	ACK_FULL,		/* worker's queue full: refused for it */
 	ACK_QUEUED,		/* not acked yet, kept: will be delivered */
@@ -519,5 +547,51 @@ enum ctl_result {
 	"busy: fanoutd is starting or already reloading; try again", \
 	"no such worker, and nothing queued for it", \
 }
+
+/*
+ * Remote workers (issue 11): messages and receipts through a NATS JetStream
+ * broker, not the TCP link above.  PREFIX is nats_subject_prefix (default
+ * "fanout"), NAME a remote worker's name (letters, digits, '-', '_'; at
+ * most 64 bytes).
+ *
+ *	PREFIX.w.NAME	a message for worker NAME, stored in the stream
+ *			(default "FANOUT") and read by its durable pull
+ *			consumer, also named NAME.  Headers:
+ *			  Fanout-Id	the fanout message id, decimal
+ *			  Nats-Msg-Id	for the broker's dedupe window:
+ *					NAME-INSTANCE-ID, INSTANCE unique to
+ *					one fanoutd run (ids restart without
+ *					a spool)
+ *			The data: the message, as a local handler gets it.
+ *			fanoutd publishes it with a reply subject in its own
+ *			inbox and reads the broker's PubAck there: stored,
+ *			or refused (10077: NAME's queue is at its bound).
+ *			fanoutd creates the stream (subjects PREFIX.w.*,
+ *			WorkQueue retention, file storage, MaxMsgsPerSubject
+ *			queue_max_messages with DiscardNewPerSubject) and
+ *			each consumer (AckExplicit, MaxAckPending 1, AckWait
+ *			remote_ack_wait_ms); the worker only binds to it.
+ *	PREFIX.r.NAME	a receipt: worker NAME has handled one message (its
+ *			handler finished, or the message was refused).
+ *			Published (core NATS) before the message is acked;
+ *			sent again if the message is redelivered after a
+ *			crash, so at least once.  Headers:
+ *			  Fanout-Worker	NAME
+ *			  Fanout-Seq	the message's stream sequence, decimal:
+ *					what the worker dedupes on
+ *			  Fanout-Id	as in the message ("" if it had none)
+ *			  Fanout-Status	the handler's result, decimal: enum
+ *					handler_status (0: ok)
+ *			The data: the reason (0..FANOUT_REASON_MAX bytes, no
+ *			NUL), the handler's own words for a failure.
+ */
+#define FANOUT_NAME_MAX		64	/* a remote worker's name */
+#define FANOUT_REMOTE_MAX	256	/* remote workers, at most */
+#define FANOUT_NATS_PREFIX	"fanout"
+#define FANOUT_NATS_STREAM	"FANOUT"
+#define FANOUT_HDR_ID		"Fanout-Id"
+#define FANOUT_HDR_WORKER	"Fanout-Worker"
+#define FANOUT_HDR_SEQ		"Fanout-Seq"
+#define FANOUT_HDR_STATUS	"Fanout-Status"
 
 #endif /* FANOUT_PROTO_H */

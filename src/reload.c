@@ -32,6 +32,10 @@ static const char *const worker_settings[] = {
 static const char *const start_settings[] = {
 	"control_socket", "spool", "spool_dir", "spool_max_bytes",
 	"worker_start",
+	/* remote.c reads them once, at start */
+	"nats_servers", "nats_tls_ca", "nats_tls_cert", "nats_tls_key",
+	"nats_subject_prefix", "nats_stream", "remote_workers",
+	"remote_ack_wait_ms",
 };
 
 struct change {

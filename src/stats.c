@@ -29,6 +29,16 @@ hist_of(const struct reply *rp, uint32_t i)
 	return i < rp->nhist ? &rp->hist[i] : NULL;
 }
 
+/* Worker i's label: its index, or a remote worker's name. */
+static const char *
+label_of(const struct reply *rp, uint32_t i, char *buf, size_t len)
+{
+	if (rp->rec[i].w.name_len > 0)
+		return rp->rec[i].name;
+	snprintf(buf, len, "%u", rp->rec[i].w.index);
+	return buf;
+}
+
 /* The bound of the bucket holding quantile q: an upper estimate, in us;
  * 0 when nothing was counted, UINT32_MAX above the last bound. */
 static uint32_t
@@ -67,7 +77,7 @@ fmt_bound(char *buf, size_t len, uint32_t us)
 static void
 stats_text(const struct reply *rp)
 {
-	char mean[32], p50[32], p99[32];
+	char mean[32], p50[32], p99[32], label[16];
 	uint32_t i;
 
 	if (rp->has_daemon)
@@ -88,8 +98,9 @@ stats_text(const struct reply *rp)
 			    1000.0);
 		else
 			snprintf(mean, sizeof(mean), "-");
-		printf("%-6u %-8s %10" PRIu64 " %8" PRIu64 " %8" PRIu64
-		    " %8u %8u %10s %10s %10s\n", w->index,
+		printf("%-6s %-8s %10" PRIu64 " %8" PRIu64 " %8" PRIu64
+		    " %8u %8u %10s %10s %10s\n",
+		    label_of(rp, i, label, sizeof(label)),
 		    output_state(w->state), w->acked, w->failed,
 		    hr ? hr->h.refused : 0, w->queued, w->restarts, mean,
 		    fmt_bound(p50, sizeof(p50), quantile_us(hr, 0.5)),
@@ -142,7 +153,9 @@ stats_json(const struct reply *rp)
 		const struct ctl_worker *w = &rp->rec[i].w;
 		const struct hist_rec *hr = hist_of(rp, i);
 
-		json_array_append_new(workers, must(json_pack(
+		json_t *o;
+
+		o = must(json_pack(
 		    "{s:I,s:s,s:I,s:I,s:o,s:I,s:I,s:I,s:o}",
 		    "index", (json_int_t)w->index,
 		    "state", output_state(w->state),
@@ -153,7 +166,11 @@ stats_json(const struct reply *rp)
 		    "queued_count", (json_int_t)w->queued,
 		    "queued_bytes", (json_int_t)w->queued_bytes,
 		    "restarts", (json_int_t)w->restarts,
-		    "rtt", j_rtt(hr))));
+		    "rtt", j_rtt(hr)));
+		if (w->name_len > 0)
+			json_object_set_new(o, "name",
+			    must(json_string(rp->rec[i].name)));
+		json_array_append_new(workers, o);
 	}
 	output_json(json_pack("{s:i,s:o,s:I,s:I,s:o}", "format",
 	    OUTPUT_JSON_FORMAT, "daemon", daemon, "workers_total",
@@ -166,18 +183,20 @@ static void
 prom_family(const struct reply *rp, const char *name, const char *type,
     const char *help, uint64_t (*value)(const struct reply *, uint32_t))
 {
+	char label[16];
 	uint32_t i;
 
 	printf("# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
 	for (i = 0; i < rp->nrec; i++)
-		printf("%s{worker=\"%u\"} %" PRIu64 "\n", name,
-		    rp->rec[i].w.index, value(rp, i));
+		printf("%s{worker=\"%s\"} %" PRIu64 "\n", name,
+		    label_of(rp, i, label, sizeof(label)), value(rp, i));
 }
 
 static uint64_t
 v_up(const struct reply *rp, uint32_t i)
 {
-	return rp->rec[i].w.state == WS_UP;
+	return rp->rec[i].w.state == WS_UP ||
+	    rp->rec[i].w.state == WS_PULLING;
 }
 
 static uint64_t
@@ -261,21 +280,22 @@ stats_prometheus(const struct reply *rp)
 	for (i = 0; i < rp->nrec; i++) {
 		const struct hist_rec *hr = hist_of(rp, i);
 		uint64_t cum = 0;
-		unsigned idx = rp->rec[i].w.index;
+		char label[16];
+		const char *idx = label_of(rp, i, label, sizeof(label));
 
 		if (hr == NULL)
 			continue;
 		for (b = 0; b < FANOUT_HIST_BUCKETS; b++) {
 			cum += hr->bucket[b];
 			if (b < nitems(bounds_us))
-				printf("%s_bucket{worker=\"%u\",le=\"%g\"} %"
+				printf("%s_bucket{worker=\"%s\",le=\"%g\"} %"
 				    PRIu64 "\n", h, idx, bounds_us[b] / 1e6,
 				    cum);
 			else
-				printf("%s_bucket{worker=\"%u\",le=\"+Inf\"} %"
+				printf("%s_bucket{worker=\"%s\",le=\"+Inf\"} %"
 				    PRIu64 "\n", h, idx, cum);
 		}
-		printf("%s_sum{worker=\"%u\"} %.6f\n%s_count{worker=\"%u\"} %"
+		printf("%s_sum{worker=\"%s\"} %.6f\n%s_count{worker=\"%s\"} %"
 		    PRIu64 "\n", h, idx, hr->h.rtt_sum_us / 1e6, h, idx,
 		    hr->h.rtt_count);
 	}

@@ -176,3 +176,15 @@ commands_in_help() {
 	done
 	[ -z "$missing" ] || fail "fanoutctl.1 lacks commands:$missing"
 }
+
+@test "fanout-remote-worker.8 documents every option and setting" {
+	local page="$MAN/fanout-remote-worker.8" key missing=""
+
+	check_options fanout-remote-worker fanout-remote-worker.8
+	# src/rconf.c names its settings as strcmp(name, "key").
+	for key in $(sed -nE 's/.*strcmp\(name, "([a-z_]+)"\).*/\1/p' \
+	    "$FANOUT_SRCDIR/src/rconf.c"); do
+		grep -qE "^\.It Ic .*\b$key\b" "$page" || missing+=" $key"
+	done
+	[ -z "$missing" ] || fail "fanout-remote-worker.8 lacks:$missing"
+}

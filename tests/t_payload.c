@@ -117,7 +117,7 @@ test_lengths(void **state)
 	 * outcome u8 (11), rtt_us u32 (12), acked u64 (16), restarts u32 (24),
 	 * state_ms u64 (28), queued u32 (36), queued_bytes u64 (40),
 	 * last_rtt_us u32 (48), next_try_ms u32 (52), exit_kind u8 (56),
-	 * exit_code u8 (57), reserved u16 (58), status u32 (60),
+	 * exit_code u8 (57), name_len u16 (58), status u32 (60),
 	 * failed u64 (64): 72 bytes.
 	 */
 	assert_int_equal(CTL_WORKER_LEN, 72);
@@ -236,7 +236,7 @@ test_ctl_worker_bytes(void **state)
 		.next_try_ms = 0x40000000,
 		.exit_kind = WX_STALLED,
 		.exit_code = 15,
-		.reserved = 0xa55a,
+		.name_len = 0xa55a,
 	}, out;
 	uint8_t buf[CTL_WORKER_LEN];
 	static const uint8_t acked[8] = {
@@ -276,7 +276,7 @@ test_ctl_worker_bytes(void **state)
 	assert_int_equal(get_u32(buf + 48), 0xcafe);
 	assert_int_equal(buf[52], 0x40);
 	assert_int_equal(buf[55], 0x00);
-	/* exit_kind 56, exit_code 57, reserved 58..59: the last byte */
+	/* exit_kind 56, exit_code 57, name_len 58..59: the last byte */
 	assert_int_equal(buf[56], WX_STALLED);
 	assert_int_equal(buf[57], 15);
 	assert_int_equal(buf[58], 0xa5);
@@ -287,7 +287,7 @@ test_ctl_worker_bytes(void **state)
 	assert_true(out.state_ms == w.state_ms);
 	assert_true(out.queued_bytes == w.queued_bytes);
 	assert_int_equal(out.port, 0xabcd);
-	assert_int_equal(out.reserved, 0xa55a);
+	assert_int_equal(out.name_len, 0xa55a);
 }
 
 /* The payloads with a tail: the record, then the bytes that follow it. */

@@ -1,0 +1,340 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * nats.c's event-loop hooks on sd-event.  Every hook and connection
+ * callback only records what it asks for (under nl->mu) and wakes the
+ * loop; the loop thread alone touches sd-event sources and calls the owner.
+ * A hook called on the loop thread itself applies the change at once, but
+ * never calls the owner: nats.c holds its connection lock there.
+ *
+ * The socket may be closed by a nats.c thread before the loop hears of it
+ * (fixed upstream in 3.10, nats.c #814), and its number reused, by a
+ * handler's pipe say: the source watches a duplicate of the socket, which
+ * is ours to close, and each attach and detach bumps a generation that
+ * retires it.  Input is processed only while the generation is current.
+ */
+#include "config.h"
+
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include <nats/nats.h>
+#include <systemd/sd-event.h>
+
+#include "natsloop.h"
+
+struct natsloop {
+	sd_event	*ev;
+	natsloop_fn	 fn;
+	void		*arg;
+	pthread_t	 loop_thread;
+	int		 efd;
+	sd_event_source	*efd_src;
+	sd_event_source	*io_src;
+	unsigned	 io_gen;	/* of io_src */
+	natsConnection	*io_nc;		/* loop thread's copy */
+
+	pthread_mutex_t	 mu;		/* guards the fields below */
+	natsConnection	*nc;
+	int		 fd;		/* -1: detached */
+	unsigned	 gen;
+	uint32_t	 want;		/* EPOLLIN, EPOLLOUT */
+	unsigned	 events;	/* pending, 1 << enum natsloop_event */
+	natsStatus	 err;		/* of the last NL_ERROR */
+};
+
+static bool
+on_loop(const struct natsloop *nl)
+{
+	return pthread_equal(pthread_self(), nl->loop_thread);
+}
+
+static int	on_io(sd_event_source *, int, uint32_t, void *);
+
+/* The io source as the hooks last asked; loop thread only. */
+static void
+nl_apply_io(struct natsloop *nl)
+{
+	unsigned gen;
+	uint32_t want;
+	int fd, r;
+
+	pthread_mutex_lock(&nl->mu);
+	fd = nl->fd;
+	gen = nl->gen;
+	want = nl->want;
+	nl->io_nc = nl->nc;
+	/* Under the lock: a detach (which precedes a close) waits for it. */
+	if (gen != nl->io_gen && fd >= 0)
+		fd = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+	pthread_mutex_unlock(&nl->mu);
+
+	if (gen != nl->io_gen || fd < 0) {
+		nl->io_src = sd_event_source_disable_unref(nl->io_src);
+		nl->io_gen = gen;
+		if (fd < 0)
+			return;
+		if ((r = sd_event_add_io(nl->ev, &nl->io_src, fd, want, on_io,
+		    nl)) < 0) {
+			/* Cannot watch it: nats.c's pings find it dead. */
+			close(fd);
+			nl->io_src = NULL;
+			return;
+		}
+		(void)sd_event_source_set_io_fd_own(nl->io_src, 1);
+		(void)sd_event_source_set_description(nl->io_src, "nats");
+		return;
+	}
+	if (nl->io_src != NULL)
+		(void)sd_event_source_set_io_events(nl->io_src, want);
+}
+
+static void
+nl_kick(struct natsloop *nl)
+{
+	uint64_t one = 1;
+
+	if (on_loop(nl)) {
+		nl_apply_io(nl);
+		return;
+	}
+	/* EAGAIN: the counter is already non-zero, a wakeup is pending. */
+	(void)write(nl->efd, &one, sizeof(one));
+}
+
+static void
+nl_post(struct natsloop *nl, enum natsloop_event e, natsStatus err)
+{
+	uint64_t one = 1;
+
+	pthread_mutex_lock(&nl->mu);
+	nl->events |= 1u << e;
+	if (e == NL_ERROR)
+		nl->err = err;
+	pthread_mutex_unlock(&nl->mu);
+	(void)write(nl->efd, &one, sizeof(one));
+}
+
+static int
+on_io(sd_event_source *s, int fd, uint32_t revents, void *arg)
+{
+	struct natsloop *nl = arg;
+	natsConnection *nc = nl->io_nc;
+	unsigned gen = nl->io_gen;
+
+	(void)s;
+	(void)fd;
+	pthread_mutex_lock(&nl->mu);
+	if (nl->gen != gen) {
+		/* Detached or attached anew since: this socket is done. */
+		pthread_mutex_unlock(&nl->mu);
+		nl_apply_io(nl);
+		return 0;
+	}
+	pthread_mutex_unlock(&nl->mu);
+	/* A hangup or error is read too: that is how nats.c notices. */
+	if (revents & (EPOLLIN | EPOLLHUP | EPOLLERR))
+		natsConnection_ProcessReadEvent(nc);
+	if ((revents & EPOLLOUT) && gen == nl->io_gen)
+		natsConnection_ProcessWriteEvent(nc);
+	nl->fn(nl->arg, NL_INPUT, NATS_OK);
+	return 0;
+}
+
+static int
+on_wake(sd_event_source *s, int fd, uint32_t revents, void *arg)
+{
+	struct natsloop *nl = arg;
+	unsigned events, e;
+	natsStatus err;
+	uint64_t n;
+
+	(void)s;
+	(void)revents;
+	(void)read(fd, &n, sizeof(n));
+	nl_apply_io(nl);
+	pthread_mutex_lock(&nl->mu);
+	events = nl->events;
+	err = nl->err;
+	nl->events = 0;
+	pthread_mutex_unlock(&nl->mu);
+	for (e = 0; e <= NL_ERROR; e++)
+		if (events & (1u << e))
+			nl->fn(nl->arg, (enum natsloop_event)e,
+			    e == NL_ERROR ? err : NATS_OK);
+	return 0;
+}
+
+/* The hooks.  loop is the struct natsloop given to SetEventLoop. */
+
+static natsStatus
+hook_attach(void **userData, void *loop, natsConnection *nc, natsSock fd)
+{
+	struct natsloop *nl = loop;
+
+	*userData = nl;
+	pthread_mutex_lock(&nl->mu);
+	nl->nc = nc;
+	nl->fd = fd;
+	nl->gen++;
+	nl->want = EPOLLIN;
+	pthread_mutex_unlock(&nl->mu);
+	nl_kick(nl);
+	return NATS_OK;
+}
+
+static natsStatus
+hook_events(struct natsloop *nl, uint32_t ev, bool add)
+{
+	pthread_mutex_lock(&nl->mu);
+	if (add)
+		nl->want |= ev;
+	else
+		nl->want &= ~ev;
+	pthread_mutex_unlock(&nl->mu);
+	nl_kick(nl);
+	return NATS_OK;
+}
+
+static natsStatus
+hook_read(void *userData, bool add)
+{
+	return hook_events(userData, EPOLLIN, add);
+}
+
+static natsStatus
+hook_write(void *userData, bool add)
+{
+	return hook_events(userData, EPOLLOUT, add);
+}
+
+static natsStatus
+hook_detach(void *userData)
+{
+	struct natsloop *nl = userData;
+
+	pthread_mutex_lock(&nl->mu);
+	nl->fd = -1;
+	nl->gen++;
+	nl->want = 0;
+	pthread_mutex_unlock(&nl->mu);
+	nl_kick(nl);
+	return NATS_OK;
+}
+
+static void
+cb_reconnected(natsConnection *nc, void *arg)
+{
+	(void)nc;
+	nl_post(arg, NL_CONNECTED, NATS_OK);
+}
+
+static void
+cb_disconnected(natsConnection *nc, void *arg)
+{
+	(void)nc;
+	nl_post(arg, NL_DISCONNECTED, NATS_OK);
+}
+
+static void
+cb_closed(natsConnection *nc, void *arg)
+{
+	(void)nc;
+	nl_post(arg, NL_CLOSED, NATS_OK);
+}
+
+static void
+cb_error(natsConnection *nc, natsSubscription *sub, natsStatus err, void *arg)
+{
+	(void)nc;
+	(void)sub;
+	nl_post(arg, NL_ERROR, err);
+}
+
+int
+natsloop_new(sd_event *ev, natsloop_fn fn, void *arg, struct natsloop **out)
+{
+	struct natsloop *nl;
+	int r;
+
+	if ((nl = calloc(1, sizeof(*nl))) == NULL)
+		return -ENOMEM;
+	nl->ev = sd_event_ref(ev);
+	nl->fn = fn;
+	nl->arg = arg;
+	nl->fd = -1;
+	nl->loop_thread = pthread_self();
+	pthread_mutex_init(&nl->mu, NULL);
+	if ((nl->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) == -1) {
+		r = -errno;
+		natsloop_free(nl);
+		return r;
+	}
+	if ((r = sd_event_add_io(ev, &nl->efd_src, nl->efd, EPOLLIN, on_wake,
+	    nl)) < 0) {
+		natsloop_free(nl);
+		return r;
+	}
+	*out = nl;
+	return 0;
+}
+
+natsStatus
+natsloop_options(struct natsloop *nl, natsOptions *opts)
+{
+	natsStatus s;
+
+	if ((s = natsOptions_SetEventLoop(opts, nl, hook_attach, hook_read,
+	    hook_write, hook_detach)) != NATS_OK ||
+	    (s = natsOptions_SetReconnectedCB(opts, cb_reconnected, nl)) !=
+	    NATS_OK ||
+	    (s = natsOptions_SetDisconnectedCB(opts, cb_disconnected, nl)) !=
+	    NATS_OK ||
+	    (s = natsOptions_SetClosedCB(opts, cb_closed, nl)) != NATS_OK ||
+	    (s = natsOptions_SetRetryOnFailedConnect(opts, true,
+	    cb_reconnected, nl)) != NATS_OK)
+		return s;
+	return natsOptions_SetErrorHandler(opts, cb_error, nl);
+}
+
+int
+natsloop_flush(struct natsloop *nl, int ms)
+{
+	struct pollfd pfd = { .events = POLLOUT };
+	int64_t end = nats_Now() + ms;
+
+	nl_apply_io(nl);
+	if (nl->io_nc == NULL)
+		return -ENOTCONN;
+	while (natsConnection_Buffered(nl->io_nc) > 0) {
+		if (nl->io_src == NULL)
+			return -ENOTCONN;
+		pfd.fd = sd_event_source_get_io_fd(nl->io_src);
+		if (nats_Now() >= end ||
+		    poll(&pfd, 1, (int)(end - nats_Now())) <= 0)
+			return -ETIMEDOUT;
+		natsConnection_ProcessWriteEvent(nl->io_nc);
+	}
+	return 0;
+}
+
+void
+natsloop_free(struct natsloop *nl)
+{
+	if (nl == NULL)
+		return;
+	nl->io_src = sd_event_source_disable_unref(nl->io_src);
+	nl->efd_src = sd_event_source_disable_unref(nl->efd_src);
+	if (nl->efd >= 0)
+		close(nl->efd);
+	pthread_mutex_destroy(&nl->mu);
+	sd_event_unref(nl->ev);
+	free(nl);
+}

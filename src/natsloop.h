@@ -1,0 +1,47 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Drives one nats.c connection from an sd-event loop, through nats.c's
+ * event-loop hooks (natsOptions_SetEventLoop).  nats.c calls those hooks
+ * from the loop thread and from its own threads (reconnect, flusher,
+ * pings); what a hook asks for is recorded under a mutex and applied on the
+ * loop thread, woken through an eventfd.  The connection's state changes
+ * (connected again, disconnected, closed, asynchronous errors) reach the
+ * owner the same way, on the loop thread, through one callback.
+ *
+ * Not here: what is published or subscribed.  The owner must not make a
+ * blocking nats.c call (Flush, Request, js_*) on the loop thread: nothing
+ * reads the socket while it waits, and the call times out.
+ */
+#ifndef FANOUT_NATSLOOP_H
+#define FANOUT_NATSLOOP_H
+
+#include <nats/nats.h>
+#include <systemd/sd-event.h>
+
+enum natsloop_event {
+	NL_INPUT,		/* input was processed: drain subscriptions */
+	NL_CONNECTED,		/* connected late, or reconnected */
+	NL_DISCONNECTED,	/* lost the server; nats.c reconnects */
+	NL_CLOSED,		/* for good */
+	NL_ERROR,		/* an asynchronous error: status */
+};
+
+struct natsloop;
+
+typedef void	(*natsloop_fn)(void *arg, enum natsloop_event,
+		    natsStatus status);
+
+int		natsloop_new(sd_event *, natsloop_fn, void *arg,
+		    struct natsloop **);
+/* Sets the event-loop hooks and the connection callbacks on opts, and
+ * retries a failed first connect in the background (NL_CONNECTED when it
+ * succeeds); call before natsConnection_Connect. */
+natsStatus	natsloop_options(struct natsloop *, natsOptions *);
+/* Once the loop has stopped: writes what nats.c has buffered, waiting at
+ * most ms for the socket.  0, or -ETIMEDOUT, -ENOTCONN. */
+int		natsloop_flush(struct natsloop *, int ms);
+/* After natsConnection_Destroy and nats_CloseAndWait: no nats.c thread
+ * may call a hook any more. */
+void		natsloop_free(struct natsloop *);
+
+#endif /* FANOUT_NATSLOOP_H */

@@ -1,0 +1,1010 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Remote workers through a NATS JetStream broker (remote.h says the shape).
+ *
+ * A message for remote worker NAME is published to PREFIX.w.NAME with a
+ * reply subject INBOX.TOKEN: the broker answers there with a PubAck once it
+ * has stored it (JSON: {"stream":..,"seq":N}), or with an error (err_code
+ * 10077: NAME's queue is at its bound).  A stored message waits, in stream
+ * order, for NAME's receipt on PREFIX.r.NAME (Fanout-Seq names it).  The
+ * verdicts: stored and receipted, `acked' or `failed'; stored and not
+ * receipted by the broadcast's deadline, `queued'; refused for the bound,
+ * `full'; not stored in time, or no connection to the broker, `down'.
+ * nats.c reconnects on its own (with a delay between tries); while it is
+ * not connected nothing is published and remote verdicts are `down' at
+ * once: fanoutd keeps no queue of its own for the broker.
+ *
+ * Everything from the broker is bounded and checked before use; what does
+ * not parse is logged (rate-limited) and dropped.
+ */
+#include "config.h"
+
+#include <sys/queue.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <nats/nats.h>
+
+#include "fanoutd.h"
+#include "log.h"
+#include "natsloop.h"
+#include "rconf.h"
+#include "remote.h"
+#include "util.h"
+
+#define SUBJECT_MAX	(FANOUT_NAME_MAX * 2 + 64)
+#define PUBACK_MAX	1024	/* longer answers are not PubAcks */
+#define DEDUPE_WINDOW_NS ((int64_t)120 * 1000000000)
+
+/* A message published to one remote worker: first waiting for its PubAck
+ * (on r->pubs), then, stored, for its receipt (on its worker's stored).
+ * The message itself is held only while its broadcast waits for a verdict:
+ * a worker that is away may have queue_max_messages stored. */
+struct rpend {
+	TAILQ_ENTRY(rpend) entry;
+	struct msg	*m;		/* a reference of ours, or NULL */
+	uint64_t	 accepted_usec;	/* m's */
+	uint64_t	 token;		/* of the PubAck's reply subject */
+	uint64_t	 seq;		/* stream sequence, once stored */
+	uint64_t	 usec;		/* published */
+	uint32_t	 j;
+};
+TAILQ_HEAD(rpend_list, rpend);
+
+struct rworker {
+	char		 name[FANOUT_NAME_MAX + 1];
+	char		 subject[SUBJECT_MAX];	/* PREFIX.w.NAME */
+	struct rpend_list stored;	/* by sequence */
+	uint32_t	 nstored;
+	struct rpend	*held;		/* of stored, the first that may hold
+					 * its message; NULL: none does */
+	uint64_t	 acked;
+	uint64_t	 failed;
+	uint64_t	 refused;
+	uint64_t	 rtt_sum_us;
+	uint64_t	 rtt_hist[FANOUT_HIST_BUCKETS];
+	uint32_t	 last_rtt_us;
+	uint32_t	 last_status;
+	uint8_t		 last_reason_len;
+	char		 last_reason[FANOUT_REASON_MAX];
+	/* the admin thread's last look at its consumer, under r->mu */
+	bool		 known;		/* looked at, successfully */
+	bool		 pulling;	/* NumWaiting > 0 */
+	uint64_t	 pending;	/* NumPending + NumAckPending */
+};
+
+struct remote {
+	struct fanoutd	*d;
+	uint32_t	 n;
+	struct rworker	*w;
+	/* settings, copied: a reload frees the conf's strings */
+	char		**servers;
+	char		*ca, *cert, *key_path;
+	char		 prefix[FANOUT_NAME_MAX + 1];
+	char		 stream[FANOUT_NAME_MAX + 1];
+	uint32_t	 queue_max;
+	uint32_t	 ack_wait_ms;
+	uint32_t	 max_message_bytes;
+	char		 nonce[40];	/* this instance's, for Nats-Msg-Id */
+	/* the loop connection: loop thread only */
+	struct natsloop	*nl;
+	natsConnection	*nc;
+	natsSubscription *acks;
+	natsSubscription *receipts;
+	char		 inbox[SUBJECT_MAX];
+	char		 rsubjects[SUBJECT_MAX];	/* PREFIX.r.* */
+	size_t		 rprefix_len;			/* of "PREFIX.r." */
+	uint64_t	 next_token;
+	struct rpend_list pubs;		/* by token */
+	sd_event_source	*puback_timer;
+	/* the admin thread */
+	pthread_t	 thread;
+	bool		 thread_started;
+	pthread_mutex_t	 mu;		/* guards what follows, and the
+					 * workers' known, pulling, pending */
+	pthread_cond_t	 cv;
+	bool		 stop;
+	bool		 set_up;	/* stream and consumers are there */
+	struct {
+		char	 name[FANOUT_NAME_MAX + 1];
+		bool	 pulling;
+		uint64_t pending;
+	}		 unlisted[FANOUT_REMOTE_MAX];	/* in the stream, not
+						 * in remote_workers */
+	uint32_t	 nunlisted;
+	bool		 reachable;	/* the admin connection's last try */
+};
+
+static struct log_limit bad_ll = LOG_LIMIT_INIT(LOG_WARNING,
+    "malformed messages from the broker");
+static struct log_limit down_ll = LOG_LIMIT_INIT(LOG_WARNING,
+    "messages the broker did not store");
+
+static natsStatus
+remote_options(struct remote *r, natsOptions **out)
+{
+	const char *servers[CONF_NATS_SERVERS_MAX];
+	natsOptions *o;
+	natsStatus s;
+	int n;
+
+	for (n = 0; r->servers[n] != NULL && n < CONF_NATS_SERVERS_MAX; n++)
+		servers[n] = r->servers[n];
+	if ((s = natsOptions_Create(&o)) != NATS_OK)
+		return s;
+	if ((s = natsOptions_SetServers(o, servers, n)) != NATS_OK ||
+	    (s = natsOptions_SetName(o, "fanoutd")) != NATS_OK ||
+	    (s = natsOptions_SetMaxReconnect(o, -1)) != NATS_OK ||
+	    (s = natsOptions_SetReconnectWait(o, 500)) != NATS_OK ||
+	    (s = natsOptions_SetTimeout(o, 2000)) != NATS_OK)
+		goto out;
+	if (r->ca != NULL &&
+	    ((s = natsOptions_SetSecure(o, true)) != NATS_OK ||
+	    (s = natsOptions_LoadCATrustedCertificates(o, r->ca)) != NATS_OK))
+		goto out;
+	if (r->cert != NULL && (s = natsOptions_LoadCertificatesChain(o,
+	    r->cert, r->key_path)) != NATS_OK)
+		goto out;
+out:
+	if (s != NATS_OK)
+		natsOptions_Destroy(o);
+	else
+		*out = o;
+	return s;
+}
+
+/* The admin thread's part. */
+
+/* The stream, as issue 11 has it: created, or brought to these settings. */
+static natsStatus
+setup_stream(struct remote *r, jsCtx *js)
+{
+	char subject[SUBJECT_MAX];
+	const char *subjects[] = { subject };
+	jsStreamInfo *si = NULL;
+	jsStreamConfig sc;
+	jsErrCode jerr = 0;
+	natsStatus s;
+
+	snprintf(subject, sizeof(subject), "%s.w.*", r->prefix);
+	jsStreamConfig_Init(&sc);
+	sc.Name = r->stream;
+	sc.Subjects = subjects;
+	sc.SubjectsLen = 1;
+	sc.Retention = js_WorkQueuePolicy;
+	sc.Storage = js_FileStorage;
+	sc.Discard = js_DiscardNew;
+	sc.DiscardNewPerSubject = true;
+	sc.MaxMsgsPerSubject = r->queue_max;
+	sc.Duplicates = DEDUPE_WINDOW_NS;
+	s = js_AddStream(&si, js, &sc, NULL, &jerr);
+	if (s != NATS_OK && jerr == JSStreamNameExistErr) {
+		jerr = 0;
+		s = js_UpdateStream(&si, js, &sc, NULL, &jerr);
+	}
+	if (s != NATS_OK)
+		log_warnx("remote: stream %s: %s (error %d): %s", r->stream,
+		    natsStatus_GetText(s), (int)jerr,
+		    nats_GetLastError(NULL) ? nats_GetLastError(NULL) : "");
+	jsStreamInfo_Destroy(si);
+	return s;
+}
+
+/* Worker j's durable pull consumer: explicit acks, one in flight. */
+static natsStatus
+setup_consumer(struct remote *r, jsCtx *js, uint32_t j)
+{
+	struct rworker *w = &r->w[j];
+	jsConsumerInfo *ci = NULL;
+	jsConsumerConfig cc;
+	jsErrCode jerr = 0;
+	natsStatus s;
+
+	jsConsumerConfig_Init(&cc);
+	cc.Durable = w->name;
+	cc.FilterSubject = w->subject;
+	cc.AckPolicy = js_AckExplicit;
+	cc.MaxAckPending = 1;
+	cc.AckWait = (int64_t)r->ack_wait_ms * 1000000;
+	cc.DeliverPolicy = js_DeliverAll;
+	s = js_AddConsumer(&ci, js, r->stream, &cc, NULL, &jerr);
+	if (s != NATS_OK && jerr != 0) {
+		jerr = 0;
+		s = js_UpdateConsumer(&ci, js, r->stream, &cc, NULL, &jerr);
+	}
+	if (s != NATS_OK)
+		log_warnx("remote: consumer %s in stream %s: %s (error %d)",
+		    w->name, r->stream, natsStatus_GetText(s), (int)jerr);
+	jsConsumerInfo_Destroy(ci);
+	return s;
+}
+
+/* Every consumer's state, in one listing: the listed workers' for status
+ * (a missing one means set up again), and the names in the stream that
+ * are not in remote_workers, shown as unlisted and never deleted. */
+static natsStatus
+poll_consumers(struct remote *r, jsCtx *js)
+{
+	jsConsumerInfoList *cl = NULL;
+	jsConsumerInfo *ci;
+	const char *why;
+	jsErrCode jerr = 0;
+	natsStatus s;
+	bool *seen;
+	uint32_t j;
+	int i;
+
+	s = js_Consumers(&cl, js, r->stream, NULL, &jerr);
+	if (s == NATS_NOT_FOUND || jerr == JSStreamNotFoundErr) {
+		pthread_mutex_lock(&r->mu);
+		r->set_up = false;
+		pthread_mutex_unlock(&r->mu);
+		return NATS_OK;
+	}
+	if (s != NATS_OK)
+		return s;
+	if ((seen = calloc(r->n + 1, sizeof(*seen))) == NULL) {
+		jsConsumerInfoList_Destroy(cl);
+		return NATS_NO_MEMORY;
+	}
+	pthread_mutex_lock(&r->mu);
+	r->nunlisted = 0;
+	for (i = 0; i < cl->Count; i++) {
+		ci = cl->List[i];
+		if (ci == NULL || ci->Name == NULL)
+			continue;
+		for (j = 0; j < r->n; j++)
+			if (strcmp(r->w[j].name, ci->Name) == 0)
+				break;
+		if (j == r->n) {
+			/* Only a name fanoutctl can show as it is. */
+			if (r->nunlisted < nitems(r->unlisted) &&
+			    rconf_check_name(ci->Name, 0, &why) == 0) {
+				snprintf(r->unlisted[r->nunlisted].name,
+				    sizeof(r->unlisted[0].name), "%s",
+				    ci->Name);
+				r->unlisted[r->nunlisted].pulling =
+				    ci->NumWaiting > 0 || ci->NumAckPending > 0;
+				r->unlisted[r->nunlisted].pending =
+				    ci->NumPending + (uint64_t)(ci->NumAckPending
+				    > 0 ? ci->NumAckPending : 0);
+				r->nunlisted++;
+			}
+			continue;
+		}
+		seen[j] = true;
+		/* A message in hand: busy with it, not away (or crashed,
+		 * until AckWait gives it back). */
+		r->w[j].pulling = ci->NumWaiting > 0 || ci->NumAckPending > 0;
+		r->w[j].pending = ci->NumPending + (uint64_t)(ci->NumAckPending >
+		    0 ? ci->NumAckPending : 0);
+	}
+	for (j = 0; j < r->n; j++) {
+		r->w[j].known = seen[j];
+		if (!seen[j])
+			r->set_up = false;
+	}
+	pthread_mutex_unlock(&r->mu);
+	free(seen);
+	jsConsumerInfoList_Destroy(cl);
+	return NATS_OK;
+}
+
+static void *
+admin_thread(void *arg)
+{
+	struct remote *r = arg;
+	natsConnection *nc = NULL;
+	natsOptions *o = NULL;
+	struct timespec ts;
+	jsCtx *js = NULL;
+	natsStatus s;
+	bool set_up, warned = false;
+	uint32_t j;
+
+	if ((s = remote_options(r, &o)) != NATS_OK) {
+		log_warnx("remote: broker settings: %s", natsStatus_GetText(s));
+		return NULL;
+	}
+	pthread_mutex_lock(&r->mu);
+	while (!r->stop) {
+		set_up = r->set_up;
+		pthread_mutex_unlock(&r->mu);
+		s = NATS_OK;
+		if (nc == NULL && (s = natsConnection_Connect(&nc, o)) ==
+		    NATS_OK)
+			s = natsConnection_JetStream(&js, nc, NULL);
+		if (s == NATS_OK && !set_up) {
+			int64_t mp = natsConnection_GetMaxPayload(nc);
+
+			/* A larger message would be refused: down. */
+			if (mp > 0 && mp < (int64_t)r->max_message_bytes + 1024)
+				log_warnx("remote: the broker takes messages of "
+				    "at most %lld bytes (max_payload), less "
+				    "than max_message_bytes (%u) and headers",
+				    (long long)mp, r->max_message_bytes);
+			s = setup_stream(r, js);
+			for (j = 0; s == NATS_OK && j < r->n; j++)
+				s = setup_consumer(r, js, j);
+			if (s == NATS_OK) {
+				log_info("remote: stream %s and %u consumer%s "
+				    "ready", r->stream, r->n, PLURAL(r->n));
+				pthread_mutex_lock(&r->mu);
+				r->set_up = true;
+				pthread_mutex_unlock(&r->mu);
+			}
+		}
+		/* Finds a consumer deleted since, for the next turn. */
+		if (s == NATS_OK)
+			s = poll_consumers(r, js);
+		if (s != NATS_OK && !warned)
+			log_warnx("remote: the broker: %s",
+			    natsStatus_GetText(s));
+		warned = s != NATS_OK;
+		if (s != NATS_OK && (nc == NULL || natsConnection_Status(nc)
+		    != NATS_CONN_STATUS_CONNECTED)) {
+			jsCtx_Destroy(js);
+			natsConnection_Destroy(nc);
+			js = NULL;
+			nc = NULL;
+		}
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_nsec += (long)(REMOTE_POLL_MS % 1000) * 1000000;
+		ts.tv_sec += REMOTE_POLL_MS / 1000 + ts.tv_nsec / 1000000000;
+		ts.tv_nsec %= 1000000000;
+		pthread_mutex_lock(&r->mu);
+		r->reachable = s == NATS_OK;
+		pthread_cond_broadcast(&r->cv);
+		if (!r->stop)
+			(void)pthread_cond_timedwait(&r->cv, &r->mu, &ts);
+	}
+	pthread_mutex_unlock(&r->mu);
+	jsCtx_Destroy(js);
+	natsConnection_Destroy(nc);
+	natsOptions_Destroy(o);
+	return NULL;
+}
+
+/* The loop thread's part. */
+
+static void
+rpend_free(struct rpend *p)
+{
+	if (p->m != NULL)
+		msg_unref(p->m);
+	free(p);
+}
+
+/* Lets go of the messages whose broadcasts are answered, from the oldest
+ * on: they answer in about the order they started, so the cursor only
+ * moves forward. */
+static void
+stored_release(struct rworker *w)
+{
+	struct rpend *p;
+
+	while ((p = w->held) != NULL &&
+	    (p->m == NULL || p->m->b == NULL)) {
+		if (p->m != NULL) {
+			msg_unref(p->m);
+			p->m = NULL;
+		}
+		w->held = TAILQ_NEXT(p, entry);
+	}
+}
+
+static void
+stored_remove(struct rworker *w, struct rpend *p)
+{
+	if (w->held == p)
+		w->held = TAILQ_NEXT(p, entry);
+	TAILQ_REMOVE(&w->stored, p, entry);
+	w->nstored--;
+}
+
+/* A message for worker j has its verdict, or its receipt came after. */
+static void
+remote_result(struct remote *r, struct rpend *p, uint32_t status,
+    const char *reason, size_t reason_len)
+{
+	struct rworker *w = &r->w[p->j];
+	uint64_t now = loop_now(r->d);
+
+	w->acked++;
+	w->last_rtt_us = now > p->accepted_usec ?
+	    (uint32_t)(now - p->accepted_usec) : 1;
+	w->rtt_sum_us += w->last_rtt_us;
+	w->rtt_hist[hist_bucket(w->last_rtt_us)]++;
+	if (status != HS_OK) {
+		w->failed++;
+		w->last_status = status;
+		w->last_reason_len = (uint8_t)reason_len;
+		memcpy(w->last_reason, reason, reason_len);
+	}
+	if (p->m != NULL)
+		bcast_remote_result(p->m, p->j, status == HS_OK ? ACK_OK :
+		    ACK_FAILED, status, (const uint8_t *)reason, reason_len);
+}
+
+/* A decimal number of at most 20 digits, nothing else: 0, or -1. */
+static int
+parse_u64(const char *s, size_t len, uint64_t *out)
+{
+	uint64_t v = 0;
+	size_t i;
+
+	if (len == 0 || len > 20)
+		return -1;
+	for (i = 0; i < len; i++) {
+		if (s[i] < '0' || s[i] > '9' ||
+		    v > (UINT64_MAX - (uint64_t)(s[i] - '0')) / 10)
+			return -1;
+		v = v * 10 + (uint64_t)(s[i] - '0');
+	}
+	*out = v;
+	return 0;
+}
+
+/* The number after "key": in a PubAck's JSON (flat enough for this; a
+ * string value equal to the key is skipped, having no ':' after it). */
+static int
+json_u64(const char *json, const char *key, uint64_t *out)
+{
+	const char *p = json;
+
+	while ((p = strstr(p, key)) != NULL) {
+		p += strlen(key);
+		while (*p == ' ')
+			p++;
+		if (*p != ':')
+			continue;
+		p++;
+		while (*p == ' ')
+			p++;
+		return parse_u64(p, strspn(p, "0123456789"), out);
+	}
+	return -1;
+}
+
+static void
+bad_input(const char *fmt, const char *what)
+{
+	if (log_limit(&bad_ll))
+		log_warnx(fmt, what);
+}
+
+static void
+on_puback(struct remote *r, natsMsg *msg)
+{
+	const char *subj = natsMsg_GetSubject(msg), *st;
+	size_t ilen = strlen(r->inbox);
+	char json[PUBACK_MAX + 1];
+	uint64_t token, seq, code = 0;
+	struct rpend *p;
+	bool away;
+	int len = natsMsg_GetDataLength(msg);
+
+	if (strncmp(subj, r->inbox, ilen) != 0 || subj[ilen] != '.' ||
+	    parse_u64(subj + ilen + 1, strlen(subj + ilen + 1), &token) < 0) {
+		bad_input("remote: a reply on %.80s: not ours", subj);
+		return;
+	}
+	TAILQ_FOREACH(p, &r->pubs, entry)
+		if (p->token == token)
+			break;
+	if (p == NULL)
+		return;		/* too late: already `down' */
+	TAILQ_REMOVE(&r->pubs, p, entry);
+	if (len <= 0 && natsMsgHeader_Get(msg, "Status", &st) == NATS_OK) {
+		/* 503: no responders, the stream is missing. */
+		if (log_limit(&down_ll))
+			log_warnx("remote: %s: not stored: status %s (no "
+			    "stream %s?)", r->w[p->j].name, st, r->stream);
+		bcast_remote_result(p->m, p->j, ACK_DOWN, 0, NULL, 0);
+		rpend_free(p);
+		return;
+	}
+	if (len <= 0 || len > PUBACK_MAX) {
+		bad_input("remote: a PubAck for %s: no JSON", r->w[p->j].name);
+		bcast_remote_result(p->m, p->j, ACK_DOWN, 0, NULL, 0);
+		rpend_free(p);
+		return;
+	}
+	memcpy(json, natsMsg_GetData(msg), (size_t)len);
+	json[len] = '\0';
+	if (strstr(json, "\"error\"") != NULL) {
+		(void)json_u64(json, "\"err_code\"", &code);
+		if (code == JSStreamStoreFailedErr) {
+			r->w[p->j].refused++;
+			bcast_remote_result(p->m, p->j, ACK_FULL, 0, NULL, 0);
+		} else {
+			if (log_limit(&down_ll))
+				log_warnx("remote: %s: not stored: %s",
+				    r->w[p->j].name, json);
+			bcast_remote_result(p->m, p->j, ACK_DOWN, 0, NULL, 0);
+		}
+		rpend_free(p);
+		return;
+	}
+	if (json_u64(json, "\"seq\"", &seq) < 0) {
+		bad_input("remote: a PubAck for %s without a sequence",
+		    r->w[p->j].name);
+		bcast_remote_result(p->m, p->j, ACK_DOWN, 0, NULL, 0);
+		rpend_free(p);
+		return;
+	}
+	/* Stored: waits for the receipt, in stream order.  A worker never
+	 * has more than its bound stored; past twice that, the oldest are
+	 * receipts that were lost (fanoutd was away): forgotten. */
+	p->seq = seq;
+	{
+		struct rworker *w = &r->w[p->j];
+		struct rpend *last = TAILQ_LAST(&w->stored, rpend_list);
+
+		if (last != NULL && last->seq >= seq) {
+			/* A duplicate (the dedupe window), or out of order:
+			 * it is handled once, with its first sequence. */
+			rpend_free(p);
+			return;
+		}
+		TAILQ_INSERT_TAIL(&w->stored, p, entry);
+		w->nstored++;
+		if (w->held == NULL)
+			w->held = p;
+		while (w->nstored > 2 * r->queue_max + 16) {
+			struct rpend *old = TAILQ_FIRST(&w->stored);
+
+			stored_remove(w, old);
+			rpend_free(old);
+		}
+		pthread_mutex_lock(&r->mu);
+		away = !w->known || !w->pulling;
+		pthread_mutex_unlock(&r->mu);
+		bcast_remote_stored(p->m, p->j, away);
+		stored_release(w);
+	}
+}
+
+static void
+on_receipt(struct remote *r, natsMsg *msg)
+{
+	const char *subj = natsMsg_GetSubject(msg), *name, *hw, *hseq, *hst;
+	int len = natsMsg_GetDataLength(msg);
+	uint64_t seq, status;
+	struct rworker *w;
+	struct rpend *p;
+	uint32_t j;
+
+	if (strncmp(subj, r->rsubjects, r->rprefix_len) != 0)
+		return;
+	name = subj + r->rprefix_len;
+	for (j = 0; j < r->n; j++)
+		if (strcmp(r->w[j].name, name) == 0)
+			break;
+	if (j == r->n)
+		return;		/* not one of ours (unlisted) */
+	w = &r->w[j];
+	if (natsMsgHeader_Get(msg, FANOUT_HDR_WORKER, &hw) != NATS_OK ||
+	    strcmp(hw, name) != 0 ||
+	    natsMsgHeader_Get(msg, FANOUT_HDR_SEQ, &hseq) != NATS_OK ||
+	    parse_u64(hseq, strlen(hseq), &seq) < 0 ||
+	    natsMsgHeader_Get(msg, FANOUT_HDR_STATUS, &hst) != NATS_OK ||
+	    parse_u64(hst, strlen(hst), &status) < 0 ||
+	    status > UINT32_MAX || len < 0 || len > FANOUT_REASON_MAX) {
+		bad_input("remote: a malformed receipt from %s: ignored", name);
+		return;
+	}
+	/* One message in flight per worker, in stream order: a receipt for
+	 * seq means every one before it was handled too (their receipts
+	 * were lost while fanoutd was away from the broker). */
+	while ((p = TAILQ_FIRST(&w->stored)) != NULL && p->seq < seq) {
+		stored_remove(w, p);
+		rpend_free(p);
+	}
+	if (p == NULL || p->seq != seq)
+		return;		/* a receipt sent again, or from before */
+	stored_remove(w, p);
+	remote_result(r, p, (uint32_t)status, natsMsg_GetData(msg),
+	    (size_t)len);
+	rpend_free(p);
+	stored_release(w);
+}
+
+static void
+remote_drain(struct remote *r)
+{
+	natsMsg *m;
+
+	while (r->acks != NULL &&
+	    natsSubscription_NextMsg(&m, r->acks, 0) == NATS_OK) {
+		on_puback(r, m);
+		natsMsg_Destroy(m);
+	}
+	while (r->receipts != NULL &&
+	    natsSubscription_NextMsg(&m, r->receipts, 0) == NATS_OK) {
+		on_receipt(r, m);
+		natsMsg_Destroy(m);
+	}
+}
+
+/* Publishes that had no PubAck in time, or lost their connection. */
+static void
+remote_expire(struct remote *r, uint64_t before)
+{
+	struct rpend *p;
+
+	while ((p = TAILQ_FIRST(&r->pubs)) != NULL && p->usec <= before) {
+		TAILQ_REMOVE(&r->pubs, p, entry);
+		bcast_remote_result(p->m, p->j, ACK_DOWN, 0, NULL, 0);
+		rpend_free(p);
+	}
+	if ((p = TAILQ_FIRST(&r->pubs)) != NULL)
+		(void)sd_event_source_set_time(r->puback_timer,
+		    p->usec + (uint64_t)REMOTE_PUBACK_MS * 1000);
+	(void)sd_event_source_set_enabled(r->puback_timer,
+	    p != NULL ? SD_EVENT_ONESHOT : SD_EVENT_OFF);
+}
+
+static int
+on_puback_timer(sd_event_source *s, uint64_t usec, void *arg)
+{
+	struct remote *r = arg;
+
+	(void)s;
+	remote_drain(r);
+	if (usec >= (uint64_t)REMOTE_PUBACK_MS * 1000)
+		remote_expire(r, usec - (uint64_t)REMOTE_PUBACK_MS * 1000);
+	return 0;
+}
+
+static void
+on_nats(void *arg, enum natsloop_event e, natsStatus st)
+{
+	struct remote *r = arg;
+
+	switch (e) {
+	case NL_INPUT:
+		remote_drain(r);
+		break;
+	case NL_CONNECTED:
+		log_notice("remote: connected to the broker");
+		break;
+	case NL_DISCONNECTED:
+		log_warnx("remote: lost the broker; remote workers are `down' "
+		    "until it is back");
+		remote_drain(r);
+		remote_expire(r, UINT64_MAX);
+		break;
+	case NL_CLOSED:
+		remote_expire(r, UINT64_MAX);
+		break;
+	case NL_ERROR:
+		log_warnx("remote: the broker: %s", natsStatus_GetText(st));
+		break;
+	}
+}
+
+uint8_t
+remote_publish(struct remote *r, uint32_t j, struct msg *m)
+{
+	struct rworker *w = &r->w[j];
+	char reply[SUBJECT_MAX + 24], id[24], msgid[FANOUT_NAME_MAX + 96];
+	natsMsg *nm = NULL;
+	struct rpend *p;
+	natsStatus s;
+
+	if (r->nc == NULL ||
+	    natsConnection_Status(r->nc) != NATS_CONN_STATUS_CONNECTED)
+		return ACK_DOWN;
+	if ((p = calloc(1, sizeof(*p))) == NULL)
+		return ACK_DOWN;
+	p->token = ++r->next_token;
+	p->j = j;
+	p->usec = loop_now(r->d);
+	snprintf(reply, sizeof(reply), "%s.%" PRIu64, r->inbox, p->token);
+	snprintf(id, sizeof(id), "%" PRIu64, m->id);
+	/* Unique to this fanoutd instance: ids start again without a
+	 * spool, and the dedupe window would take a new message for an
+	 * old one. */
+	snprintf(msgid, sizeof(msgid), "%s-%s-%s", w->name, r->nonce, id);
+	if ((s = natsMsg_Create(&nm, w->subject, reply,
+	    (const char *)m->frame + FANOUT_HDR_LEN, (int)msg_payload_len(m))) !=
+	    NATS_OK ||
+	    (s = natsMsgHeader_Set(nm, FANOUT_HDR_ID, id)) != NATS_OK ||
+	    (s = natsMsgHeader_Set(nm, "Nats-Msg-Id", msgid)) != NATS_OK ||
+	    (s = natsConnection_PublishMsg(r->nc, nm)) != NATS_OK) {
+		if (log_limit(&down_ll))
+			log_warnx("remote: %s: cannot publish: %s", w->name,
+			    natsStatus_GetText(s));
+		natsMsg_Destroy(nm);
+		free(p);
+		return ACK_DOWN;
+	}
+	natsMsg_Destroy(nm);
+	m->refs++;
+	p->m = m;
+	p->accepted_usec = m->accepted_usec;
+	TAILQ_INSERT_TAIL(&r->pubs, p, entry);
+	if (p == TAILQ_FIRST(&r->pubs))
+		remote_expire(r, 0);	/* arms the timer */
+	return ACK_NONE;
+}
+
+void
+remote_record(struct remote *r, uint32_t j, struct ctl_worker *rec,
+    const char **name, const char **reason, size_t *reason_len)
+{
+	struct rworker *w = &r->w[j];
+	bool connected = r->nc != NULL &&
+	    natsConnection_Status(r->nc) == NATS_CONN_STATUS_CONNECTED;
+
+	memset(rec, 0, sizeof(*rec));
+	rec->index = j;
+	rec->acked = w->acked;
+	rec->failed = w->failed;
+	rec->last_rtt_us = w->last_rtt_us;
+	rec->status = w->last_status;
+	pthread_mutex_lock(&r->mu);
+	rec->state = !connected || !r->reachable || !w->known ? WS_DOWN :
+	    w->pulling ? WS_PULLING : WS_MISSING;
+	rec->queued = w->pending > UINT32_MAX ? UINT32_MAX :
+	    (uint32_t)w->pending;
+	pthread_mutex_unlock(&r->mu);
+	rec->name_len = (uint16_t)strlen(w->name);
+	*name = w->name;
+	*reason = w->last_reason;
+	*reason_len = w->last_reason_len;
+}
+
+void
+remote_hist(struct remote *r, uint32_t j, struct ctl_hist *h,
+    uint64_t *buckets)
+{
+	const struct rworker *w = &r->w[j];
+
+	h->index = j;
+	h->refused = w->refused;
+	h->rtt_count = w->acked;
+	h->rtt_sum_us = w->rtt_sum_us;
+	memcpy(buckets, w->rtt_hist, sizeof(w->rtt_hist));
+}
+
+uint32_t
+remote_unlisted(struct remote *r, struct ctl_worker *recs,
+    char (*names)[FANOUT_NAME_MAX + 1], uint32_t max)
+{
+	uint32_t i, n;
+
+	pthread_mutex_lock(&r->mu);
+	n = r->nunlisted < max ? r->nunlisted : max;
+	for (i = 0; i < n; i++) {
+		memset(&recs[i], 0, sizeof(recs[i]));
+		recs[i].index = CTL_WORKER_UNLISTED;
+		recs[i].state = WS_UNLISTED;
+		recs[i].queued = r->unlisted[i].pending > UINT32_MAX ?
+		    UINT32_MAX : (uint32_t)r->unlisted[i].pending;
+		memcpy(names[i], r->unlisted[i].name, sizeof(names[i]));
+		recs[i].name_len = (uint16_t)strlen(names[i]);
+	}
+	pthread_mutex_unlock(&r->mu);
+	return n;
+}
+
+/* Start and end. */
+
+static int
+remote_copy_conf(struct remote *r, const struct fanout_conf *conf)
+{
+	uint32_t j, n = conf_list_len(conf->nats_servers);
+
+	if ((r->servers = calloc((size_t)n + 1, sizeof(char *))) == NULL)
+		return -1;
+	for (j = 0; j < n; j++)
+		if ((r->servers[j] = strdup(conf->nats_servers[j])) == NULL)
+			return -1;
+	if ((conf->nats_tls_ca[0] != '\0' &&
+	    (r->ca = strdup(conf->nats_tls_ca)) == NULL) ||
+	    (conf->nats_tls_cert[0] != '\0' &&
+	    ((r->cert = strdup(conf->nats_tls_cert)) == NULL ||
+	    (r->key_path = conf_key_path(conf->nats_tls_key)) == NULL)))
+		return -1;
+	snprintf(r->prefix, sizeof(r->prefix), "%s",
+	    conf->nats_subject_prefix);
+	snprintf(r->stream, sizeof(r->stream), "%s", conf->nats_stream);
+	r->queue_max = conf->queue_max_messages;
+	r->ack_wait_ms = conf->remote_ack_wait_ms;
+	r->max_message_bytes = conf->max_message_bytes;
+	r->n = conf_list_len(conf->remote_workers);
+	if (r->n > 0 && (r->w = calloc(r->n, sizeof(*r->w))) == NULL)
+		return -1;
+	for (j = 0; j < r->n; j++) {
+		snprintf(r->w[j].name, sizeof(r->w[j].name), "%s",
+		    conf->remote_workers[j]);
+		snprintf(r->w[j].subject, sizeof(r->w[j].subject), "%s.w.%s",
+		    r->prefix, r->w[j].name);
+		TAILQ_INIT(&r->w[j].stored);
+	}
+	return 0;
+}
+
+/* Waits for the admin thread's first success, at most ms. */
+static bool
+remote_wait_set_up(struct remote *r, uint32_t ms)
+{
+	struct timespec ts;
+	bool ok;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_sec += ms / 1000;
+	ts.tv_nsec += (long)(ms % 1000) * 1000000;
+	ts.tv_sec += ts.tv_nsec / 1000000000;
+	ts.tv_nsec %= 1000000000;
+	pthread_mutex_lock(&r->mu);
+	while (!r->set_up)
+		if (pthread_cond_timedwait(&r->cv, &r->mu, &ts) != 0)
+			break;
+	ok = r->set_up;
+	pthread_mutex_unlock(&r->mu);
+	return ok;
+}
+
+static int
+remote_connect(struct remote *r)
+{
+	natsOptions *o = NULL;
+	natsStatus s;
+	char *nuid;
+
+	if ((s = remote_options(r, &o)) != NATS_OK ||
+	    (s = natsloop_options(r->nl, o)) != NATS_OK ||
+	    /* Each publish is written at once: no flusher thread delay. */
+	    (s = natsOptions_SetSendAsap(o, true)) != NATS_OK) {
+		log_errx("remote: broker settings: %s", natsStatus_GetText(s));
+		natsOptions_Destroy(o);
+		return -1;
+	}
+	s = natsConnection_Connect(&r->nc, o);
+	natsOptions_Destroy(o);
+	if (s != NATS_OK && s != NATS_NOT_YET_CONNECTED) {
+		log_errx("remote: cannot connect to the broker: %s",
+		    natsStatus_GetText(s));
+		return -1;
+	}
+	if ((s = natsInbox_Create(&nuid)) != NATS_OK) {
+		log_errx("remote: inbox: %s", natsStatus_GetText(s));
+		return -1;
+	}
+	snprintf(r->inbox, sizeof(r->inbox), "%s", nuid);
+	natsInbox_Destroy(nuid);
+	snprintf(r->rsubjects, sizeof(r->rsubjects), "%s.r.*", r->prefix);
+	r->rprefix_len = strlen(r->rsubjects) - 1;
+	{
+		char acks[SUBJECT_MAX + 2];
+
+		snprintf(acks, sizeof(acks), "%s.*", r->inbox);
+		if ((s = natsConnection_SubscribeSync(&r->acks, r->nc, acks)) !=
+		    NATS_OK || (s = natsConnection_SubscribeSync(&r->receipts,
+		    r->nc, r->rsubjects)) != NATS_OK) {
+			log_errx("remote: cannot subscribe: %s",
+			    natsStatus_GetText(s));
+			return -1;
+		}
+	}
+	/* Receipts and PubAcks may come in bursts: no limit but memory
+	 * (each is bounded when it is read). */
+	(void)natsSubscription_SetPendingLimits(r->acks, -1, -1);
+	(void)natsSubscription_SetPendingLimits(r->receipts, -1, -1);
+	return 0;
+}
+
+int
+remote_start(struct fanoutd *d)
+{
+	struct remote *r;
+	struct timespec ts;
+	int e;
+
+	if (d->conf.nats_servers == NULL)
+		return 0;
+	if ((r = calloc(1, sizeof(*r))) == NULL) {
+		log_errx("remote: out of memory");
+		return -1;
+	}
+	d->remote = r;
+	r->d = d;
+	TAILQ_INIT(&r->pubs);
+	pthread_mutex_init(&r->mu, NULL);
+	pthread_cond_init(&r->cv, NULL);
+	if (remote_copy_conf(r, &d->conf) < 0) {
+		log_errx("remote: out of memory, or no credential for "
+		    "nats_tls_key");
+		return -1;
+	}
+	clock_gettime(CLOCK_REALTIME, &ts);
+	snprintf(r->nonce, sizeof(r->nonce), "%llx%lx%x",
+	    (unsigned long long)ts.tv_sec, ts.tv_nsec, (unsigned)getpid());
+	if (nats_Open(-1) != NATS_OK) {
+		log_errx("remote: cannot initialise libnats");
+		return -1;
+	}
+	if ((e = pthread_create(&r->thread, NULL, admin_thread, r)) != 0) {
+		log_errx("remote: cannot start a thread: %s", strerror(e));
+		return -1;
+	}
+	r->thread_started = true;
+	notify_status("setting up stream %s and %u remote worker%s",
+	    r->stream, r->n, PLURAL(r->n));
+	if (!remote_wait_set_up(r, d->conf.start_timeout_ms))
+		log_warnx("remote: stream %s not set up within %u ms; "
+		    "remote workers are `down' until it is", r->stream,
+		    d->conf.start_timeout_ms);
+	if ((e = natsloop_new(d->ev, on_nats, r, &r->nl)) < 0 ||
+	    (e = sd_event_add_time(d->ev, &r->puback_timer, CLOCK_MONOTONIC,
+	    0, 1000, on_puback_timer, r)) < 0) {
+		log_errx("remote: cannot set up the event loop: %s",
+		    strerror(-e));
+		return -1;
+	}
+	(void)sd_event_source_set_enabled(r->puback_timer, SD_EVENT_OFF);
+	if (remote_connect(r) < 0)
+		return -1;
+	d->nremote = r->n;
+	log_info("remote: %u remote worker%s through stream %s", r->n,
+	    PLURAL(r->n), r->stream);
+	return 0;
+}
+
+void
+remote_free(struct fanoutd *d)
+{
+	struct remote *r = d->remote;
+	struct rpend *p;
+	uint32_t j;
+
+	if (r == NULL)
+		return;
+	if (r->nl != NULL && r->nc != NULL && natsloop_flush(r->nl, 1000) < 0)
+		log_debug("remote: the last publishes may not have left");
+	natsSubscription_Destroy(r->acks);
+	natsSubscription_Destroy(r->receipts);
+	if (r->nc != NULL) {
+		natsConnection_Close(r->nc);
+		natsConnection_Destroy(r->nc);
+	}
+	if (r->thread_started) {
+		pthread_mutex_lock(&r->mu);
+		r->stop = true;
+		pthread_cond_broadcast(&r->cv);
+		pthread_mutex_unlock(&r->mu);
+		pthread_join(r->thread, NULL);
+	}
+	nats_CloseAndWait(2000);
+	natsloop_free(r->nl);
+	r->puback_timer = sd_event_source_disable_unref(r->puback_timer);
+	while ((p = TAILQ_FIRST(&r->pubs)) != NULL) {
+		TAILQ_REMOVE(&r->pubs, p, entry);
+		rpend_free(p);
+	}
+	for (j = 0; j < r->n; j++)
+		while ((p = TAILQ_FIRST(&r->w[j].stored)) != NULL) {
+			stored_remove(&r->w[j], p);
+			rpend_free(p);
+		}
+	conf_argv_free(r->servers);
+	free(r->ca);
+	free(r->cert);
+	free(r->key_path);
+	free(r->w);
+	pthread_cond_destroy(&r->cv);
+	pthread_mutex_destroy(&r->mu);
+	free(r);
+	d->remote = NULL;
+	d->nremote = 0;
+}
