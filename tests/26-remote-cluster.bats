@@ -7,7 +7,8 @@
 # certificates made here as fanout-remote-worker(8) says, users mapped from
 # the certificates with the example's permissions.  fanoutd and remote
 # worker host7 run with the example's settings too.  What host7's handler
-# did is read from the files tests/handlers/exec-record.sh leaves.
+# did is read from the files tests/handlers/exec-record.sh leaves.  The
+# failover test (last) runs only with FANOUT_CLUSTER_FAILOVER=1: see there.
 
 load helpers
 
@@ -292,6 +293,23 @@ send_one() {
 	assert_line '^ok 1 '
 }
 
+# node_of USER: the node USER (a certificate's subject) is connected to,
+# from the node's monitoring (the example's http:, /connz?auth=1).
+node_of() {
+	local i
+
+	for i in 1 2 3; do
+		alive "${NODE_PID[$i]:-0}" || continue
+		"${NS_RUN[@]}" python3 -c '
+import json, sys, urllib.request
+o = json.load(urllib.request.urlopen(
+    "http://127.0.0.%s:8222/connz?auth=1" % sys.argv[1], timeout=2))
+sys.exit(not any(c.get("authorized_user") == sys.argv[2]
+    for c in o.get("connections", [])))' "$i" "$1" && { echo "$i"; return; }
+	done
+	return 1
+}
+
 # cluster_up: the example as three nodes, fanoutd with one local worker
 # and host7, each a client of the cluster through its certificate; three
 # messages acked by host7.  The messages sent are in $T/verdicts.
@@ -315,7 +333,7 @@ cluster_up() {
 }
 
 @test "the example as a cluster of three: fanoutd and a remote worker by certificate" {
-	local i leader cleader
+	local i h leader cleader
 
 	cluster_up
 	# fanoutd made the stream, on one node (it has no replicas setting).
@@ -323,18 +341,26 @@ cluster_up() {
 	assert_status 0
 	[ "$(py 'o["config"]["num_replicas"]' <<<"$output")" = 1 ] ||
 	    fail "not the stream fanoutd makes" "$output"
-	# A node that holds neither the stream nor its consumer goes away:
-	# fanoutd and host7, if they were its clients, move to another; what
-	# is sent meanwhile is stored, and handled in order.
+	# A node that holds neither the stream nor its consumer goes away,
+	# host7's own if it is such a node: fanoutd and host7, if they were
+	# its clients, move to another; what is sent meanwhile is stored, and
+	# handled in order.
 	run js_api STREAM.INFO.FANOUT
 	leader=$(py 'o["cluster"]["leader"]' <<<"$output")
 	run js_api CONSUMER.INFO.FANOUT.host7
 	cleader=$(py 'o["cluster"]["leader"]' <<<"$output")
-	for i in 1 2 3; do
+	h=$(node_of CN=host7,O=fanout) || fail "host7 is on no node"
+	for i in "$h" 1 2 3; do
 		[ "nats$i" = "$leader" ] || [ "nats$i" = "$cleader" ] || break
 	done
-	kill -TERM "${NODE_PID[$i]}"
+	echo "# stream on $leader, consumer on $cleader, host7 on nats$h:" \
+	    "nats$i killed" >&3
+	kill -KILL "${NODE_PID[$i]}"
 	wait_pid_gone "${NODE_PID[$i]}" "$(ms 10000)"
+	if [ "$i" = "$h" ]; then
+		wait_for 'h=$(node_of CN=host7,O=fanout)' "$(ms 10000)"
+		[ "$h" != "$i" ] || fail "host7 still on the killed node"
+	fi
 	for i in 4 5 6; do
 		send_one "m$i"
 		[[ $VERDICT =~ ^(acked|queued)$ ]] ||
