@@ -262,7 +262,8 @@ poll_consumers(struct remote *r, jsCtx *js)
 	}
 	if (s != NATS_OK)
 		return s;
-	if ((seen = calloc(r->n + 1, sizeof(*seen))) == NULL) {
+	/* Every slot: a reload may add one before the lock is taken. */
+	if ((seen = calloc(REMOTE_SLOTS, sizeof(*seen))) == NULL) {
 		jsConsumerInfoList_Destroy(cl);
 		return NATS_NO_MEMORY;
 	}
@@ -732,7 +733,6 @@ remote_publish(struct remote *r, uint32_t j, struct msg *m)
 	natsMsg *nm = NULL;
 	struct rpend *p;
 	natsStatus s;
-
 	bool awaited;
 
 	if (r->nc == NULL ||
