@@ -206,3 +206,19 @@ consumer_info() {
 	assert_line '^worker r2  remote  acked '
 	[ "$(handled r2)" = "broker back" ] || fail "r2:" "$(handled r2)"
 }
+
+@test "a reload keeps the broker's settings until a restart, and says so" {
+	nats_start
+	pool_config 1 r1
+	start_fanoutd
+	wait_for "remote_is r1 missing" "$(ms 10000)"
+	pool_config 1 r1 -- nats_stream='"OTHER"'
+	run --separate-stderr ctl reload
+	assert_status 0
+	assert_line '^kept  *nats_stream: "OTHER" needs a restart of fanoutd; "FANOUT" stays in effect until then$'
+	refute_line '^(added|removed) '
+	run ctl send "same stream"
+	assert_line '^worker r1  remote  queued '
+	run consumer_info r1
+	assert_line '^pending 1 '
+}
