@@ -448,6 +448,10 @@ bcast_start(struct fanoutd *d, struct ctl_conn *c, uint64_t req_id,
 	for (; i < b->nslots; i++) {
 		uint8_t outcome;
 
+		if (!remote_listed(d->remote, i - b->nlocal)) {
+			b->npending--;	/* removed by a reload */
+			continue;
+		}
 		b->res[i].member = true;
 		b->nworkers++;
 		if ((outcome = remote_publish(d->remote, i - b->nlocal, m)) !=

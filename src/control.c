@@ -422,6 +422,8 @@ ctl_status_reply(struct ctl_conn *c, const struct frame_hdr *h,
 		struct ctl_hist hs;
 		size_t reason_len;
 
+		if (!remote_listed(d->remote, i))
+			continue;	/* removed: among the unlisted */
 		remote_record(d->remote, i, &rec, &name, &reason, &reason_len);
 		ctl_worker_frame(c, h->id, &rec, name, reason, reason_len);
 		if (counters) {

@@ -32,10 +32,10 @@ static const char *const worker_settings[] = {
 static const char *const start_settings[] = {
 	"control_socket", "spool", "spool_dir", "spool_max_bytes",
 	"worker_start",
-	/* remote.c reads them once, at start */
+	/* remote.c reads them once, at start; remote_workers is said name
+	 * by name (remote_reload) */
 	"nats_servers", "nats_tls_ca", "nats_tls_cert", "nats_tls_key",
-	"nats_subject_prefix", "nats_stream", "remote_workers",
-	"remote_ack_wait_ms",
+	"nats_subject_prefix", "nats_stream", "remote_ack_wait_ms",
 };
 
 struct change {
@@ -53,6 +53,9 @@ struct reload {
 	bool		 failed;	/* some worker did not come up */
 	struct worker	*current;	/* being replaced */
 	sd_event_source	*step_src;
+	sd_event_source	*remote_src;	/* looks again for added remote
+					 * workers' consumers */
+	uint64_t	 remote_deadline;
 	struct change	*changes;
 	size_t		 nchanges;
 };
@@ -109,6 +112,7 @@ reload_free_one(struct reload *r)
 		free(r->changes[i].text);
 	free(r->changes);
 	r->step_src = sd_event_source_disable_unref(r->step_src);
+	r->remote_src = sd_event_source_disable_unref(r->remote_src);
 	free(r);
 }
 
@@ -152,6 +156,7 @@ reload_load_conf(const char *path, struct fanout_conf *conf, char **errors)
 struct diff_ctx {
 	struct reload	*r;
 	bool		 workers_differ;
+	bool		 remote_differ;
 };
 
 static void
@@ -162,6 +167,16 @@ on_setting_changed(const char *name, const char *was, const char *is,
 
 	if (strcmp(name, "workers") == 0)
 		return;		/* said worker by worker */
+	if (strcmp(name, "remote_workers") == 0 && x->r->d->remote != NULL) {
+		x->remote_differ = true;
+		return;		/* said name by name */
+	}
+	if (strcmp(name, "remote_workers") == 0) {
+		note(x->r, RC_KEPT, CTL_CHANGE_NONE, "%s: %s needs a restart "
+		    "of fanoutd (no broker: nats_servers was not set at "
+		    "start)", name, is);
+		return;
+	}
 	if (listed(start_settings, nitems(start_settings), name))
 		note(x->r, RC_KEPT, CTL_CHANGE_NONE, "%s: %s needs a restart "
 		    "of fanoutd; %s stays in effect until then", name, is,
@@ -363,6 +378,8 @@ reload_done(struct reload *r)
 	}
 }
 
+static bool remote_step(struct reload *, uint64_t);
+
 static int
 on_step(sd_event_source *s, void *arg)
 {
@@ -388,6 +405,8 @@ on_step(sd_event_source *s, void *arg)
 		remove_top(r);
 	if (d->nworkers > r->to)
 		busy = true;
+	if (d->remote != NULL && remote_step(r, now))
+		busy = true;
 	for (;;) {
 		if (r->current == NULL) {
 			if ((r->current = next_to_replace(r)) == NULL)
@@ -404,6 +423,79 @@ on_step(sd_event_source *s, void *arg)
 	if (!busy)
 		reload_done(r);
 	return 0;
+}
+
+static void
+on_remote_change(void *arg, enum remote_change what, const char *name,
+    uint32_t count)
+{
+	struct reload *r = arg;
+
+	switch (what) {
+	case REMOTE_ADDED:
+		note(r, RC_ADDED, CTL_CHANGE_NONE, "remote worker %s: its "
+		    "consumer is in the broker", name);
+		break;
+	case REMOTE_ADDED_DOWN:
+		note(r, RC_ADDED, CTL_CHANGE_NONE, "remote worker %s: its "
+		    "consumer is not created yet; `down' until it is", name);
+		break;
+	case REMOTE_ADDED_UNREACHABLE:
+		note(r, RC_ADDED, CTL_CHANGE_NONE, "remote worker %s: the "
+		    "broker is not reachable; `down' until its consumer is "
+		    "created there", name);
+		break;
+	case REMOTE_REMOVED:
+		note(r, RC_REMOVED, CTL_CHANGE_NONE, "remote worker %s: %u "
+		    "waiting broadcast%s answered `removed'; its consumer and "
+		    "stored messages stay in the broker (unlisted)", name,
+		    count, PLURAL(count));
+		break;
+	case REMOTE_NO_SLOT:
+		note(r, RC_FAILED, CTL_CHANGE_NONE, "remote worker %s: more "
+		    "than %u names since fanoutd started; needs a restart",
+		    name, 2 * FANOUT_REMOTE_MAX);
+		r->failed = true;
+		break;
+	}
+}
+
+static int
+on_remote_timer(sd_event_source *s, uint64_t usec, void *arg)
+{
+	struct reload *r = arg;
+
+	(void)s;
+	(void)usec;
+	reload_kick(r->d);
+	return 0;
+}
+
+/* Added remote workers: their consumers are created by remote.c's admin
+ * thread; the loop looks again every REMOTE_STEP_MS (no event crosses the
+ * threads), until start_timeout_ms.  True: still waiting. */
+#define REMOTE_STEP_MS	20
+static bool
+remote_step(struct reload *r, uint64_t now)
+{
+	struct fanoutd *d = r->d;
+
+	if (!remote_reload_step(d->remote, now >= r->remote_deadline,
+	    on_remote_change, r))
+		return false;
+	if (r->remote_src == NULL) {
+		if (sd_event_add_time(d->ev, &r->remote_src, CLOCK_MONOTONIC,
+		    0, 1000, on_remote_timer, r) < 0) {
+			/* Said now, then: `down' until created. */
+			(void)remote_reload_step(d->remote, true,
+			    on_remote_change, r);
+			return false;
+		}
+	}
+	(void)sd_event_source_set_time(r->remote_src,
+	    now + REMOTE_STEP_MS * 1000ULL);
+	(void)sd_event_source_set_enabled(r->remote_src, SD_EVENT_ONESHOT);
+	return true;
 }
 
 void
@@ -435,6 +527,13 @@ apply(struct reload *r, struct fanout_conf *next)
 	next->spool = old.spool;
 	next->spool_max_bytes = old.spool_max_bytes;
 	next->worker_start = old.worker_start;
+	if (d->remote == NULL) {
+		/* No broker at start: remote workers need a restart. */
+		char **names = next->remote_workers;
+
+		next->remote_workers = old.remote_workers;
+		old.remote_workers = names;
+	}
 
 	d->conf = *next;
 	fanoutd_conf_changed(d);
@@ -446,8 +545,15 @@ apply(struct reload *r, struct fanout_conf *next)
 		d->workers[i]->q.max_bytes = d->conf.queue_max_bytes;
 	}
 	rescale(r, &old);
+	if (d->remote != NULL) {
+		r->remote_deadline = now_usec() +
+		    d->conf.start_timeout_ms * 1000ULL;
+		remote_reload(d->remote, d->conf.remote_workers,
+		    on_remote_change, r);
+	}
 	conf_free(&old);
-	if (r->nchanges == 0 && r->from == r->to && !x.workers_differ)
+	if (r->nchanges == 0 && r->from == r->to && !x.workers_differ &&
+	    !x.remote_differ)
 		note(r, RC_UNCHANGED, CTL_CHANGE_NONE, "%s: no change",
 		    d->conf_path);
 }

@@ -42,6 +42,9 @@
 #define SUBJECT_MAX	(FANOUT_NAME_MAX * 2 + 64)
 #define PUBACK_MAX	1024	/* longer answers are not PubAcks */
 #define DEDUPE_WINDOW_NS ((int64_t)120 * 1000000000)
+/* Names fanoutd has had since it started, removed ones included: allocated
+ * once, so the admin thread never sees the array move. */
+#define REMOTE_SLOTS	(2 * FANOUT_REMOTE_MAX)
 
 /* A message published to one remote worker: first waiting for its PubAck
  * (on r->pubs), then, stored, for its receipt (on its worker's stored).
@@ -74,6 +77,14 @@ struct rworker {
 	uint32_t	 last_status;
 	uint8_t		 last_reason_len;
 	char		 last_reason[FANOUT_REASON_MAX];
+	/* under r->mu */
+	bool		 listed;	/* in remote_workers: a reload that
+					 * removes it leaves its slot, so
+					 * indices never move */
+	bool		 awaited;	/* added by a reload, its consumer not
+					 * created yet: `down' until it is */
+	bool		 just_added;	/* loop thread: the reload that added
+					 * it has not said how it went */
 	/* the admin thread's last look at its consumer, under r->mu */
 	bool		 known;		/* looked at, successfully */
 	bool		 pulling;	/* NumWaiting > 0 */
@@ -82,8 +93,9 @@ struct rworker {
 
 struct remote {
 	struct fanoutd	*d;
-	uint32_t	 n;
-	struct rworker	*w;
+	uint32_t	 n;		/* slots in use, under r->mu; a slot's
+					 * name never changes once it is */
+	struct rworker	*w;		/* REMOTE_SLOTS of them */
 	/* settings, copied: a reload frees the conf's strings */
 	char		**servers;
 	char		*ca, *cert, *key_path;
@@ -250,7 +262,8 @@ poll_consumers(struct remote *r, jsCtx *js)
 	}
 	if (s != NATS_OK)
 		return s;
-	if ((seen = calloc(r->n + 1, sizeof(*seen))) == NULL) {
+	/* Every slot: a reload may add one before the lock is taken. */
+	if ((seen = calloc(REMOTE_SLOTS, sizeof(*seen))) == NULL) {
 		jsConsumerInfoList_Destroy(cl);
 		return NATS_NO_MEMORY;
 	}
@@ -261,7 +274,8 @@ poll_consumers(struct remote *r, jsCtx *js)
 		if (ci == NULL || ci->Name == NULL)
 			continue;
 		for (j = 0; j < r->n; j++)
-			if (strcmp(r->w[j].name, ci->Name) == 0)
+			if (r->w[j].listed &&
+			    strcmp(r->w[j].name, ci->Name) == 0)
 				break;
 		if (j == r->n) {
 			/* Only a name fanoutctl can show as it is. */
@@ -288,7 +302,7 @@ poll_consumers(struct remote *r, jsCtx *js)
 	}
 	for (j = 0; j < r->n; j++) {
 		r->w[j].known = seen[j];
-		if (!seen[j])
+		if (!seen[j] && r->w[j].listed)
 			r->set_up = false;
 	}
 	pthread_mutex_unlock(&r->mu);
@@ -307,7 +321,7 @@ admin_thread(void *arg)
 	jsCtx *js = NULL;
 	natsStatus s;
 	bool set_up, warned = false;
-	uint32_t j;
+	uint32_t j, n;
 
 	if ((s = remote_options(r, &o)) != NATS_OK) {
 		log_warnx("remote: broker settings: %s", natsStatus_GetText(s));
@@ -316,6 +330,7 @@ admin_thread(void *arg)
 	pthread_mutex_lock(&r->mu);
 	while (!r->stop) {
 		set_up = r->set_up;
+		n = r->n;
 		pthread_mutex_unlock(&r->mu);
 		s = NATS_OK;
 		if (nc == NULL && (s = natsConnection_Connect(&nc, o)) ==
@@ -331,13 +346,32 @@ admin_thread(void *arg)
 				    "than max_message_bytes (%u) and headers",
 				    (long long)mp, r->max_message_bytes);
 			s = setup_stream(r, js);
-			for (j = 0; s == NATS_OK && j < r->n; j++)
-				s = setup_consumer(r, js, j);
-			if (s == NATS_OK) {
-				log_info("remote: stream %s and %u consumer%s "
-				    "ready", r->stream, r->n, PLURAL(r->n));
+			for (j = 0; s == NATS_OK && j < n; j++) {
 				pthread_mutex_lock(&r->mu);
+				set_up = r->w[j].listed;
+				pthread_mutex_unlock(&r->mu);
+				/* A removed one's consumer stays as it is. */
+				if (!set_up)
+					continue;
+				if ((s = setup_consumer(r, js, j)) != NATS_OK)
+					break;
+				pthread_mutex_lock(&r->mu);
+				if (r->w[j].awaited)
+					log_notice("remote: %s: consumer "
+					    "created; its verdicts are no "
+					    "longer `down'", r->w[j].name);
+				r->w[j].awaited = false;
+				pthread_mutex_unlock(&r->mu);
+			}
+			if (s == NATS_OK) {
+				log_info("remote: stream %s and its consumers "
+				    "ready", r->stream);
+				pthread_mutex_lock(&r->mu);
+				/* Unless a reload added one meanwhile. */
 				r->set_up = true;
+				for (j = 0; j < r->n; j++)
+					if (r->w[j].listed && r->w[j].awaited)
+						r->set_up = false;
 				pthread_mutex_unlock(&r->mu);
 			}
 		}
@@ -586,7 +620,7 @@ on_receipt(struct remote *r, natsMsg *msg)
 		return;
 	name = subj + r->rprefix_len;
 	for (j = 0; j < r->n; j++)
-		if (strcmp(r->w[j].name, name) == 0)
+		if (r->w[j].listed && strcmp(r->w[j].name, name) == 0)
 			break;
 	if (j == r->n)
 		return;		/* not one of ours (unlisted) */
@@ -699,9 +733,15 @@ remote_publish(struct remote *r, uint32_t j, struct msg *m)
 	natsMsg *nm = NULL;
 	struct rpend *p;
 	natsStatus s;
+	bool awaited;
 
 	if (r->nc == NULL ||
 	    natsConnection_Status(r->nc) != NATS_CONN_STATUS_CONNECTED)
+		return ACK_DOWN;
+	pthread_mutex_lock(&r->mu);
+	awaited = w->awaited;
+	pthread_mutex_unlock(&r->mu);
+	if (awaited)
 		return ACK_DOWN;
 	if ((p = calloc(1, sizeof(*p))) == NULL)
 		return ACK_DOWN;
@@ -797,7 +837,158 @@ remote_unlisted(struct remote *r, struct ctl_worker *recs,
 	return n;
 }
 
+/* Reload. */
+
+static struct rworker *remote_slot(struct remote *, const char *);
+
+bool
+remote_listed(const struct remote *r, uint32_t j)
+{
+	/* Written by the loop thread only: no lock to read it here. */
+	return j < r->n && r->w[j].listed;
+}
+
+/* Remote worker j is removed: what waits on it is answered `removed' now,
+ * its receipts are no longer read.  The broker keeps its consumer and what
+ * is stored for it (fanoutd never deletes): unlisted from now on. */
+static uint32_t
+remote_remove(struct remote *r, uint32_t j)
+{
+	struct rworker *w = &r->w[j];
+	struct rpend *p, *next;
+	uint32_t n = 0;
+
+	pthread_mutex_lock(&r->mu);
+	w->listed = false;
+	w->awaited = false;
+	pthread_mutex_unlock(&r->mu);
+	w->just_added = false;
+	for (p = TAILQ_FIRST(&r->pubs); p != NULL; p = next) {
+		next = TAILQ_NEXT(p, entry);
+		if (p->j != j)
+			continue;
+		TAILQ_REMOVE(&r->pubs, p, entry);
+		if (p->m != NULL && p->m->b != NULL)
+			n++;
+		bcast_remote_result(p->m, j, ACK_REMOVED, 0, NULL, 0);
+		rpend_free(p);
+	}
+	remote_expire(r, 0);	/* the timer, for what is left */
+	while ((p = TAILQ_FIRST(&w->stored)) != NULL) {
+		stored_remove(w, p);
+		if (p->m != NULL && p->m->b != NULL) {
+			n++;
+			bcast_remote_result(p->m, j, ACK_REMOVED, 0, NULL, 0);
+		}
+		rpend_free(p);
+	}
+	w->held = NULL;
+	return n;
+}
+
+static bool
+name_in(char *const *names, const char *name)
+{
+	for (; names != NULL && *names != NULL; names++)
+		if (strcmp(*names, name) == 0)
+			return true;
+	return false;
+}
+
+void
+remote_reload(struct remote *r, char *const *names, remote_change_cb *cb,
+    void *arg)
+{
+	struct rworker *w;
+	uint32_t j, n;
+
+	for (j = 0; j < r->n; j++)
+		if (r->w[j].listed && !name_in(names, r->w[j].name)) {
+			n = remote_remove(r, j);
+			cb(arg, REMOTE_REMOVED, r->w[j].name, n);
+		}
+	for (; names != NULL && *names != NULL; names++) {
+		for (j = 0; j < r->n; j++)
+			if (r->w[j].listed && strcmp(r->w[j].name, *names) == 0)
+				break;
+		if (j < r->n)
+			continue;
+		if ((w = remote_slot(r, *names)) == NULL) {
+			cb(arg, REMOTE_NO_SLOT, *names, 0);
+			continue;
+		}
+		w->just_added = true;
+		pthread_mutex_lock(&r->mu);
+		w->awaited = true;
+		r->set_up = false;	/* the admin thread creates it */
+		pthread_cond_broadcast(&r->cv);
+		pthread_mutex_unlock(&r->mu);
+	}
+	r->d->nremote = r->n;
+}
+
+bool
+remote_reload_step(struct remote *r, bool give_up, remote_change_cb *cb,
+    void *arg)
+{
+	bool awaited, reachable, waiting = false;
+	uint32_t j;
+
+	/* The loop connection's word: the admin thread may be waiting on a
+	 * connection that went away. */
+	reachable = r->nc != NULL &&
+	    natsConnection_Status(r->nc) == NATS_CONN_STATUS_CONNECTED;
+
+	for (j = 0; j < r->n; j++) {
+		struct rworker *w = &r->w[j];
+
+		if (!w->just_added)
+			continue;
+		pthread_mutex_lock(&r->mu);
+		awaited = w->awaited;
+		pthread_mutex_unlock(&r->mu);
+		if (!awaited)
+			cb(arg, REMOTE_ADDED, w->name, 0);
+		else if (give_up)
+			cb(arg, reachable ? REMOTE_ADDED_DOWN :
+			    REMOTE_ADDED_UNREACHABLE, w->name, 0);
+		else {
+			waiting = true;
+			continue;
+		}
+		w->just_added = false;
+	}
+	return waiting;
+}
+
 /* Start and end. */
+
+/* The slot of remote worker name: the one it had, or a new one.  Listed,
+ * under r->mu.  NULL: no slot left. */
+static struct rworker *
+remote_slot(struct remote *r, const char *name)
+{
+	struct rworker *w;
+	uint32_t j;
+
+	for (j = 0; j < r->n; j++)
+		if (strcmp(r->w[j].name, name) == 0)
+			break;
+	if (j == r->n && r->n == REMOTE_SLOTS)
+		return NULL;
+	w = &r->w[j];
+	pthread_mutex_lock(&r->mu);
+	if (j == r->n) {
+		snprintf(w->name, sizeof(w->name), "%s", name);
+		snprintf(w->subject, sizeof(w->subject), "%s.w.%s", r->prefix,
+		    w->name);
+		TAILQ_INIT(&w->stored);
+		r->n++;
+	}
+	w->listed = true;
+	pthread_mutex_unlock(&r->mu);
+	return w;
+}
 
 static int
 remote_copy_conf(struct remote *r, const struct fanout_conf *conf)
@@ -821,16 +1012,11 @@ remote_copy_conf(struct remote *r, const struct fanout_conf *conf)
 	r->queue_max = conf->queue_max_messages;
 	r->ack_wait_ms = conf->remote_ack_wait_ms;
 	r->max_message_bytes = conf->max_message_bytes;
-	r->n = conf_list_len(conf->remote_workers);
-	if (r->n > 0 && (r->w = calloc(r->n, sizeof(*r->w))) == NULL)
+	n = conf_list_len(conf->remote_workers);
+	if ((r->w = calloc(REMOTE_SLOTS, sizeof(*r->w))) == NULL)
 		return -1;
-	for (j = 0; j < r->n; j++) {
-		snprintf(r->w[j].name, sizeof(r->w[j].name), "%s",
-		    conf->remote_workers[j]);
-		snprintf(r->w[j].subject, sizeof(r->w[j].subject), "%s.w.%s",
-		    r->prefix, r->w[j].name);
-		TAILQ_INIT(&r->w[j].stored);
-	}
+	for (j = 0; j < n; j++)
+		(void)remote_slot(r, conf->remote_workers[j]);
 	return 0;
 }
 

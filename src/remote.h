@@ -18,6 +18,7 @@
 #ifndef FANOUT_REMOTE_H
 #define FANOUT_REMOTE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -58,5 +59,30 @@ void	remote_hist(struct remote *, uint32_t j, struct ctl_hist *,
  * names.  Returns how many. */
 uint32_t remote_unlisted(struct remote *, struct ctl_worker *recs,
 	    char (*names)[FANOUT_NAME_MAX + 1], uint32_t max);
+
+/* Reload: what happened to a remote worker, for the reload's report. */
+enum remote_change {
+	REMOTE_ADDED,		/* its consumer is there */
+	REMOTE_ADDED_DOWN,	/* the broker did not create it in time */
+	REMOTE_ADDED_UNREACHABLE, /* no broker: `down' until there is */
+	REMOTE_REMOVED,		/* count: broadcasts answered `removed' */
+	REMOTE_NO_SLOT,		/* too many names since fanoutd started */
+};
+typedef void remote_change_cb(void *arg, enum remote_change,
+	    const char *name, uint32_t count);
+/* Moves the remote workers to names: a name no longer there is removed at
+ * once (what waits on it is answered `removed'; its consumer and messages
+ * stay in the broker, unlisted); a new one is added, its consumer created
+ * by the admin thread, and its verdicts are `down' until it is.  Indices
+ * never move: a removed worker keeps its slot, and gets it back if a later
+ * reload lists it again. */
+void	remote_reload(struct remote *, char *const *names,
+	    remote_change_cb *, void *);
+/* Reports the workers remote_reload added whose consumers are now there
+ * (or all of them, with give_up).  True: some are still awaited. */
+bool	remote_reload_step(struct remote *, bool give_up,
+	    remote_change_cb *, void *);
+/* Whether slot j is a remote worker listed in remote_workers. */
+bool	remote_listed(const struct remote *, uint32_t j);
 
 #endif /* FANOUT_REMOTE_H */
