@@ -129,7 +129,6 @@ on_io(sd_event_source *s, int fd, uint32_t revents, void *arg)
 	natsConnection *nc = nl->io_nc;
 	unsigned gen = nl->io_gen;
 
-	(void)s;
 	(void)fd;
 	pthread_mutex_lock(&nl->mu);
 	if (nl->gen != gen) {
@@ -144,6 +143,19 @@ on_io(sd_event_source *s, int fd, uint32_t revents, void *arg)
 		natsConnection_ProcessReadEvent(nc);
 	if ((revents & EPOLLOUT) && gen == nl->io_gen)
 		natsConnection_ProcessWriteEvent(nc);
+	/* Once nats.c has given this socket up (it reconnects on a new one,
+	 * or is closed), our copy stays readable, at end of file, for ever:
+	 * watch it no more.  The next attach brings a new source. */
+	switch (natsConnection_Status(nc)) {
+	case NATS_CONN_STATUS_DISCONNECTED:
+	case NATS_CONN_STATUS_RECONNECTING:
+	case NATS_CONN_STATUS_CLOSED:
+		if (gen == nl->io_gen && nl->io_src == s)
+			(void)sd_event_source_set_enabled(s, SD_EVENT_OFF);
+		break;
+	default:
+		break;
+	}
 	nl->fn(nl->arg, NL_INPUT, NATS_OK);
 	return 0;
 }

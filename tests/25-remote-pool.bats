@@ -298,6 +298,23 @@ lines_of() {
 	    fail "r1:" "$(handled r1)"
 }
 
+@test "the broker gone: SIGTERM still stops fanoutd at once, exit 0" {
+	local t0
+
+	nats_start
+	pool_config 1 r1
+	start_fanoutd
+	wait_for "remote_is r1 missing" "$(ms 10000)"
+	nats_stop
+	wait_for "remote_is r1 down" "$(ms 10000)"
+	t0=$(date +%s%N)
+	kill -TERM "$FANOUTD_PID"
+	wait_pid_gone "$FANOUTD_PID" "$(ms 5000)" ||
+	    fail "fanoutd still runs 5 s after SIGTERM with the broker gone"
+	assert_file_line "$FANOUTD_LOG" '^fanoutd: stopped$'
+	echo "# stopped in $(( ($(date +%s%N) - t0) / 1000000 )) ms" >&3
+}
+
 @test "no broker at start: ready anyway, down until the broker comes" {
 	pool_config 1 r1 -- start_timeout_ms=$(ms 1500)
 	start_fanoutd
