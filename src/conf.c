@@ -925,8 +925,11 @@ conf_check_remote(const struct fanout_conf *conf,
 		bad = 1;
 	}
 	for (i = 0; i < nitems(files); i++) {
-		file = *(char *const *)((const char *)conf +
-		    conf_lookup(files[i])->off);
+		const struct conf_setting *cs = conf_lookup(files[i]);
+
+		if (cs == NULL)
+			continue;
+		file = *(char *const *)((const char *)conf + cs->off);
 		if (file[0] != '\0' && conf_check_readable(file,
 		    FOUND(files[i]), path, errs) < 0)
 			bad = 1;

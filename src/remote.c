@@ -147,7 +147,7 @@ remote_options(struct remote *r, natsOptions **out)
 	natsStatus s;
 	int n;
 
-	for (n = 0; r->servers[n] != NULL && n < CONF_NATS_SERVERS_MAX; n++)
+	for (n = 0; n < CONF_NATS_SERVERS_MAX && r->servers[n] != NULL; n++)
 		servers[n] = r->servers[n];
 	if ((s = natsOptions_Create(&o)) != NATS_OK)
 		return s;
@@ -530,7 +530,10 @@ on_puback(struct remote *r, natsMsg *msg)
 		bad_input("remote: a reply on %.80s: not ours", subj);
 		return;
 	}
+	/* cppcheck takes the loop's p->token for a use of p before the NULL
+	 * check below; the loop stops at NULL before that. */
 	TAILQ_FOREACH(p, &r->pubs, entry)
+		// cppcheck-suppress nullPointerRedundantCheck
 		if (p->token == token)
 			break;
 	if (p == NULL)
