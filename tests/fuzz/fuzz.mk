@@ -62,8 +62,9 @@ $(out)/fuzz_notify: $(out)/.dir $(F)/fuzz_notify.c $(S)/notify.c \
 	    $(F)/fuzz_notify.c $(S)/notify.c $(S)/util.c $(LIBSYSTEMD_LIBS)
 
 $(out)/fuzz_conf: $(out)/.dir $(F)/fuzz_conf.c $(S)/conf.c $(S)/conf.h \
-		$(S)/sock.c $(S)/sock.h $(S)/util.c $(S)/util.h $(HDRS)
+		$(S)/rconf.c $(S)/rconf.h $(S)/sock.c $(S)/sock.h $(S)/util.c \
+		$(S)/util.h $(HDRS)
 	$(FUZZ_CC) $(FUZZ_CFLAGS) $(LIBCONFIG_CFLAGS) -o $@ $(F)/fuzz_conf.c \
-	    $(S)/conf.c $(S)/sock.c $(S)/util.c $(LIBCONFIG_LIBS)
+	    $(S)/conf.c $(S)/rconf.c $(S)/sock.c $(S)/util.c $(LIBCONFIG_LIBS)
 
 .PHONY: build run
