@@ -148,6 +148,10 @@ static const struct conf_setting {
 	{ "remote_workers", CT_NAMES,
 	    offsetof(struct fanout_conf, remote_workers),
 	    1, CONF_REMOTE_WORKERS_MAX, 0, NULL, NULL },
+	/* 0: a new stream gets one, an existing one keeps its own. */
+	{ "nats_stream_replicas", CT_INT,
+	    offsetof(struct fanout_conf, nats_stream_replicas),
+	    0, 5, 0, NULL, NULL },
 	{ "remote_ack_wait_ms", CT_INT,
 	    offsetof(struct fanout_conf, remote_ack_wait_ms),
 	    100, 3600000, 30000, NULL, NULL },

@@ -103,6 +103,7 @@ struct fanout_conf {
 	char		*nats_tls_key;		/* a path or a credential */
 	char		*nats_subject_prefix;
 	char		*nats_stream;
+	uint32_t	 nats_stream_replicas;	/* 0: as the stream is */
 	char		**remote_workers;	/* names, NULL ended */
 	uint32_t	 remote_ack_wait_ms;
 };

@@ -35,7 +35,8 @@ static const char *const start_settings[] = {
 	/* remote.c reads them once, at start; remote_workers is said name
 	 * by name (remote_reload) */
 	"nats_servers", "nats_tls_ca", "nats_tls_cert", "nats_tls_key",
-	"nats_subject_prefix", "nats_stream", "remote_ack_wait_ms",
+	"nats_subject_prefix", "nats_stream", "nats_stream_replicas",
+	"remote_ack_wait_ms",
 };
 
 struct change {

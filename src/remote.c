@@ -89,6 +89,7 @@ struct rworker {
 	bool		 known;		/* looked at, successfully */
 	bool		 pulling;	/* NumWaiting > 0 */
 	uint64_t	 pending;	/* NumPending + NumAckPending */
+	uint8_t		 missed;	/* listings in a row without it */
 };
 
 struct remote {
@@ -103,6 +104,7 @@ struct remote {
 	char		 stream[FANOUT_NAME_MAX + 1];
 	uint32_t	 queue_max;
 	uint32_t	 ack_wait_ms;
+	uint32_t	 replicas;	/* 0: as the stream has it */
 	uint32_t	 max_message_bytes;
 	char		 nonce[40];	/* this instance's, for Nats-Msg-Id */
 	/* the loop connection: loop thread only */
@@ -174,7 +176,10 @@ out:
 
 /* The admin thread's part. */
 
-/* The stream, as issue 11 has it: created, or brought to these settings. */
+/* The stream, as issue 11 has it: created, or brought to these settings.
+ * Its replicas are nats_stream_replicas; unset, a new stream has one and
+ * an existing one keeps what it has: an administrator who scaled it must
+ * not see fanoutd undo that at its next start, or in a failover. */
 static natsStatus
 setup_stream(struct remote *r, jsCtx *js)
 {
@@ -196,10 +201,20 @@ setup_stream(struct remote *r, jsCtx *js)
 	sc.DiscardNewPerSubject = true;
 	sc.MaxMsgsPerSubject = r->queue_max;
 	sc.Duplicates = DEDUPE_WINDOW_NS;
+	sc.Replicas = r->replicas > 0 ? r->replicas : 1;
 	s = js_AddStream(&si, js, &sc, NULL, &jerr);
 	if (s != NATS_OK && jerr == JSStreamNameExistErr) {
 		jerr = 0;
-		s = js_UpdateStream(&si, js, &sc, NULL, &jerr);
+		if (r->replicas == 0) {
+			s = js_GetStreamInfo(&si, js, r->stream, NULL, &jerr);
+			if (s == NATS_OK && si->Config != NULL &&
+			    si->Config->Replicas > 0)
+				sc.Replicas = si->Config->Replicas;
+			jsStreamInfo_Destroy(si);
+			si = NULL;
+		}
+		if (s == NATS_OK)
+			s = js_UpdateStream(&si, js, &sc, NULL, &jerr);
 	}
 	if (s != NATS_OK)
 		log_warnx("remote: stream %s: %s (error %d): %s", r->stream,
@@ -239,8 +254,9 @@ setup_consumer(struct remote *r, jsCtx *js, uint32_t j)
 }
 
 /* Every consumer's state, in one listing: the listed workers' for status
- * (a missing one means set up again), and the names in the stream that
- * are not in remote_workers, shown as unlisted and never deleted. */
+ * (one missing twice in a row means set up again), and the names in the
+ * stream that are not in remote_workers, shown as unlisted and never
+ * deleted. */
 static natsStatus
 poll_consumers(struct remote *r, jsCtx *js)
 {
@@ -300,9 +316,17 @@ poll_consumers(struct remote *r, jsCtx *js)
 		r->w[j].pending = ci->NumPending + (uint64_t)(ci->NumAckPending >
 		    0 ? ci->NumAckPending : 0);
 	}
+	/* A consumer missing from one listing may be moving to another node
+	 * (a failover): only the second listing in a row without it says it
+	 * is gone and is to be created again. */
 	for (j = 0; j < r->n; j++) {
-		r->w[j].known = seen[j];
-		if (!seen[j] && r->w[j].listed)
+		if (seen[j])
+			r->w[j].missed = 0;
+		else if (r->w[j].missed < UINT8_MAX)
+			r->w[j].missed++;
+		if (seen[j] || r->w[j].missed >= 2)
+			r->w[j].known = seen[j];
+		if (r->w[j].missed >= 2 && r->w[j].listed)
 			r->set_up = false;
 	}
 	pthread_mutex_unlock(&r->mu);
@@ -1014,6 +1038,7 @@ remote_copy_conf(struct remote *r, const struct fanout_conf *conf)
 	snprintf(r->stream, sizeof(r->stream), "%s", conf->nats_stream);
 	r->queue_max = conf->queue_max_messages;
 	r->ack_wait_ms = conf->remote_ack_wait_ms;
+	r->replicas = conf->nats_stream_replicas;
 	r->max_message_bytes = conf->max_message_bytes;
 	n = conf_list_len(conf->remote_workers);
 	if ((r->w = calloc(REMOTE_SLOTS, sizeof(*r->w))) == NULL)

@@ -176,6 +176,24 @@ py() {
 	python3 -c 'import json, sys; o = json.load(sys.stdin); print(eval(sys.argv[1]))' "$1"
 }
 
+# stream_is R LEADER-RE: stream FANOUT has R replicas, all current, and
+# a leader whose name matches.
+stream_is() {
+	local j
+
+	j=$(js_api STREAM.INFO.FANOUT) || return 1
+	[ "$(py 'o["config"]["num_replicas"]' <<<"$j")" = "$1" ] &&
+	[ "$(py 'sum(1 for p in o["cluster"].get("replicas", []) if p["current"])' \
+	    <<<"$j")" = $(($1 - 1)) ] &&
+	[[ $(py 'o["cluster"].get("leader", "")' <<<"$j") =~ ^($2)$ ]]
+}
+
+# consumer_replicas NAME: how many nodes hold consumer NAME.
+consumer_replicas() {
+	js_api CONSUMER.INFO.FANOUT."$1" |
+	    py '1 + len(o["cluster"].get("replicas", []))'
+}
+
 # fanoutd_start: one local worker and remote worker host7, on the cluster,
 # with the example's settings (its TLS key as the credential nats.key).
 fanoutd_start() {
@@ -318,12 +336,12 @@ cluster_up() {
 	local i h leader cleader
 
 	cluster_up
-	# fanoutd made the stream, on one node (it has no replicas setting).
-	run js_api STREAM.INFO.FANOUT
-	assert_status 0
-	[ "$(py 'o["config"]["num_replicas"]' <<<"$output")" = 1 ] ||
-	    fail "not the stream fanoutd makes" "$output"
-	# A node that holds neither the stream nor its consumer goes away,
+	# fanoutd made the stream on the three nodes (nats_stream_replicas
+	# in the example); the consumer follows.
+	wait_for 'stream_is 3 "nats[123]"' "$(ms 15000)" ||
+	    fail "not the stream fanoutd makes" "$(js_api STREAM.INFO.FANOUT)"
+	wait_for '[ "$(consumer_replicas host7)" = 3 ]' "$(ms 10000)"
+	# A node that leads neither the stream nor its consumer goes away,
 	# host7's own if it is such a node: fanoutd and host7, if they were
 	# its clients, move to another; what is sent meanwhile is stored, and
 	# handled in order.
@@ -370,4 +388,69 @@ cluster_up() {
 	    '$JS.API.STREAM.INFO.FANOUT' ""
 	assert_status 1
 	assert_line 'Permissions Violation for Publish to "\$JS\.API\.STREAM\.INFO\.FANOUT"'
+}
+
+# The failover of issue 11: the stream's leader is killed while messages
+# are sent one after the other.  The stream has three replicas (the
+# example's nats_stream_replicas), and fanoutd keeps them through the
+# failover: a consumer missing from one listing is not set up again.
+@test "a cluster of three, R3: the stream leader killed mid-stream, nothing queued or acked is lost" {
+	local n leader victim t0 resumed=0 after=0 want replicas
+
+	cluster_up
+	wait_for 'stream_is 3 "nats[123]"' "$(ms 15000)" ||
+	    fail "not three replicas" "$(js_api STREAM.INFO.FANOUT)"
+	wait_for '[ "$(consumer_replicas host7)" = 3 ]' "$(ms 10000)"
+
+	# The stream's leader is killed; messages go on, one at a time.
+	leader=$(js_api STREAM.INFO.FANOUT | py 'o["cluster"]["leader"]')
+	victim=${leader#nats}
+	kill -KILL "${NODE_PID[$victim]}"
+	wait_pid_gone "${NODE_PID[$victim]}" "$(ms 5000)"
+	t0=$(now_ms)
+	n=3
+	# Publishing resumes: five in a row stored (acked or queued) again,
+	# within 30 s.
+	while [ "$after" -lt 5 ]; do
+		[ $(($(now_ms) - t0)) -lt "$(ms 30000)" ] ||
+		    fail "no publishing 30 s after $leader was killed:" \
+		    "$(cat "$T/verdicts")"
+		n=$((n + 1))
+		send_one "m$n"
+		case $VERDICT in
+		acked|queued)
+			after=$((after + 1))
+			[ "$resumed" -gt 0 ] || resumed=$(($(now_ms) - t0)) ;;
+		down) after=0 ;;
+		*) fail "m$n: $VERDICT" "$(show_run)" ;;
+		esac
+	done
+	echo "# $leader killed: stored again after $resumed ms," \
+	    "$n messages" >&3
+	# Still three replicas for the stream (two of them running).
+	run js_api STREAM.INFO.FANOUT
+	assert_status 0
+	replicas=$(py 'o["config"]["num_replicas"]' <<<"$output")
+	[ "$replicas" = 3 ] ||
+	    fail "the stream has $replicas replica(s) after the failover"
+
+	# Every message reported acked or queued is handled, once, in the
+	# order it was sent, with the killed node still down; a `down' one
+	# may have been stored or not.
+	want=$(awk '$2 == "acked" || $2 == "queued" { print $1 }' \
+	    "$T/verdicts")
+	wait_for '[ -z "$(comm -23 <(printf "%s\n" "$want" | sort) \
+	    <(handled | sort))" ]' "$(ms 20000)" ||
+	    fail "lost:" "$(comm -23 <(printf '%s\n' "$want" | sort) \
+	    <(handled | sort))" "handled:" "$(handled)"
+	[ "$(handled | sort | uniq -d)" = "" ] ||
+	    fail "handled twice:" "$(handled | sort | uniq -d)"
+	[ "$(handled | sed 's/^m//' | sort -n)" = "$(handled | sed 's/^m//')" ] ||
+	    fail "out of order:" "$(handled)"
+	[ "$(handled | awk -F m '$2 < 1 || $2 > n' n="$n")" = "" ] ||
+	    fail "handled what was not sent:" "$(handled)"
+
+	# The killed node comes back and catches up.
+	node_start "$victim"
+	wait_for 'stream_is 3 "nats[123]"' "$(ms 20000)"
 }
