@@ -61,6 +61,17 @@ struct rpend {
 };
 TAILQ_HEAD(rpend_list, rpend);
 
+/* A receipt that came before its message's PubAck: in a cluster the
+ * PubAck waits for a quorum of nodes, while the worker may already have
+ * the message, and the receipt takes another way. */
+struct early {
+	uint64_t	 seq;
+	uint32_t	 status;
+	uint8_t		 reason_len;
+	char		 reason[FANOUT_REASON_MAX];
+};
+#define EARLY_MAX	4	/* per worker; more would be `queued' */
+
 struct rworker {
 	char		 name[FANOUT_NAME_MAX + 1];
 	char		 subject[SUBJECT_MAX];	/* PREFIX.w.NAME */
@@ -90,6 +101,9 @@ struct rworker {
 	bool		 pulling;	/* NumWaiting > 0 */
 	uint64_t	 pending;	/* NumPending + NumAckPending */
 	uint8_t		 missed;	/* listings in a row without it */
+	/* loop thread */
+	struct early	*early;		/* EARLY_MAX, from the first one */
+	uint8_t		 nearly;
 };
 
 struct remote {
@@ -538,6 +552,62 @@ bad_input(const char *fmt, const char *what)
 		log_warnx(fmt, what);
 }
 
+/* Whether a message for worker j waits for its PubAck. */
+static bool
+publishing(const struct remote *r, uint32_t j)
+{
+	const struct rpend *p;
+
+	TAILQ_FOREACH(p, &r->pubs, entry)
+		if (p->j == j)
+			return true;
+	return false;
+}
+
+static void
+early_keep(struct rworker *w, uint64_t seq, uint32_t status,
+    const char *reason, size_t len)
+{
+	struct early *e;
+
+	if (w->early == NULL &&
+	    (w->early = calloc(EARLY_MAX, sizeof(*w->early))) == NULL)
+		return;		/* its verdict will be `queued' */
+	if (w->nearly == EARLY_MAX) {
+		memmove(w->early, w->early + 1,
+		    (EARLY_MAX - 1) * sizeof(*w->early));
+		w->nearly--;
+	}
+	e = &w->early[w->nearly++];
+	e->seq = seq;
+	e->status = status;
+	e->reason_len = (uint8_t)len;
+	if (len > 0)
+		memcpy(e->reason, reason, len);
+}
+
+/* The early receipt for seq, if one came; those before it are for
+ * messages the broker has since confirmed or never will. */
+static bool
+early_take(struct rworker *w, uint64_t seq, struct early *out)
+{
+	bool found = false;
+	uint8_t i = 0;
+
+	while (i < w->nearly && w->early[i].seq < seq)
+		i++;
+	if (i < w->nearly && w->early[i].seq == seq) {
+		*out = w->early[i++];
+		found = true;
+	}
+	if (i > 0) {
+		memmove(w->early, w->early + i,
+		    (size_t)(w->nearly - i) * sizeof(*w->early));
+		w->nearly = (uint8_t)(w->nearly - i);
+	}
+	return found;
+}
+
 static void
 on_puback(struct remote *r, natsMsg *msg)
 {
@@ -545,6 +615,7 @@ on_puback(struct remote *r, natsMsg *msg)
 	size_t ilen = strlen(r->inbox);
 	char json[PUBACK_MAX + 1];
 	uint64_t token, seq, code = 0;
+	struct early e;
 	struct rpend *p;
 	bool away;
 	int len = natsMsg_GetDataLength(msg);
@@ -615,6 +686,11 @@ on_puback(struct remote *r, natsMsg *msg)
 			rpend_free(p);
 			return;
 		}
+		if (early_take(w, seq, &e)) {
+			remote_result(r, p, e.status, e.reason, e.reason_len);
+			rpend_free(p);
+			return;
+		}
 		TAILQ_INSERT_TAIL(&w->stored, p, entry);
 		w->nstored++;
 		if (w->held == NULL)
@@ -668,6 +744,12 @@ on_receipt(struct remote *r, natsMsg *msg)
 	while ((p = TAILQ_FIRST(&w->stored)) != NULL && p->seq < seq) {
 		stored_remove(w, p);
 		rpend_free(p);
+	}
+	if (p == NULL && publishing(r, j)) {
+		/* Before its PubAck, which is on its way. */
+		early_keep(w, seq, (uint32_t)status, natsMsg_GetData(msg),
+		    (size_t)len);
+		return;
 	}
 	if (p == NULL || p->seq != seq)
 		return;		/* a receipt sent again, or from before */
@@ -1206,11 +1288,13 @@ remote_free(struct fanoutd *d)
 		TAILQ_REMOVE(&r->pubs, p, entry);
 		rpend_free(p);
 	}
-	for (j = 0; j < r->n; j++)
+	for (j = 0; j < r->n; j++) {
 		while ((p = TAILQ_FIRST(&r->w[j].stored)) != NULL) {
 			stored_remove(&r->w[j], p);
 			rpend_free(p);
 		}
+		free(r->w[j].early);
+	}
 	conf_argv_free(r->servers);
 	free(r->ca);
 	free(r->cert);
