@@ -378,7 +378,7 @@ status_worker_json(const struct reply *rp, const struct worker_rec *r)
 	const struct ctl_worker *w = &r->w;
 
 	return j_named(r, json_pack("{s:o, s:o, s:o, s:s, s:o, s:o, s:o, s:o, "
-	    "s:o, s:o, s:o, s:o, s:o, s:o}",
+	    "s:o, s:o, s:o, s:o, s:o, s:o, s:o}",
 	    "index", j_int(w->index),
 	    "pid", j_int_or_null(w->pid != 0, w->pid),
 	    "port", j_int(w->port),
@@ -388,6 +388,8 @@ status_worker_json(const struct reply *rp, const struct worker_rec *r)
 	    "failed_count", j_int((json_int_t)w->failed),
 	    "queued_count", j_int(w->queued),
 	    "queued_bytes", j_int((json_int_t)w->queued_bytes),
+	    "oldest_ms", j_int_or_null(w->oldest_ms != 0,
+		(json_int_t)w->oldest_ms),
 	    "restarts", j_int(w->restarts),
 	    "last_rtt_ms", j_ms_or_null(w->last_rtt_us != 0, w->last_rtt_us),
 	    "next_try_ms", j_int_or_null(w->state == WS_BACKOFF,
@@ -545,7 +547,7 @@ output_send_line(const struct reply *rp, bool json)
  */
 enum status_col {
 	SC_WORKER, SC_PID, SC_PORT, SC_STATE, SC_FOR, SC_NEXT, SC_ACKED,
-	SC_FAILED, SC_QUEUED, SC_BYTES, SC_RTT, SC_RESTARTS, SC_LAST,
+	SC_FAILED, SC_QUEUED, SC_BYTES, SC_OLDEST, SC_RTT, SC_RESTARTS, SC_LAST,
 	SC_LASTFAIL, SC_NCOLS
 };
 
@@ -563,6 +565,7 @@ static const struct {
 	[SC_FAILED] =	{ "FAILED", true },
 	[SC_QUEUED] =	{ "QUEUED", true },
 	[SC_BYTES] =	{ "BYTES", true },
+	[SC_OLDEST] =	{ "OLDEST", false },
 	[SC_RTT] =	{ "RTT", false },
 	[SC_RESTARTS] =	{ "RESTARTS", true },
 	[SC_LAST] =	{ "LAST", false },
@@ -614,6 +617,10 @@ status_cell(char *buf, size_t len, const struct worker_rec *r,
 	case SC_BYTES:
 		snprintf(buf, len, "%" PRIu64, w->queued_bytes);
 		break;
+	case SC_OLDEST:
+		if (w->oldest_ms == 0)
+			return "-";
+		return fmt_dur(buf, len, w->oldest_ms);
 	case SC_RTT:
 		return fmt_rtt(buf, len, w->last_rtt_us);
 	case SC_RESTARTS:

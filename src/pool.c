@@ -1102,6 +1102,8 @@ worker_record(const struct worker *w, uint64_t now, struct ctl_worker *r)
 	r->state_ms = (now - w->state_usec) / 1000;
 	r->queued = w->q.n;
 	r->queued_bytes = w->q.bytes;
+	if (w->q.n > 0)
+		r->oldest_ms = age_ms(now, queue_at(&w->q, 0)->accepted_usec);
 	r->last_rtt_us = w->last_rtt_us;
 	if (w->state == W_BACKOFF && w->retry_usec > now)
 		r->next_try_ms = (uint32_t)((w->retry_usec - now) / 1000);

@@ -35,7 +35,8 @@
 
 #include <stdint.h>
 
-#define FANOUT_PROTO_VERSION	6	/* 6: remote workers in CTL_WORKER;
+#define FANOUT_PROTO_VERSION	7	/* 7: oldest_ms in CTL_WORKER;
+					 * 6: remote workers in CTL_WORKER;
 					 * 5: spool, queue requests;
 					 * 4: worker link handshake, reload;
 					 * 3: handler results; 2: supervision */
@@ -277,6 +278,10 @@ enum handler_status {
  *	status		ACK_FAILED: the handler's result (enum handler_status);
  *			CTL_STATUS: the last failure's, 0 if none
  *	failed		messages this worker slot's handler failed, of acked
+ *	oldest_ms	how long the oldest message waiting for this worker's
+ *			ack has waited, milliseconds, at least 1; 0: none
+ *			waits, or (a remote worker) none that this fanoutd
+ *			published (it started after them)
  *
  * then the name (name_len bytes, remote workers only), then the reason
  * (0..FANOUT_REASON_MAX bytes): the handler's for ACK_FAILED; in CTL_STATUS
@@ -318,7 +323,8 @@ enum handler_status {
 	F(u8, exit_code) \
 	F(u16, name_len) \
 	F(u32, status) \
-	F(u64, failed)
+	F(u64, failed) \
+	F(u64, oldest_ms)
 
 /*
  * CTL_DAEMON payload, once per CTL_STATUS reply before CTL_END, then the

@@ -900,6 +900,12 @@ remote_record(struct remote *r, uint32_t j, struct ctl_worker *rec,
 	rec->failed = w->failed;
 	rec->last_rtt_us = w->last_rtt_us;
 	rec->status = w->last_status;
+	/* The oldest this fanoutd published with no receipt yet; the broker
+	 * has the age of those from before it started, but would need one
+	 * request per worker for each status. */
+	if (!TAILQ_EMPTY(&w->stored))
+		rec->oldest_ms = age_ms(loop_now(r->d),
+		    TAILQ_FIRST(&w->stored)->accepted_usec);
 	pthread_mutex_lock(&r->mu);
 	rec->state = !connected || !r->reachable || !w->known ? WS_DOWN :
 	    w->pulling ? WS_PULLING : WS_MISSING;

@@ -42,6 +42,12 @@ now_usec(void)
 	return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
 }
 
+uint64_t
+age_ms(uint64_t now, uint64_t since)
+{
+	return now > since + 1000 ? (now - since) / 1000 : 1;
+}
+
 void
 str_escape(char *out, size_t outlen, const void *in, size_t inlen)
 {

@@ -17,6 +17,8 @@ int		 parse_uint(const char *, uint64_t min, uint64_t max,
 		    uint64_t *);
 /* CLOCK_MONOTONIC in microseconds. */
 uint64_t	 now_usec(void);
+/* Milliseconds from since to now, at least 1: 0 is kept for "none". */
+uint64_t	 age_ms(uint64_t now, uint64_t since);
 /* Escapes bytes for a log line: printable ASCII kept, the rest as \xNN. */
 void		 str_escape(char *out, size_t outlen, const void *in,
 		    size_t inlen);

@@ -141,11 +141,14 @@ print(rows)
 }
 
 # status_re I STATE ACKED QUEUED: the documented table row of worker I:
-# WORKER PID PORT STATE FOR NEXT ACKED FAILED QUEUED BYTES RTT RESTARTS
+# WORKER PID PORT STATE FOR NEXT ACKED FAILED QUEUED BYTES OLDEST RTT RESTARTS
 # LAST LASTFAIL, numbers aligned right.
 status_re() {
+	local oldest='[0-9.hms]+'
+
+	[ "$4" != 0 ] || oldest=-
 	printf '%s' "^ +$1 +([0-9]+) +$((BASE_PORT + $1)) +$2 +[0-9.hms]+ +- +" \
-	    "$3 +0 +$4 +[0-9]+ +([0-9]+\\.[0-9]{3}ms|-) +0 +- +-\$"
+	    "$3 +0 +$4 +[0-9]+ +$oldest +([0-9]+\\.[0-9]{3}ms|-) +0 +- +-\$"
 }
 
 @test "status: the daemon, a table of the workers, a summary; counts follow" {
@@ -159,7 +162,7 @@ status_re() {
 	[ "${#lines[@]}" -eq 6 ] || fail "expected 6 lines" "$(show_run)"
 	re="^fanoutd [^ ]+  pid $FANOUTD_PID  up 3/3  uptime [0-9.hms]+  accepted 0\$"
 	[[ ${lines[0]} =~ $re ]] || fail "bad daemon line, not /$re/" "$(show_run)"
-	re='^WORKER +PID  PORT  STATE +FOR +NEXT  ACKED  FAILED  QUEUED  BYTES  RTT +RESTARTS  LAST +LASTFAIL$'
+	re='^WORKER +PID  PORT  STATE +FOR +NEXT  ACKED  FAILED  QUEUED  BYTES  OLDEST  RTT +RESTARTS  LAST +LASTFAIL$'
 	[[ ${lines[1]} =~ $re ]] || fail "bad header, not /$re/" "$(show_run)"
 	for i in 0 1 2; do
 		re=$(status_re "$i" up 0 0)

@@ -170,6 +170,11 @@ link_flaps() {
 	[ -e "$T/worker-1.msg-$first" ] && [ -e "$T/worker-1.msg-$MSG_ID" ] ||
 	    fail "worker 1 did not get both messages"
 	worker_is 0 up acked 2 queued 0 || fail "worker 0" "$(ctl status)"
+	# The oldest has waited at least the ack timeout; worker 0 has none.
+	[[ $(status_field 1 oldest) =~ ^[0-9.]+[hms]+$ ]] &&
+	[ "$(status_field 0 oldest)" = - ] || fail "OLDEST" "$(ctl status)"
+	run ctl -j status
+	json_check "o['workers'][0]['oldest_ms'] is None and o['workers'][1]['oldest_ms'] >= $(ms 300)"
 }
 
 @test "the client's -t, when smaller, bounds the wait for acks" {

@@ -178,7 +178,7 @@ lines_of() {
 	run ctl status
 	assert_status 0
 	# (QUEUED is the broker's word at its last poll: not checked here.)
-	assert_line '^ +r2 +- +- +pulling +- +- +6 +0 +[0-9]+ +0 +[0-9.]+ms '
+	assert_line '^ +r2 +- +- +pulling +- +- +6 +0 +[0-9]+ +0 +- +[0-9.]+ms '
 	# Pipelined: 40 messages in flight 8 at a time, all acked by all.
 	run bash -c "seq -f 'line %g' 40 | timeout -k 2 $(ms 60) \
 	    '$FANOUTCTL' -s '$SOCK' send --window 8 -"
@@ -225,6 +225,16 @@ lines_of() {
 	    "$(ms 5000)"
 	run ctl check
 	assert_status 1
+	# Status says how long r2's oldest has waited; r1 has none waiting.
+	run ctl status
+	assert_status 0
+	[ "$(printf '%s\n' "$output" | awk '
+	    $1 == "WORKER" { for (k = 1; k <= NF; k++) c[$k] = k; next }
+	    $1 == "r1" || $1 == "r2" { printf "%s=%s\n", $1, $c["OLDEST"] }' |
+	    sed 's/=[0-9.]*[0-9]m*s$/=AGE/' | tr '\n' ' ')" = "r1=- r2=AGE " ] ||
+	    fail "OLDEST" "$(show_run)"
+	run ctl -j status
+	json_check '[(w["oldest_ms"] or 0) > 0 for w in o["workers"] if w.get("name") == "r2"] == [True]'
 	rw_start r2
 	wait_for '[ "$(lines_of r2)" -ge 3 ]' "$(ms 15000)"
 	[ "$(handled r2)" = "$(printf 'backlog %s\n' 1 2 3)" ] ||

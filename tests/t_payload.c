@@ -118,9 +118,9 @@ test_lengths(void **state)
 	 * state_ms u64 (28), queued u32 (36), queued_bytes u64 (40),
 	 * last_rtt_us u32 (48), next_try_ms u32 (52), exit_kind u8 (56),
 	 * exit_code u8 (57), name_len u16 (58), status u32 (60),
-	 * failed u64 (64): 72 bytes.
+	 * failed u64 (64), oldest_ms u64 (72): 80 bytes.
 	 */
-	assert_int_equal(CTL_WORKER_LEN, 72);
+	assert_int_equal(CTL_WORKER_LEN, 80);
 	/* index u32, refused u64, rtt_count u64, rtt_sum_us u64 */
 	assert_int_equal(CTL_HIST_LEN, 28);
 	/* The largest frame is a CTL_SEND with the largest message. */
