@@ -426,6 +426,9 @@ ctl_status_reply(struct ctl_conn *c, const struct frame_hdr *h,
 			continue;	/* removed: among the unlisted */
 		remote_record(d->remote, i, &rec, &name, &reason, &reason_len);
 		ctl_worker_frame(c, h->id, &rec, name, reason, reason_len);
+		/* In the counts beside the local ones: pulling is up. */
+		e.workers++;
+		e.acked += rec.state == WS_PULLING;
 		if (counters) {
 			remote_hist(d->remote, i, &hs, buckets);
 			ctl_hist_put(c, h->id, &hs, buckets);

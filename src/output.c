@@ -296,8 +296,8 @@ j_named(const struct worker_rec *r, json_t *o)
 {
 	if (o == NULL)
 		json_oom();
-	if (r->w.name_len > 0 &&
-	    json_object_set_new(o, "name", json_string(r->name)) < 0)
+	if (json_object_set_new(o, "name", r->w.name_len > 0 ?
+	    json_string(r->name) : json_null()) < 0)
 		json_oom();
 	return o;
 }
@@ -306,13 +306,13 @@ static json_t *
 send_worker_json(const struct reply *rp, const struct worker_rec *r)
 {
 	const struct ctl_worker *w = &r->w;
-	bool failed = w->outcome == ACK_FAILED;
+	bool failed = w->outcome == ACK_FAILED, local = w->name_len == 0;
 
 	return j_named(r, json_pack("{s:o, s:o, s:o, s:s, s:s, s:o, s:o, s:o, "
 	    "s:o}",
-	    "index", j_int(w->index),
+	    "index", j_int_or_null(local, w->index),
 	    "pid", j_int_or_null(w->pid != 0, w->pid),
-	    "port", j_int(w->port),
+	    "port", j_int_or_null(local, w->port),
 	    "state", NAME(state_names, w->state),
 	    "outcome", NAME(outcome_names, w->outcome),
 	    "rtt_ms", j_ms_or_null(w->outcome == ACK_OK, w->rtt_us),
@@ -376,21 +376,25 @@ static json_t *
 status_worker_json(const struct reply *rp, const struct worker_rec *r)
 {
 	const struct ctl_worker *w = &r->w;
+	bool local = w->name_len == 0;
 
+	/* What a remote worker does not have (a process, a port, a state
+	 * with a start, the size of what its broker holds) is null. */
 	return j_named(r, json_pack("{s:o, s:o, s:o, s:s, s:o, s:o, s:o, s:o, "
 	    "s:o, s:o, s:o, s:o, s:o, s:o, s:o}",
-	    "index", j_int(w->index),
+	    "index", j_int_or_null(local, w->index),
 	    "pid", j_int_or_null(w->pid != 0, w->pid),
-	    "port", j_int(w->port),
+	    "port", j_int_or_null(local, w->port),
 	    "state", NAME(state_names, w->state),
-	    "state_ms", j_int((json_int_t)w->state_ms),
+	    "state_ms", j_int_or_null(local, (json_int_t)w->state_ms),
 	    "acked_count", j_int((json_int_t)w->acked),
 	    "failed_count", j_int((json_int_t)w->failed),
 	    "queued_count", j_int(w->queued),
-	    "queued_bytes", j_int((json_int_t)w->queued_bytes),
+	    "queued_bytes", j_int_or_null(local,
+		(json_int_t)w->queued_bytes),
 	    "oldest_ms", j_int_or_null(w->oldest_ms != 0,
 		(json_int_t)w->oldest_ms),
-	    "restarts", j_int(w->restarts),
+	    "restarts", j_int_or_null(local, w->restarts),
 	    "last_rtt_ms", j_ms_or_null(w->last_rtt_us != 0, w->last_rtt_us),
 	    "next_try_ms", j_int_or_null(w->state == WS_BACKOFF,
 		w->next_try_ms),

@@ -349,10 +349,12 @@ enum handler_status {
  * CTL_END payload, ends every reply:
  *	result		enum ctl_result
  *	acked		CTL_SEND: workers that acknowledged;
- *			CTL_STATUS, CTL_RELOAD: workers up
+ *			CTL_STATUS, CTL_RELOAD: workers up (CTL_STATUS:
+ *			remote workers pulling included)
  *	workers		CTL_SEND: workers the message was for;
- *			CTL_STATUS: the pool size (retiring workers
- *			included); CTL_RELOAD: the new pool size
+ *			CTL_STATUS: the pool size (retiring workers and
+ *			remote workers included); CTL_RELOAD: the new
+ *			local pool size
  *	limit		CTL_RES_TOOBIG: max_message_bytes; CTL_SEND replies:
  *			the ack timeout applied, in ms; otherwise 0
  *	msg_id		the message id given to the broadcast (CTL_SEND), or 0

@@ -152,25 +152,26 @@ stats_json(const struct reply *rp)
 	for (i = 0; i < rp->nrec; i++) {
 		const struct ctl_worker *w = &rp->rec[i].w;
 		const struct hist_rec *hr = hist_of(rp, i);
+		bool local = w->name_len == 0;
 
-		json_t *o;
-
-		o = must(json_pack(
-		    "{s:I,s:s,s:I,s:I,s:o,s:I,s:I,s:I,s:o}",
-		    "index", (json_int_t)w->index,
+		/* As in status: what a remote worker has not is null. */
+		json_array_append_new(workers, must(json_pack(
+		    "{s:o,s:o,s:s,s:I,s:I,s:o,s:I,s:o,s:o,s:o}",
+		    "index", local ? json_integer((json_int_t)w->index) :
+		    json_null(),
+		    "name", local ? json_null() :
+		    must(json_string(rp->rec[i].name)),
 		    "state", output_state(w->state),
 		    "acked_count", (json_int_t)w->acked,
 		    "failed_count", (json_int_t)w->failed,
 		    "refused_count", hr ? json_integer((json_int_t)
 		    hr->h.refused) : json_null(),
 		    "queued_count", (json_int_t)w->queued,
-		    "queued_bytes", (json_int_t)w->queued_bytes,
-		    "restarts", (json_int_t)w->restarts,
-		    "rtt", j_rtt(hr)));
-		if (w->name_len > 0)
-			json_object_set_new(o, "name",
-			    must(json_string(rp->rec[i].name)));
-		json_array_append_new(workers, o);
+		    "queued_bytes", local ? json_integer((json_int_t)
+		    w->queued_bytes) : json_null(),
+		    "restarts", local ? json_integer((json_int_t)
+		    w->restarts) : json_null(),
+		    "rtt", j_rtt(hr))));
 	}
 	output_json(json_pack("{s:i,s:o,s:I,s:I,s:o}", "format",
 	    OUTPUT_JSON_FORMAT, "daemon", daemon, "workers_total",

@@ -174,9 +174,21 @@ lines_of() {
 	# JSON names remote workers; status shows them with their counts.
 	run ctl --json send "message 6"
 	assert_status 0
-	json_check 'sorted(w.get("name", str(w["index"])) for w in o["workers"]) == ["0", "1", "r1", "r2", "r3"]'
+	json_check 'sorted(w["name"] or str(w["index"]) for w in o["workers"]) == ["0", "1", "r1", "r2", "r3"]'
+	json_check 'all((w["index"], w["port"]) == (None, None) for w in o["workers"] if w["name"])'
+	# What a remote worker has not is null; the counts include them.
+	run ctl -j status
+	assert_status 0
+	json_check 'o["workers_total"] == 5 and o["workers_up"] == 5'
+	json_check 'all((w["index"], w["pid"], w["port"], w["state_ms"], w["queued_bytes"], w["restarts"]) == (None,) * 6 for w in o["workers"] if w["name"])'
+	json_check '[w["name"] for w in o["workers"]] == [None, None, "r1", "r2", "r3"]'
+	run ctl -j stats
+	assert_status 0
+	json_check 'o["workers_total"] == 5 and [w["name"] or w["index"] for w in o["workers"]] == [0, 1, "r1", "r2", "r3"]'
 	run ctl status
 	assert_status 0
+	assert_line '^fanoutd [^ ]+  pid [0-9]+  up 5/5  '
+	assert_line '^5/5 workers up, [0-9]+ queued$'
 	# (QUEUED is the broker's word at its last poll: not checked here.)
 	assert_line '^ +r2 +- +- +pulling +- +- +6 +0 +[0-9]+ +0 +- +[0-9.]+ms '
 	# Pipelined: 40 messages in flight 8 at a time, all acked by all.
