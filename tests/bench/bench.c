@@ -52,9 +52,12 @@
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <net/if.h>
+#include <netinet/in.h>
+#include <arpa/inet.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <ftw.h>
 #include <getopt.h>
 #include <limits.h>
 #include <math.h>
@@ -99,6 +102,7 @@ struct sample {
 	double	pl_n;
 	double	cpu_cl, cpu_pl, wcpu_pl;	/* microseconds per broadcast */
 	double	rw_pl, wrw_pl;			/* read/write calls per bcast */
+	double	bcpu_pl;			/* nats-server, us per bcast */
 	double	rss_idle, rss_load, wpss;	/* KiB */
 };
 
@@ -133,6 +137,8 @@ static const struct metric {
 	    offsetof(struct sample, cpu_pl), B_LOWER, false },
 	{ "workers_cpu_us_pipelined", "workers cpu us/bcast, pipelined",
 	    offsetof(struct sample, wcpu_pl), B_LOWER, false },
+	{ "broker_cpu_us_pipelined", "broker cpu us/bcast, pipelined",
+	    offsetof(struct sample, bcpu_pl), B_LOWER, false },
 	{ "daemon_rw_calls_pipelined", "daemon read+write calls/bcast",
 	    offsetof(struct sample, rw_pl), B_LOWER, false },
 	{ "workers_rw_calls_pipelined", "workers read+write calls/bcast",
@@ -164,6 +170,14 @@ struct bench {
 	const char	*handler_mode;
 	bool		 spool;		/* fanout keeps queued messages on disk */
 	char		*fanoutd, *worker, *ref;
+	/* remote workers: R each, fanout's through nats-server */
+	uint32_t	 rsizes[SIZES_MAX];
+	unsigned	 nrsizes;
+	unsigned	 rduration_ms;
+	bool		 nats_refpubacks;
+	char		*nats_server, *rworker, *nref;
+	const char	*remote_state;	/* the remote workers' state dirs */
+	pid_t		 broker;	/* the nats-server running, or 0 */
 
 	char		 dir[128];	/* socket paths must stay short */
 	int		 nfd;		/* our NOTIFY_SOCKET */
@@ -171,6 +185,7 @@ struct bench {
 	bool		 failed;	/* keep dir for the logs */
 	/* [size][target][run], the start-up ones at index nsizes */
 	struct sample	 s[SIZES_MAX + 1][T_COUNT][RUNS_MAX];
+	struct sample	 rs[SIZES_MAX][T_COUNT][RUNS_MAX];
 };
 
 /* A control connection and the one request frame it sends over and over. */
@@ -532,11 +547,28 @@ spawn(struct bench *bn, char *const argv[], const char *logpath,
 	return -1;
 }
 
+/* True when our one child left is the broker, which outlives a target. */
+static bool
+only_broker_left(const struct bench *bn)
+{
+	char path[64], buf[4096], *end;
+
+	if (bn->broker == 0)
+		return false;
+	snprintf(path, sizeof(path), "/proc/self/task/%d/children",
+	    (int)getpid());
+	if (read_text(path, buf, sizeof(buf)) <= 0)
+		return false;
+	return strtol(buf, &end, 10) == bn->broker &&
+	    strtol(end, NULL, 10) == 0;
+}
+
 /* Reaps what is left: we are the subreaper of the target's children. */
 static void
-reap_orphans(const struct proc *pr)
+reap_orphans(const struct bench *bn, const struct proc *pr)
 {
 	uint64_t deadline = now_ns() + 5000000000ULL;
+	bool killed = false;
 	size_t i;
 
 	for (;;) {
@@ -544,26 +576,59 @@ reap_orphans(const struct proc *pr)
 
 		if (r > 0)
 			continue;
-		if (r == -1 && errno == ECHILD)
+		if ((r == -1 && errno == ECHILD) || only_broker_left(bn))
 			return;
-		if (now_ns() > deadline)
-			break;
+		if (now_ns() > deadline) {
+			if (killed)
+				break;
+			for (i = 0; i < pr->nkids; i++)
+				kill(pr->kids[i], SIGKILL);
+			killed = true;
+			deadline = now_ns() + 5000000000ULL;
+		}
 		sleep_ms(10);
 	}
-	for (i = 0; i < pr->nkids; i++)
-		kill(pr->kids[i], SIGKILL);
-	while (waitpid(-1, NULL, 0) > 0)
+	warnx_("children left behind: %s", bn->broker ? "not waited for" :
+	    "waiting");
+	while (bn->broker == 0 && waitpid(-1, NULL, 0) > 0)
+		;
+}
+
+/*
+ * Reads what the targets said on NOTIFY_SOCKET since.  Its queue is short
+ * (net.unix.max_dgram_qlen, 10 by default) and sd_notify() blocks on a
+ * full one: R remote workers saying STOPPING=1 at once would hang.
+ */
+static void
+notify_drain(struct bench *bn)
+{
+	struct notify_msg m;
+	int r;
+
+	while ((r = notify_recv(bn->nfd, &m)) == 0 || r == -EBADMSG)
 		;
 }
 
 static void
 stop(struct bench *bn, struct proc *pr, const char *name)
 {
-	struct pollfd pfd = { .fd = pr->pidfd, .events = POLLIN };
+	uint64_t deadline = now_ns() + (uint64_t)STOP_TIMEOUT_MS * 1000000;
+	struct pollfd pfd[2] = {
+		{ .fd = pr->pidfd, .events = POLLIN },
+		{ .fd = bn->nfd, .events = POLLIN },
+	};
 	int st = 0;
 
 	kill(pr->pid, SIGTERM);
-	if (poll(&pfd, 1, STOP_TIMEOUT_MS) != 1) {
+	for (;;) {
+		uint64_t now = now_ns();
+
+		notify_drain(bn);
+		if (now >= deadline || poll(pfd, 2, (int)((deadline - now) /
+		    1000000) + 1) == -1 || pfd[0].revents != 0)
+			break;
+	}
+	if (pfd[0].revents == 0) {
 		warnx_("%s (pid %d) did not stop within %d ms: killed", name,
 		    (int)pr->pid, STOP_TIMEOUT_MS);
 		kill(pr->pid, SIGKILL);
@@ -577,7 +642,7 @@ stop(struct bench *bn, struct proc *pr, const char *name)
 		bn->failed = true;
 	}
 	close(pr->pidfd);
-	reap_orphans(pr);
+	reap_orphans(bn, pr);
 	free(pr->kids);
 	pr->kids = NULL;
 	pr->nkids = 0;
@@ -852,6 +917,67 @@ sample_clear(struct sample *s)
 		v[i] = NAN;
 }
 
+/*
+ * The traffic phases against a target that is READY: warm-up, closed
+ * loop, pipelined, with the /proc figures; every reply must say that
+ * expect workers acked.  n and run only label --attach and warnings.
+ */
+static void
+measure(struct bench *bn, int t, struct proc *pr, const char *sock,
+    uint32_t expect, uint32_t n, unsigned run, struct sample *s)
+{
+	struct client cl;
+	double c0, c1, w0, w1, b0 = NAN, rw0, wrw0;
+	uint64_t before;
+	pid_t tool = -1;
+
+	client_open(bn, &cl, sock, expect);
+	before = now_ns();
+	while (cl.next_id < WARMUP_MAX &&
+	    now_ns() - before < (uint64_t)WARMUP_MS * 1000000)
+		(void)client_one(&cl);
+
+	before = cl.next_id;
+	c0 = proc_cpu(pr->pid);
+	phase_closed(bn, &cl, s);
+	c1 = proc_cpu(pr->pid);
+	s->cpu_cl = (c1 - c0) * 1e6 / (double)(cl.next_id - before);
+
+	if (bn->attach != NULL)
+		tool = attach_start(bn, pr, t, n, run);
+	c0 = proc_cpu(pr->pid);
+	w0 = kids_sum(pr, proc_cpu);
+	rw0 = proc_rw(pr->pid);
+	wrw0 = kids_sum(pr, proc_rw);
+	if (bn->broker != 0)
+		b0 = proc_cpu(bn->broker);
+	phase_pipelined(bn, &cl, s);
+	c1 = proc_cpu(pr->pid);
+	w1 = kids_sum(pr, proc_cpu);
+	if (bn->broker != 0)
+		s->bcpu_pl = (proc_cpu(bn->broker) - b0) * 1e6 / s->pl_n;
+	s->rw_pl = (proc_rw(pr->pid) - rw0) / s->pl_n;
+	s->wrw_pl = (kids_sum(pr, proc_rw) - wrw0) / s->pl_n;
+	if (tool != -1) {
+		attach_stop(tool);
+		printf("  (attached during %s N=%u run %u: %.0f broadcasts, "
+		    "%.0f deliveries)\n", tnames[t], n, run + 1, s->pl_n,
+		    s->pl_n * expect);
+		fflush(stdout);
+	}
+	s->cpu_pl = (c1 - c0) * 1e6 / s->pl_n;
+	s->wcpu_pl = (w1 - w0) * 1e6 / s->pl_n;
+
+	s->rss_load = proc_mem(pr->pid, "Rss");
+	s->wpss = kids_sum(pr, proc_pss) / (double)pr->nkids;
+	if (cl.bad > 0) {
+		warnx_("%s N=%u: %llu replies were not \"every worker "
+		    "acked\"", tnames[t], n, (unsigned long long)cl.bad);
+		bn->failed = true;
+	}
+	client_close(&cl);
+}
+
 /* One target at one size: start it, measure, stop it. */
 static int
 run_one(struct bench *bn, int t, uint32_t n, unsigned run, bool traffic,
@@ -860,12 +986,8 @@ run_one(struct bench *bn, int t, uint32_t n, unsigned run, bool traffic,
 	char conf[PATH_MAX], sock[PATH_MAX], logp[PATH_MAX];
 	char nbuf[16], pbuf[16];
 	char *argv[10];
-	struct client cl;
 	struct proc pr;
 	uint16_t port = port_take(bn, n);
-	double c0, c1, w0, w1, rw0, wrw0;
-	uint64_t before;
-	pid_t tool = -1;
 	int argc = 0;
 
 	sample_clear(s);
@@ -900,55 +1022,358 @@ run_one(struct bench *bn, int t, uint32_t n, unsigned run, bool traffic,
 	if (pr.nkids != n)
 		warnx_("%s N=%u: %zu children, not %u: worker figures are "
 		    "off", tnames[t], n, pr.nkids, n);
-	if (!traffic) {
+	if (traffic)
+		measure(bn, t, &pr, sock, n, n, run, s);
+	else
 		s->wpss = kids_sum(&pr, proc_pss) / (double)pr.nkids;
-		stop(bn, &pr, tnames[t]);
-		return 0;
-	}
-
-	client_open(bn, &cl, sock, n);
-	before = now_ns();
-	while (cl.next_id < WARMUP_MAX &&
-	    now_ns() - before < (uint64_t)WARMUP_MS * 1000000)
-		(void)client_one(&cl);
-
-	before = cl.next_id;
-	c0 = proc_cpu(pr.pid);
-	phase_closed(bn, &cl, s);
-	c1 = proc_cpu(pr.pid);
-	s->cpu_cl = (c1 - c0) * 1e6 / (double)(cl.next_id - before);
-
-	if (bn->attach != NULL)
-		tool = attach_start(bn, &pr, t, n, run);
-	c0 = proc_cpu(pr.pid);
-	w0 = kids_sum(&pr, proc_cpu);
-	rw0 = proc_rw(pr.pid);
-	wrw0 = kids_sum(&pr, proc_rw);
-	phase_pipelined(bn, &cl, s);
-	c1 = proc_cpu(pr.pid);
-	w1 = kids_sum(&pr, proc_cpu);
-	s->rw_pl = (proc_rw(pr.pid) - rw0) / s->pl_n;
-	s->wrw_pl = (kids_sum(&pr, proc_rw) - wrw0) / s->pl_n;
-	if (tool != -1) {
-		attach_stop(tool);
-		printf("  (attached during %s N=%u run %u: %.0f broadcasts, "
-		    "%.0f deliveries)\n", tnames[t], n, run + 1, s->pl_n,
-		    s->pl_n * n);
-		fflush(stdout);
-	}
-	s->cpu_pl = (c1 - c0) * 1e6 / s->pl_n;
-	s->wcpu_pl = (w1 - w0) * 1e6 / s->pl_n;
-
-	s->rss_load = proc_mem(pr.pid, "Rss");
-	s->wpss = kids_sum(&pr, proc_pss) / (double)pr.nkids;
-	if (cl.bad > 0) {
-		warnx_("%s N=%u: %llu replies were not \"every worker "
-		    "acked\"", tnames[t], n, (unsigned long long)cl.bad);
-		bn->failed = true;
-	}
-	client_close(&cl);
 	stop(bn, &pr, tnames[t]);
 	return 0;
+}
+
+/* --- remote workers ---------------------------------------------------- */
+
+static int
+rm_entry(const char *path, const struct stat *st, int flag, struct FTW *f)
+{
+	(void)st;
+	(void)f;
+	if (flag == FTW_DP)
+		(void)rmdir(path);
+	else
+		(void)unlink(path);
+	return 0;
+}
+
+static void
+rm_tree(const char *path)
+{
+	(void)nftw(path, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+/* A port of 127.0.0.1 nobody listens on (the kernel's pick). */
+static uint16_t
+free_port(void)
+{
+	struct sockaddr_in sin = { .sin_family = AF_INET,
+	    .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	socklen_t len = sizeof(sin);
+	int fd;
+
+	if ((fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0)) == -1 ||
+	    bind(fd, (struct sockaddr *)&sin, sizeof(sin)) == -1 ||
+	    getsockname(fd, (struct sockaddr *)&sin, &len) == -1)
+		die("a free port: %s", strerror(errno));
+	close(fd);
+	return ntohs(sin.sin_port);
+}
+
+/* Forks and execs argv, its output appended to logpath. */
+static pid_t
+start_prog(char *const argv[], const char *logpath, bool notify)
+{
+	int logfd;
+	pid_t pid;
+
+	logfd = open(logpath, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+	if (logfd == -1)
+		die("%s: %s", logpath, strerror(errno));
+	if ((pid = fork()) == -1)
+		die("fork: %s", strerror(errno));
+	if (pid == 0) {
+		sigset_t none;
+		int null = open("/dev/null", O_RDONLY);
+
+		(void)prctl(PR_SET_PDEATHSIG, SIGTERM);
+		sigemptyset(&none);
+		sigprocmask(SIG_SETMASK, &none, NULL);
+		if (!notify)
+			unsetenv("NOTIFY_SOCKET");
+		if (null == -1 || dup2(null, 0) == -1 ||
+		    dup2(logfd, 1) == -1 || dup2(logfd, 2) == -1)
+			_exit(127);
+		execv(argv[0], argv);
+		fprintf(stderr, "fanout-bench: %s: %s\n", argv[0],
+		    strerror(errno));
+		_exit(127);
+	}
+	close(logfd);
+	return pid;
+}
+
+/* Waits for pid to end, at most ms, then kills it: its wait status. */
+static int
+end_prog(pid_t pid, int sig, unsigned ms, const char *name,
+    struct bench *bn)
+{
+	uint64_t deadline = now_ns() + (uint64_t)ms * 1000000;
+	int st = 0;
+
+	kill(pid, sig);
+	while (waitpid(pid, &st, WNOHANG) == 0) {
+		notify_drain(bn);
+		if (now_ns() > deadline) {
+			warnx_("%s (pid %d) did not stop within %u ms: killed",
+			    name, (int)pid, ms);
+			kill(pid, SIGKILL);
+			(void)waitpid(pid, &st, 0);
+			bn->failed = true;
+			break;
+		}
+		sleep_ms(5);
+	}
+	return st;
+}
+
+/* nats-server with JetStream, a store of its own, on a free port; back
+ * when it takes connections (it has no readiness notification, and its
+ * clients retry anyway). */
+static int
+broker_start(struct bench *bn, char *url, size_t urllen)
+{
+	char store[PATH_MAX], logp[PATH_MAX], pbuf[16];
+	char *argv[] = { bn->nats_server, (char *)"-a", (char *)"127.0.0.1",
+	    (char *)"-p", pbuf, (char *)"-js", (char *)"-sd", store, NULL };
+	struct sockaddr_in sin = { .sin_family = AF_INET,
+	    .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	uint64_t deadline = now_ns() + (uint64_t)READY_TIMEOUT_MS * 1000000;
+	uint16_t port = free_port();
+	int fd, st;
+
+	snprintf(store, sizeof(store), "%s/js", bn->dir);
+	snprintf(logp, sizeof(logp), "%s/nats-server.log", bn->dir);
+	snprintf(pbuf, sizeof(pbuf), "%u", (unsigned)port);
+	snprintf(url, urllen, "nats://127.0.0.1:%u", (unsigned)port);
+	rm_tree(store);
+	bn->broker = start_prog(argv, logp, false);
+	sin.sin_port = htons(port);
+	for (;;) {
+		if ((fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0)) ==
+		    -1)
+			die("socket: %s", strerror(errno));
+		if (connect(fd, (struct sockaddr *)&sin, sizeof(sin)) == 0) {
+			close(fd);
+			return 0;
+		}
+		close(fd);
+		if (waitpid(bn->broker, &st, WNOHANG) == bn->broker) {
+			warnx_("nats-server exited (status 0x%x)", st);
+			break;
+		}
+		if (now_ns() > deadline) {
+			warnx_("nats-server: no listener within %d ms",
+			    READY_TIMEOUT_MS);
+			kill(bn->broker, SIGKILL);
+			(void)waitpid(bn->broker, NULL, 0);
+			break;
+		}
+		sleep_ms(10);
+	}
+	log_tail(logp);
+	bn->broker = 0;
+	bn->failed = true;
+	return -1;
+}
+
+static void
+broker_stop(struct bench *bn)
+{
+	char store[PATH_MAX];
+
+	if (bn->broker == 0)
+		return;
+	(void)end_prog(bn->broker, SIGTERM, STOP_TIMEOUT_MS, "nats-server",
+	    bn);
+	bn->broker = 0;
+	snprintf(store, sizeof(store), "%s/js", bn->dir);
+	rm_tree(store);
+}
+
+/* fanout-remote-worker r0..rR-1, no handler: back when all are READY=1
+ * (their consumers exist and they pull), their pids in pids. */
+static int
+rworkers_start(struct bench *bn, const char *url, uint32_t n, pid_t *pids)
+{
+	char conf[PATH_MAX], logp[PATH_MAX], state[PATH_MAX], name[16];
+	char *argv[] = { bn->rworker, (char *)"-n", name, (char *)"-c", conf,
+	    (char *)"-s", state, NULL };
+	uint64_t deadline = now_ns() + (uint64_t)READY_TIMEOUT_MS * 1000000;
+	struct notify_msg m;
+	uint32_t j, ready = 0;
+	bool *up;
+	FILE *f;
+	int r;
+
+	snprintf(conf, sizeof(conf), "%s/remote-worker.conf", bn->dir);
+	snprintf(logp, sizeof(logp), "%s/remote-worker.log", bn->dir);
+	if ((f = fopen(conf, "we")) == NULL)
+		die("%s: %s", conf, strerror(errno));
+	fprintf(f, "nats_servers = [ \"%s\" ];\nmax_message_bytes = %u;\n",
+	    url, bn->msgsize > 1024 ? bn->msgsize : 1024);
+	if (fclose(f) == EOF)
+		die("%s: %s", conf, strerror(errno));
+	if ((up = calloc(n, sizeof(*up))) == NULL)
+		die("out of memory");
+	while ((r = notify_recv(bn->nfd, &m)) == 0 || r == -EBADMSG)
+		;
+	for (j = 0; j < n; j++) {
+		snprintf(name, sizeof(name), "r%u", j);
+		snprintf(state, sizeof(state), "%s/state.r%u", bn->remote_state,
+		    j);
+		rm_tree(state);
+		if (mkdir(state, 0700) == -1)
+			die("%s: %s", state, strerror(errno));
+		pids[j] = start_prog(argv, logp, true);
+	}
+	while (ready < n) {
+		struct pollfd pfd = { .fd = bn->nfd, .events = POLLIN };
+
+		if (now_ns() > deadline) {
+			warnx_("remote workers: %u of %u READY=1 within %d ms",
+			    ready, n, READY_TIMEOUT_MS);
+			goto fail;
+		}
+		(void)poll(&pfd, 1, 100);
+		while ((r = notify_recv(bn->nfd, &m)) == 0 || r == -EBADMSG)
+			for (j = 0; r == 0 && m.ready && j < n; j++)
+				if (pids[j] == m.pid && !up[j]) {
+					up[j] = true;
+					ready++;
+				}
+		for (j = 0; j < n; j++)
+			if (!up[j] && waitpid(pids[j], NULL, WNOHANG) ==
+			    pids[j]) {
+				warnx_("remote worker r%u exited before "
+				    "READY=1", j);
+				pids[j] = 0;
+				goto fail;
+			}
+	}
+	free(up);
+	return 0;
+fail:
+	log_tail(logp);
+	for (j = 0; j < n; j++)
+		if (pids[j] != 0)
+			(void)end_prog(pids[j], SIGKILL, STOP_TIMEOUT_MS,
+			    "remote worker", bn);
+	free(up);
+	bn->failed = true;
+	return -1;
+}
+
+static void
+rworkers_stop(struct bench *bn, uint32_t n, pid_t *pids)
+{
+	uint32_t j;
+	int st;
+
+	for (j = 0; j < n; j++)
+		kill(pids[j], SIGTERM);
+	for (j = 0; j < n; j++) {
+		st = end_prog(pids[j], SIGTERM, STOP_TIMEOUT_MS,
+		    "remote worker", bn);
+		if (!(WIFEXITED(st) && WEXITSTATUS(st) == 0) &&
+		    !(WIFSIGNALED(st) && WTERMSIG(st) == SIGTERM)) {
+			warnx_("remote worker r%u ended with status 0x%x", j,
+			    st);
+			bn->failed = true;
+		}
+	}
+}
+
+/*
+ * R remote workers, one run: a broker of its own, then fanoutd (1 local
+ * worker, remote_workers r0..) and R fanout-remote-worker processes, or
+ * bench-nats-ref with R consumers; measured as run_one does, each reply
+ * counting 1 + R acks (fanout) or R (limit).
+ */
+static int
+run_remote(struct bench *bn, int t, uint32_t n, unsigned run,
+    struct sample *s)
+{
+	char conf[PATH_MAX], sock[PATH_MAX], logp[PATH_MAX], url[64];
+	char nbuf[16];
+	char *argv[10];
+	struct proc pr;
+	unsigned duration = bn->duration_ms;
+	uint64_t t0;
+	pid_t *rpids = NULL;
+	size_t nlocal;
+	uint32_t j;
+	int argc = 0, r = -1;
+	FILE *f;
+
+	sample_clear(s);
+	if (broker_start(bn, url, sizeof(url)) < 0)
+		return -1;
+	snprintf(sock, sizeof(sock), "%s/%s-r%u.sock", bn->dir, tnames[t], n);
+	snprintf(logp, sizeof(logp), "%s/%s-remote.log", bn->dir, tnames[t]);
+	snprintf(nbuf, sizeof(nbuf), "%u", n);
+	if (t == T_FANOUT) {
+		snprintf(conf, sizeof(conf), "%s/fanout-remote.conf", bn->dir);
+		write_conf(bn, conf, 1, port_take(bn, 1), sock);
+		if ((f = fopen(conf, "ae")) == NULL)
+			die("%s: %s", conf, strerror(errno));
+		fprintf(f, "nats_servers = [ \"%s\" ];\nremote_workers = [ ",
+		    url);
+		for (j = 0; j < n; j++)
+			fprintf(f, "%s\"r%u\"", j ? ", " : "", j);
+		fprintf(f, " ];\n");
+		if (fclose(f) == EOF)
+			die("%s: %s", conf, strerror(errno));
+		argv[argc++] = bn->fanoutd;
+		argv[argc++] = (char *)"-c";
+		argv[argc++] = conf;
+	} else {
+		argv[argc++] = bn->nref;
+		argv[argc++] = (char *)"-n";
+		argv[argc++] = nbuf;
+		argv[argc++] = (char *)"-s";
+		argv[argc++] = sock;
+		argv[argc++] = (char *)"-u";
+		argv[argc++] = url;
+		if (bn->nats_refpubacks)
+			argv[argc++] = (char *)"-a";
+	}
+	argv[argc] = NULL;
+	t0 = now_ns();
+	if (spawn(bn, argv, logp, &pr, &s->ready_ms) < 0)
+		goto out;
+	s->rss_idle = proc_mem(pr.pid, "Rss");
+	proc_kids(&pr);
+	nlocal = pr.nkids;
+	if (t == T_FANOUT) {
+		/* Its workers: the local one and the remote ones. */
+		if ((rpids = calloc(n, sizeof(*rpids))) == NULL ||
+		    (pr.kids = reallocarray(pr.kids, nlocal + n,
+		    sizeof(pid_t))) == NULL)
+			die("out of memory");
+		if (rworkers_start(bn, url, n, rpids) < 0) {
+			stop(bn, &pr, tnames[t]);
+			goto out;
+		}
+		memcpy(pr.kids + nlocal, rpids, n * sizeof(pid_t));
+		pr.nkids = nlocal + n;
+		s->ready_ms = (double)(now_ns() - t0) / 1e6;
+	} else if (pr.nkids != n)
+		warnx_("%s R=%u: %zu children, not %u: worker figures are "
+		    "off", tnames[t], n, pr.nkids, n);
+	bn->duration_ms = bn->rduration_ms;
+	measure(bn, t, &pr, sock, t == T_FANOUT ? n + 1 : n, n, run, s);
+	bn->duration_ms = duration;
+	/* /proc/PID/io counts read(2) and write(2), not the send(2) and
+	 * recv(2) nats.c uses: the figures would mislead. */
+	s->rw_pl = s->wrw_pl = NAN;
+	if (t == T_FANOUT) {
+		rworkers_stop(bn, n, rpids);
+		pr.nkids = nlocal;
+	}
+	stop(bn, &pr, tnames[t]);
+	r = 0;
+out:
+	free(rpids);
+	broker_stop(bn);
+	return r;
 }
 
 /* --- results ----------------------------------------------------------- */
@@ -1004,8 +1429,10 @@ fmt_ratio(char *buf, size_t len, double f, double l, enum better b)
 		snprintf(buf, len, "%.0f%%", 100 * f / l);
 }
 
+/* A figure neither side has (the broker's, without one) is left out. */
 static void
-print_block(struct bench *bn, unsigned idx, uint32_t n, bool startup)
+print_block(struct bench *bn, struct sample set[T_COUNT][RUNS_MAX],
+    uint32_t n, bool startup)
 {
 	char fv[32], lv[32], rv[32];
 	size_t i;
@@ -1014,8 +1441,10 @@ print_block(struct bench *bn, unsigned idx, uint32_t n, bool startup)
 	for (i = 0; i < nitems(metrics); i++) {
 		if (startup && !metrics[i].startup)
 			continue;
-		f = median(bn->s[idx][T_FANOUT], bn->runs, metrics[i].off);
-		l = median(bn->s[idx][T_LIMIT], bn->runs, metrics[i].off);
+		f = median(set[T_FANOUT], bn->runs, metrics[i].off);
+		l = median(set[T_LIMIT], bn->runs, metrics[i].off);
+		if (isnan(f) && isnan(l))
+			continue;
 		fmt_value(fv, sizeof(fv), f);
 		fmt_value(lv, sizeof(lv), l);
 		fmt_ratio(rv, sizeof(rv), f, l, metrics[i].better);
@@ -1051,7 +1480,8 @@ json_sample(FILE *f, const struct sample *s, bool startup)
 }
 
 static void
-json_entry(FILE *f, struct bench *bn, unsigned idx, uint32_t n, bool startup)
+json_entry(FILE *f, struct bench *bn, struct sample set[T_COUNT][RUNS_MAX],
+    const char *key, uint32_t n, bool startup)
 {
 	struct sample med[T_COUNT];
 	const char *sep = "";
@@ -1059,18 +1489,18 @@ json_entry(FILE *f, struct bench *bn, unsigned idx, uint32_t n, bool startup)
 	size_t i;
 	int t;
 
-	fprintf(f, "    {\"workers\": %u", n);
+	fprintf(f, "    {\"%s\": %u", key, n);
 	for (t = 0; t < T_COUNT; t++) {
 		sample_clear(&med[t]);
 		for (i = 0; i < nitems(metrics); i++)
 			*(double *)((char *)&med[t] + metrics[i].off) =
-			    median(bn->s[idx][t], bn->runs, metrics[i].off);
+			    median(set[t], bn->runs, metrics[i].off);
 		fprintf(f, ",\n      \"%s\": {\"median\": ", tnames[t]);
 		json_sample(f, &med[t], startup);
 		fputs(", \"runs\": [", f);
 		for (r = 0; r < bn->runs; r++) {
 			fputs(r ? ", " : "", f);
-			json_sample(f, &bn->s[idx][t][r], startup);
+			json_sample(f, &set[t][r], startup);
 		}
 		fputs("]}", f);
 	}
@@ -1118,13 +1548,22 @@ json_write(struct bench *bn, const char *load0, const char *load1)
 	    bn->duration_ms, bn->pairs ? "socketpair" : "tcp",
 	    sysconf(_SC_NPROCESSORS_ONLN), load0, load1);
 	for (i = 0; i < bn->nsizes; i++) {
-		json_entry(f, bn, i, bn->sizes[i], false);
+		json_entry(f, bn, bn->s[i], "workers", bn->sizes[i], false);
 		fputs(i + 1 < bn->nsizes ? ",\n" : "\n", f);
 	}
 	fputs("  ],\n  \"startup\": [\n", f);
 	if (bn->startup > 0) {
-		json_entry(f, bn, bn->nsizes, bn->startup, true);
+		json_entry(f, bn, bn->s[bn->nsizes], "workers", bn->startup,
+		    true);
 		fputc('\n', f);
+	}
+	/* fanout: 1 local worker and R remote ones; limit: R consumers. */
+	fprintf(f, "  ],\n  \"remote_duration_ms\": %u,\n"
+	    "  \"remote\": [\n", bn->rduration_ms);
+	for (i = 0; i < bn->nrsizes; i++) {
+		json_entry(f, bn, bn->rs[i], "remote_workers", bn->rsizes[i],
+		    false);
+		fputs(i + 1 < bn->nrsizes ? ",\n" : "\n", f);
 	}
 	fputs("  ]\n}\n", f);
 	if (fclose(f) == EOF)
@@ -1144,26 +1583,6 @@ loadavg(char *buf, size_t len)
 	if ((p = strchr(buf, ' ')) && (p = strchr(p + 1, ' ')) &&
 	    (p = strchr(p + 1, ' ')))
 		*p = '\0';
-}
-
-static void
-rm_dir(const char *dir)
-{
-	char path[PATH_MAX];
-	struct dirent *de;
-	DIR *d;
-
-	if ((d = opendir(dir)) == NULL)
-		return;
-	while ((de = readdir(d)) != NULL) {
-		if (de->d_name[0] == '.')
-			continue;
-		if (snprintf(path, sizeof(path), "%s/%s", dir, de->d_name) <
-		    (int)sizeof(path))
-			(void)unlink(path);
-	}
-	closedir(d);
-	(void)rmdir(dir);
 }
 
 static char *
@@ -1186,24 +1605,54 @@ path_or(const char *opt, const char *env, const char *rel)
 	return p;
 }
 
+/* A list of sizes from 1 to max, or "0": none. */
 static void
-parse_sizes(struct bench *bn, const char *arg)
+parse_sizes(const char *opt, const char *arg, uint32_t max, uint32_t *sizes,
+    unsigned *n)
 {
 	char *copy, *tok, *save;
 	uint64_t v;
 
-	bn->nsizes = 0;
+	*n = 0;
+	if (strcmp(arg, "0") == 0)
+		return;
 	if ((copy = strdup(arg)) == NULL)
 		die("out of memory");
 	for (tok = strtok_r(copy, ",", &save); tok != NULL;
 	    tok = strtok_r(NULL, ",", &save)) {
-		if (bn->nsizes == SIZES_MAX ||
-		    parse_uint(tok, 1, FANOUT_WORKERS_MAX, &v) < 0)
-			die("--workers: a list of at most %d sizes from 1 to "
-			    "%d", SIZES_MAX, FANOUT_WORKERS_MAX);
-		bn->sizes[bn->nsizes++] = (uint32_t)v;
+		if (*n == SIZES_MAX || parse_uint(tok, 1, max, &v) < 0)
+			die("%s: 0, or a list of at most %d sizes from 1 to "
+			    "%u", opt, SIZES_MAX, max);
+		sizes[(*n)++] = (uint32_t)v;
 	}
 	free(copy);
+}
+
+/* prog in PATH, then in /usr/sbin (not in a user's PATH on Debian). */
+static char *
+find_prog(const char *prog)
+{
+	const char *path = getenv("PATH");
+	char *copy, *dir, *save, *p = NULL;
+
+	if ((copy = strdup(path != NULL ? path : "/usr/bin:/bin")) == NULL)
+		die("out of memory");
+	for (dir = strtok_r(copy, ":", &save); dir != NULL;
+	    dir = strtok_r(NULL, ":", &save)) {
+		if (asprintf(&p, "%s/%s", dir, prog) == -1)
+			die("out of memory");
+		if (access(p, X_OK) == 0)
+			break;
+		free(p);
+		p = NULL;
+	}
+	free(copy);
+	if (p == NULL && asprintf(&p, "/usr/sbin/%s", prog) != -1 &&
+	    access(p, X_OK) == -1) {
+		free(p);
+		p = NULL;
+	}
+	return p;
 }
 
 static void __attribute__((noreturn))
@@ -1215,7 +1664,22 @@ usage(FILE *f, int code)
 	    "and ratios.\n\n"
 	    "  --json FILE      also write the results as JSON\n"
 	    "  --label TEXT     a label stored in the JSON (e.g. a commit)\n"
-	    "  --workers LIST   pool sizes (default 3,16,64,256)\n"
+	    "  --workers LIST   pool sizes (default 3,16,64,256; 0: none)\n"
+	    "  --remote LIST    remote workers: fanoutd with 1 local and R "
+	    "remote workers\n"
+	    "                   against bench-nats-ref (default 3,16 when "
+	    "nats-server is\n"
+	    "                   installed; 0: none)\n"
+	    "  --remote-duration MS\n"
+	    "                   length of each remote phase (default 1000)\n"
+	    "  --remote-state-dir DIR\n"
+	    "                   the remote workers' state directories "
+	    "(default: the work\n"
+	    "                   directory, TMPDIR); they fsync every "
+	    "message\n"
+	    "  --nats-ref-pubacks\n"
+	    "                   the limit asks for PubAcks too, as fanoutd "
+	    "does\n"
 	    "  --runs R         runs per figure, median printed (default 3)\n"
 	    "  --startup N      start-up alone with N workers; 0: skip "
 	    "(default 1000)\n"
@@ -1235,7 +1699,9 @@ usage(FILE *f, int code)
 	    "%%w a worker's,\n"
 	    "                   %%t target, %%n workers, %%r run), SIGINT "
 	    "after\n"
-	    "  --fanoutd PATH, --worker PATH, --ref PATH\n"
+	    "  --fanoutd PATH, --worker PATH, --ref PATH, --remote-worker "
+	    "PATH,\n"
+	    "  --nats-ref PATH, --nats-server PATH\n"
 	    "                   programs (default: the build tree, or "
 	    "$FANOUT_BUILDDIR)\n");
 	exit(code);
@@ -1247,7 +1713,8 @@ main(int argc, char *argv[])
 	enum { O_JSON = 256, O_LABEL, O_WORKERS, O_RUNS, O_STARTUP,
 	    O_DURATION, O_WINDOW, O_SIZE, O_PAIRS, O_NONETNS, O_KEEP,
 	    O_HANDLER, O_HANDLER_MODE, O_SPOOL,
-	    O_ATTACH, O_FANOUTD, O_WORKER, O_REF };
+	    O_ATTACH, O_FANOUTD, O_WORKER, O_REF, O_REMOTE, O_RDURATION,
+	    O_RSTATE, O_PUBACKS, O_RWORKER, O_NREF, O_NATS };
 	static const struct option longopts[] = {
 		{ "json",	required_argument,	NULL, O_JSON },
 		{ "label",	required_argument,	NULL, O_LABEL },
@@ -1267,12 +1734,22 @@ main(int argc, char *argv[])
 		{ "fanoutd",	required_argument,	NULL, O_FANOUTD },
 		{ "worker",	required_argument,	NULL, O_WORKER },
 		{ "ref",	required_argument,	NULL, O_REF },
+		{ "remote",	required_argument,	NULL, O_REMOTE },
+		{ "remote-duration", required_argument,	NULL, O_RDURATION },
+		{ "remote-state-dir", required_argument, NULL, O_RSTATE },
+		{ "nats-ref-pubacks", no_argument,	NULL, O_PUBACKS },
+		{ "remote-worker", required_argument,	NULL, O_RWORKER },
+		{ "nats-ref",	required_argument,	NULL, O_NREF },
+		{ "nats-server", required_argument,	NULL, O_NATS },
 		{ "help",	no_argument,		NULL, 'h' },
 		{ NULL,		0,			NULL, 0 }
 	};
 	static struct bench b;
 	struct bench *bn = &b;
 	const char *opt_fanoutd = NULL, *opt_worker = NULL, *opt_ref = NULL;
+	const char *opt_rworker = NULL, *opt_nref = NULL, *opt_nats = NULL;
+	const char *skip_why = NULL;
+	bool remote_asked = false;
 	char name[108], self[PATH_MAX], load0[64], load1[64], *slash;
 	const char *tmp;
 	uint64_t v, t0;
@@ -1287,7 +1764,11 @@ main(int argc, char *argv[])
 	bn->msgsize = 64;
 	bn->handler_mode = "pipe";
 	bn->netns = true;
-	parse_sizes(bn, "3,16,64,256");
+	bn->rduration_ms = 1000;
+	parse_sizes("--workers", "3,16,64,256", FANOUT_WORKERS_MAX, bn->sizes,
+	    &bn->nsizes);
+	parse_sizes("--remote", "3,16", FANOUT_REMOTE_MAX, bn->rsizes,
+	    &bn->nrsizes);
 	while ((ch = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
 		switch (ch) {
 		case O_JSON:
@@ -1297,7 +1778,33 @@ main(int argc, char *argv[])
 			bn->label = optarg;
 			break;
 		case O_WORKERS:
-			parse_sizes(bn, optarg);
+			parse_sizes("--workers", optarg, FANOUT_WORKERS_MAX,
+			    bn->sizes, &bn->nsizes);
+			break;
+		case O_REMOTE:
+			parse_sizes("--remote", optarg, FANOUT_REMOTE_MAX,
+			    bn->rsizes, &bn->nrsizes);
+			remote_asked = bn->nrsizes > 0;
+			break;
+		case O_RDURATION:
+			if (parse_uint(optarg, 10, 600000, &v) < 0)
+				die("--remote-duration: 10 to 600000 ms");
+			bn->rduration_ms = (unsigned)v;
+			break;
+		case O_RSTATE:
+			bn->remote_state = optarg;
+			break;
+		case O_PUBACKS:
+			bn->nats_refpubacks = true;
+			break;
+		case O_RWORKER:
+			opt_rworker = optarg;
+			break;
+		case O_NREF:
+			opt_nref = optarg;
+			break;
+		case O_NATS:
+			opt_nats = optarg;
 			break;
 		case O_RUNS:
 			if (parse_uint(optarg, 1, RUNS_MAX, &v) < 0)
@@ -1375,6 +1882,25 @@ main(int argc, char *argv[])
 	if ((slash = strrchr(self, '/')) != NULL)
 		*slash = '\0';
 	bn->ref = path_or(opt_ref, self, "bench-ref");
+	/* The remote part wants nats-server; without it, skipped, unless
+	 * --remote asked for it. */
+	if (bn->nrsizes > 0) {
+		if (opt_nats != NULL)
+			bn->nats_server = path_or(opt_nats, NULL, "");
+		else if ((bn->nats_server = find_prog("nats-server")) == NULL)
+			skip_why = "no nats-server in PATH or /usr/sbin";
+		if (skip_why != NULL && remote_asked)
+			die("--remote: %s", skip_why);
+		if (skip_why != NULL)
+			bn->nrsizes = 0;
+	}
+	if (bn->nrsizes > 0) {
+		bn->rworker = path_or(opt_rworker, NULL,
+		    "src/fanout-remote-worker");
+		bn->nref = path_or(opt_nref, self, "bench-nats-ref");
+	}
+	if (bn->remote_state == NULL)
+		bn->remote_state = bn->dir;
 	clk_tck = sysconf(_SC_CLK_TCK);
 	bn->port = 10000;
 
@@ -1408,8 +1934,22 @@ main(int argc, char *argv[])
 	printf("phases: closed loop %u ms (at least %d broadcasts, at most "
 	    "%u ms), pipelined %u in flight for %u ms;\n"
 	    "        both time-bounded, so larger N means fewer broadcasts "
-	    "(see the broadcasts rows)\n\n", bn->duration_ms, CLOSED_MIN,
+	    "(see the broadcasts rows)\n", bn->duration_ms, CLOSED_MIN,
 	    3 * bn->duration_ms, bn->window, bn->duration_ms);
+	if (bn->nrsizes > 0)
+		printf("remote: %s, a broker of its own per run (JetStream, "
+		    "store in %s);\n"
+		    "        fanout: fanoutd, 1 local worker + R %s (no "
+		    "handler, state in %s);\n"
+		    "        limit:  %s: the broker used directly, R "
+		    "consumers%s;\n"
+		    "        phases of %u ms\n", bn->nats_server, bn->dir,
+		    bn->rworker, bn->remote_state, bn->nref,
+		    bn->nats_refpubacks ? ", PubAcks" : "", bn->rduration_ms);
+	else
+		printf("remote: skipped (%s)\n", skip_why != NULL ? skip_why :
+		    "--remote 0");
+	putchar('\n');
 	fflush(stdout);
 
 	t0 = now_ns();
@@ -1420,6 +1960,12 @@ main(int argc, char *argv[])
 				    &bn->s[i][t][run]) < 0)
 					warnx_("%s N=%u run %u failed",
 					    tnames[t], bn->sizes[i], run + 1);
+		for (i = 0; i < bn->nrsizes; i++)
+			for (t = 0; t < T_COUNT; t++)
+				if (run_remote(bn, t, bn->rsizes[i], run,
+				    &bn->rs[i][t][run]) < 0)
+					warnx_("%s R=%u run %u failed",
+					    tnames[t], bn->rsizes[i], run + 1);
 		for (t = 0; bn->startup > 0 && t < T_COUNT; t++)
 			if (run_one(bn, t, bn->startup, run, false,
 			    &bn->s[bn->nsizes][t][run]) < 0)
@@ -1433,12 +1979,20 @@ main(int argc, char *argv[])
 	printf("%5s  %-32s %11s %11s %8s\n", "N", "figure", "fanout",
 	    "limit", "f/limit");
 	for (i = 0; i < bn->nsizes; i++) {
-		print_block(bn, i, bn->sizes[i], false);
+		print_block(bn, bn->s[i], bn->sizes[i], false);
+		putchar('\n');
+	}
+	if (bn->nrsizes > 0)
+		printf("remote workers (R; fanout: fanoutd, 1 local + R remote "
+		    "workers; limit: the broker\nused directly, R consumers; "
+		    "workers: all of them; broker: nats-server):\n");
+	for (i = 0; i < bn->nrsizes; i++) {
+		print_block(bn, bn->rs[i], bn->rsizes[i], false);
 		putchar('\n');
 	}
 	if (bn->startup > 0) {
 		printf("start-up only:\n");
-		print_block(bn, bn->nsizes, bn->startup, true);
+		print_block(bn, bn->s[bn->nsizes], bn->startup, true);
 		putchar('\n');
 	}
 	printf("f/limit: fanout / limit (x: lower is better; %%: share of "
@@ -1450,6 +2004,6 @@ main(int argc, char *argv[])
 		fprintf(stderr, "fanout-bench: configs and logs kept in %s\n",
 		    bn->dir);
 	else
-		rm_dir(bn->dir);
+		rm_tree(bn->dir);
 	return bn->failed ? 1 : 0;
 }
