@@ -39,7 +39,7 @@
  * loopback up: no port of the host is used and no traffic leaves it.
  * The benchmark asserts nothing; it prints.  --attach runs CMD (through
  * sh, %p: the target's pid, %w: its first worker's, %t: fanout or limit,
- * %n: N, %r: run) during
+ * %W: every worker's, comma-separated, %n: N, %r: run) during
  * each pipelined phase and interrupts it after, e.g.
  *	--attach 'strace -c -f -p %p -o /tmp/%t-%n.strace'
  */
@@ -840,7 +840,16 @@ attach_start(struct bench *bn, const struct proc *pr, int t, uint32_t n,
 			else if (*a == 'w')
 				o += (size_t)snprintf(cmd + o, 16, "%d",
 				    pr->nkids ? (int)pr->kids[0] : 0);
-			else if (*a == 't')
+			else if (*a == 'W') {
+				size_t k;
+
+				/* every worker: perf record -p takes a list */
+				for (k = 0; k < pr->nkids &&
+				    o < sizeof(cmd) - 32; k++)
+					o += (size_t)snprintf(cmd + o, 16,
+					    "%s%d", k ? "," : "",
+					    (int)pr->kids[k]);
+			} else if (*a == 't')
 				o += (size_t)snprintf(cmd + o, 16, "%s",
 				    tnames[t]);
 			else if (*a == 'n')
@@ -1697,6 +1706,7 @@ usage(FILE *f, int code)
 	    "directory)\n"
 	    "  --attach CMD     run CMD during each pipelined phase (%%p pid, "
 	    "%%w a worker's,\n"
+	    "                   %%W all workers' pids, comma-separated,\n"
 	    "                   %%t target, %%n workers, %%r run), SIGINT "
 	    "after\n"
 	    "  --fanoutd PATH, --worker PATH, --ref PATH, --remote-worker "

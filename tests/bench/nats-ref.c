@@ -530,7 +530,7 @@ client_end(uint64_t req_id, uint32_t result, uint32_t acked, uint64_t msg_id)
 static void
 client_read(int epfd)
 {
-	uint8_t buf[8 + FANOUT_MESSAGE_MAX];
+	static uint8_t buf[8 + FANOUT_MESSAGE_MAX];
 	struct frame_hdr h;
 	const uint8_t *p;
 	struct slot *s;
