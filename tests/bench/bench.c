@@ -13,6 +13,9 @@
  *	    [--startup 1000] [--duration MS] [--window 64] [--size 64]
  *	    [--socketpair] [--no-netns] [--keep] [--label TEXT]
  *	    [--attach CMD] [--fanoutd PATH] [--worker PATH] [--ref PATH]
+ *	    [--remote 3,16] [--remote-duration MS] [--remote-state-dir DIR]
+ *	    [--nats-ref-pubacks] [--nats-server PATH] [--remote-worker PATH]
+ *	    [--nats-ref PATH]
  *
  * Per target, run and pool size N:
  *	ready		fork of the daemon to its READY=1 on our NOTIFY_SOCKET
@@ -32,7 +35,11 @@
  *	rss loaded	daemon's Rss after the traffic
  *	worker pss	mean Pss of the daemon's children after the traffic
  * Then the start-up alone at --startup workers (0: skip): ready time, rss
- * and worker pss.
+ * and worker pss.  Remote workers (issue 11), with nats-server installed:
+ * fanoutd with 1 local and R remote workers (fanout-remote-worker, no
+ * handler) against bench-nats-ref, the broker used directly (nats-ref.c),
+ * each run with a nats-server of its own; the same figures, plus the
+ * broker's cpu per broadcast.
  *
  * Workers listen on base_port + i, so everything runs in a network
  * namespace of our own (a user namespace too when not root) with only
