@@ -67,6 +67,8 @@ struct rw {
 	struct handler	*h;
 	sd_event_source	*pull_timer;
 	int		 dirfd;			/* the state directory */
+	int		 statefd;		/* its STATE_FILE */
+	uint64_t	 gen;			/* of the record on disk */
 	/* What is on disk: the last message handled, its result. */
 	int64_t		 created;		/* the consumer's */
 	uint64_t	 last_seq;
@@ -107,75 +109,155 @@ usage(FILE *f, int code)
 
 /* --- the state directory ------------------------------------------------ */
 
-static int
-state_load(struct rw *rw)
-{
-	char buf[64 + 2 * FANOUT_REASON_MAX], hex[2 * FANOUT_REASON_MAX + 2];
-	_Static_assert(sizeof(hex) == 402, "the sscanf width below");
-	unsigned long long seq;
-	long long created;
-	unsigned status;
-	ssize_t n;
-	size_t i;
-	int fd;
+/*
+ * The file STATE_FILE has two slots of STATE_SLOT bytes, written in turn:
+ * "v2 GEN CREATED SEQ STATUS REASON SUM\n" then NULs, REASON in hex or
+ * "-", SUM the FNV-1a hash of what precedes it.  The slot with the
+ * highest GEN whose SUM holds is the record: a crash in the middle of a
+ * write leaves the other slot whole, and a message costs one pwrite and
+ * one fdatasync (the file's size never changes once made), where a new
+ * file renamed over the old cost two fsyncs and four more calls.  A file
+ * of the first format ("v1 ...", one record) is read, and overwritten
+ * slot by slot.
+ */
+#define STATE_SLOT	512
 
-	if ((fd = openat(rw->dirfd, STATE_FILE, O_RDONLY | O_CLOEXEC)) == -1)
-		return errno == ENOENT ? 0 : -errno;
-	n = read(fd, buf, sizeof(buf) - 1);
-	close(fd);
-	if (n < 0)
-		return -errno;
-	buf[n] = '\0';
-	if (sscanf(buf, "v1 %lld %llu %u %401s", &created, &seq, &status,
-	    hex) != 4 || (strcmp(hex, "-") != 0 && strlen(hex) % 2 != 0))
-		return -EBADMSG;
-	rw->created = created;
-	rw->last_seq = seq;
-	rw->last_status = status;
+static uint64_t
+fnv1a(const char *p, size_t len)
+{
+	uint64_t h = 0xcbf29ce484222325ULL;
+
+	while (len-- > 0)
+		h = (h ^ (unsigned char)*p++) * 0x100000001b3ULL;
+	return h;
+}
+
+/* The reason from hex, or "-": 0, or -EBADMSG. */
+static int
+state_reason(struct rw *rw, const char *hex)
+{
+	size_t i, n = strlen(hex);
+
 	rw->last_reason_len = 0;
 	if (strcmp(hex, "-") == 0)
 		return 0;
-	for (i = 0; hex[2 * i] != '\0' && i < FANOUT_REASON_MAX; i++) {
+	if (n % 2 != 0 || n / 2 > FANOUT_REASON_MAX)
+		return -EBADMSG;
+	for (i = 0; i < n / 2; i++) {
 		unsigned b;
 
 		if (sscanf(hex + 2 * i, "%2x", &b) != 1)
 			return -EBADMSG;
 		rw->last_reason[i] = (char)b;
-		rw->last_reason_len = i + 1;
 	}
+	rw->last_reason_len = n / 2;
 	return 0;
 }
 
-/* Written to a new file, synced, renamed over the old one and the
- * directory synced: after a crash, the old record or the new, whole. */
+/* One slot: its generation, or 0 if it holds no record. */
+static uint64_t
+state_slot(struct rw *rw, const char *slot, bool apply)
+{
+	char line[STATE_SLOT + 1], hex[2 * FANOUT_REASON_MAX + 2];
+	_Static_assert(sizeof(hex) == 402, "the sscanf width below");
+	unsigned long long gen, seq, sum;
+	long long created;
+	unsigned status;
+	size_t len;
+	int end = 0;
+
+	memcpy(line, slot, STATE_SLOT);
+	line[STATE_SLOT] = '\0';
+	if ((len = strcspn(line, "\n")) == STATE_SLOT)
+		return 0;
+	line[len] = '\0';
+	if (sscanf(line, "v2 %llu %lld %llu %u %401s %llx%n", &gen, &created,
+	    &seq, &status, hex, &sum, &end) != 6 || (size_t)end != len ||
+	    gen == 0 || sum != fnv1a(line, strrchr(line, ' ') - line))
+		return 0;
+	if (apply) {
+		if (state_reason(rw, hex) < 0)
+			return 0;
+		rw->gen = gen;
+		rw->created = created;
+		rw->last_seq = seq;
+		rw->last_status = status;
+	}
+	return gen;
+}
+
+/* Opens (or makes) the state file and reads the record: 0, or -errno
+ * (-EBADMSG: not a state file of this program). */
+static int
+state_load(struct rw *rw)
+{
+	char buf[2 * STATE_SLOT], hex[2 * FANOUT_REASON_MAX + 2];
+	unsigned long long seq;
+	uint64_t g0, g1;
+	long long created;
+	unsigned status;
+	struct stat st;
+	ssize_t n;
+	int fd;
+
+	if ((fd = openat(rw->dirfd, STATE_FILE, O_RDWR | O_CREAT | O_CLOEXEC,
+	    0600)) == -1)
+		return -errno;
+	rw->statefd = fd;
+	memset(buf, 0, sizeof(buf));
+	if ((n = pread(fd, buf, sizeof(buf), 0)) < 0 || fstat(fd, &st) == -1)
+		return -errno;
+	g0 = state_slot(rw, buf, false);
+	g1 = state_slot(rw, buf + STATE_SLOT, false);
+	if (g0 > 0 || g1 > 0)
+		(void)state_slot(rw, g0 > g1 ? buf : buf + STATE_SLOT, true);
+	else if (strncmp(buf, "v1 ", 3) == 0) {
+		buf[STATE_SLOT - 1] = '\0';
+		if (sscanf(buf, "v1 %lld %llu %u %401s", &created, &seq,
+		    &status, hex) != 4 || state_reason(rw, hex) < 0)
+			return -EBADMSG;
+		rw->created = created;
+		rw->last_seq = seq;
+		rw->last_status = status;
+		/* The next save goes to slot 1: the v1 record stays whole
+		 * in slot 0 until one is there. */
+		rw->gen = 0;
+	} else if (n > 0 && buf[0] != '\0')
+		return -EBADMSG;
+	/* Its size made once, with its name, so that fdatasync is enough
+	 * from then on. */
+	if (st.st_size != (off_t)sizeof(buf) &&
+	    (ftruncate(fd, sizeof(buf)) == -1 || fsync(fd) == -1 ||
+	    fsync(rw->dirfd) == -1))
+		return -errno;
+	return 0;
+}
+
 static int
 state_save(struct rw *rw)
 {
-	char buf[64 + 2 * FANOUT_REASON_MAX];
+	char buf[STATE_SLOT];
 	size_t i, len;
-	int fd, r = 0;
+	uint64_t gen = rw->gen + 1;
 
-	len = (size_t)snprintf(buf, sizeof(buf), "v1 %lld %" PRIu64 " %u ",
-	    (long long)rw->created, rw->last_seq, rw->last_status);
+	memset(buf, 0, sizeof(buf));
+	len = (size_t)snprintf(buf, sizeof(buf), "v2 %" PRIu64 " %lld %"
+	    PRIu64 " %u ", gen, (long long)rw->created, rw->last_seq,
+	    rw->last_status);
 	for (i = 0; i < rw->last_reason_len; i++)
 		len += (size_t)snprintf(buf + len, sizeof(buf) - len, "%02x",
 		    (unsigned char)rw->last_reason[i]);
 	if (rw->last_reason_len == 0)
 		buf[len++] = '-';
-	buf[len++] = '\n';
-	if ((fd = openat(rw->dirfd, STATE_FILE ".new", O_WRONLY | O_CREAT |
-	    O_TRUNC | O_CLOEXEC, 0600)) == -1)
+	len += (size_t)snprintf(buf + len, sizeof(buf) - len, " %016" PRIx64
+	    "\n", fnv1a(buf, len));
+	if (pwrite(rw->statefd, buf, sizeof(buf),
+	    (off_t)(gen % 2) * STATE_SLOT) != (ssize_t)sizeof(buf))
+		return errno ? -errno : -EIO;
+	if (fdatasync(rw->statefd) == -1)
 		return -errno;
-	if (write(fd, buf, len) != (ssize_t)len || fsync(fd) == -1)
-		r = errno ? -errno : -EIO;
-	if (close(fd) == -1 && r == 0)
-		r = -errno;
-	if (r == 0 && renameat(rw->dirfd, STATE_FILE ".new", rw->dirfd,
-	    STATE_FILE) == -1)
-		r = -errno;
-	if (r == 0 && fsync(rw->dirfd) == -1)
-		r = -errno;
-	return r;
+	rw->gen = gen;
+	return 0;
 }
 
 /* --- the broker --------------------------------------------------------- */
@@ -709,8 +791,13 @@ connect_loop(struct rw *rw)
 	pull(rw);
 	notify_ready("connected; pulling");
 	rw->ready = true;
-	log_info("%s: ready: pulling %s from stream %s%s", rw->name,
-	    rw->wsubject, rw->rc.stream, rw->last_seq ? "" : " (no state)");
+	if (rw->last_seq > 0)
+		log_info("%s: ready: pulling %s from stream %s; sequence %"
+		    PRIu64 " was the last handled", rw->name, rw->wsubject,
+		    rw->rc.stream, rw->last_seq);
+	else
+		log_info("%s: ready: pulling %s from stream %s", rw->name,
+		    rw->wsubject, rw->rc.stream);
 }
 
 static int
@@ -754,7 +841,7 @@ main(int argc, char *argv[])
 		    OPT_STOP_BEFORE_ACK },
 		{ NULL,		0,			NULL, 0 }
 	};
-	struct rw rw = { .dirfd = -1 };
+	struct rw rw = { .dirfd = -1, .statefd = -1 };
 	const char *config = NULL, *state_dir = NULL, *why;
 	struct handler_conf hc = { .restart_max_ms = 30000 };
 	int stray[SIG_STRAY_MAX];
@@ -887,6 +974,8 @@ main(int argc, char *argv[])
 	    "and skipped", rw.name, rw.handled, rw.skipped);
 	free(rw.cur_reply);
 	free(rw.key_path);
+	if (rw.statefd != -1)
+		close(rw.statefd);
 	close(rw.dirfd);
 	rconf_free(&rw.rc);
 	return r < 0 ? 1 : 0;

@@ -94,6 +94,13 @@ rw_start() {
 	fi
 }
 
+# rw_term: stops the worker rw_start started with SIGTERM; it exits 0.
+rw_term() {
+	kill -TERM "$RW_PID"
+	wait_pid_gone "$RW_PID" "$RW_SUP" "$(ms 10000)"
+	assert_file_line "$RW_NOTIFY" ' - exited status=0$'
+}
+
 # lines_in FILE: how many lines FILE has (0 if there is none).
 lines_in() {
 	if [ -e "$1" ]; then wc -l <"$1"; else echo 0; fi
@@ -183,8 +190,12 @@ consumer_idle() {
 	npub send w1 41 "once only"
 	wait_for '[ "$(awk "/^State:/ { print \$2 }" /proc/$RW_PID/status)" = T ]' \
 	    "$(ms 10000)"
-	st=$(cat "$T/state/last-handled")
-	[[ $st =~ ^v1\ [0-9]+\ 1\ 5\ [0-9a-f]+$ ]] || fail "state: $st"
+	# The record in the second slot, the first still empty.
+	st=$(tr -d '\0' <"$T/state/last-handled")
+	[[ $st =~ ^v2\ 1\ -?[0-9]+\ 1\ 5\ [0-9a-f]+\ [0-9a-f]{16}$ ]] ||
+	    fail "state: $st"
+	[ "$(stat -c %s "$T/state/last-handled")" = 1024 ] ||
+	    fail "state file size"
 	[ "$(lines_in "$T/receipts.w1")" -eq 0 ] || fail "receipt before stop"
 	kill -KILL "$RW_PID"
 	wait_pid_gone "$RW_PID" "$(ms 5000)"
@@ -205,6 +216,29 @@ consumer_idle() {
 	npub send w1 42 "the next"
 	wait_for '[ "$(lines_in "$T/msgs.0")" -ge 2 ]' "$(ms 10000)"
 	assert_file_line "$T/msgs.0" '^the next$'
+	wait_for consumer_idle "$(ms 5000)"
+
+	# A crash in the middle of writing the record of sequence 2 (in
+	# the first slot): the record of sequence 1 is read.
+	rw_term
+	head -c 300 /dev/urandom | tr '\n\0' ab |
+	    dd of="$T/state/last-handled" conv=notrunc status=none
+	rw_start
+	assert_file_line "$RW_LOG" 'sequence 1 was the last handled$'
+	rw_term
+	# The format before this one (a single "v1" record) is read, and
+	# what is not a state file refuses to start.
+	printf 'v1 %s 7 0 -\n' "$(dd if="$T/state/last-handled" bs=512 \
+	    skip=1 count=1 status=none | tr -d '\0' | awk '{ print $3 }')" \
+	    >"$T/state/last-handled"
+	rw_start
+	assert_file_line "$RW_LOG" 'sequence 7 was the last handled$'
+	rw_term
+	printf 'something else\n' >"$T/state/last-handled"
+	run "${NS_RUN[@]}" "$RWORKER" --name w1 --config "$T/w.conf" \
+	    --state-dir "$T/state"
+	assert_status 1
+	assert_line 'fanout-remote-worker: w1: last-handled: not a state file of this program'
 }
 
 @test "a pipe handler: one process for all messages, its answers in receipts" {
