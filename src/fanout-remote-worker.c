@@ -639,7 +639,7 @@ drain_inbox(struct rw *rw)
 	natsMsg *m;
 
 	while (rw->sub != NULL &&
-	    natsSubscription_NextMsg(&m, rw->sub, 0) == NATS_OK) {
+	    natsloop_next(rw->sub, &m) == NATS_OK) {
 		rw->pulling = false;
 		if (natsMsg_GetDataLength(m) == 0 &&
 		    natsMsgHeader_Get(m, "Status", &st) == NATS_OK) {

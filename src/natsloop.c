@@ -350,3 +350,14 @@ natsloop_free(struct natsloop *nl)
 	sd_event_unref(nl->ev);
 	free(nl);
 }
+
+natsStatus
+natsloop_next(natsSubscription *sub, natsMsg **m)
+{
+	int msgs = 0, bytes;
+
+	if (natsSubscription_GetPending(sub, &msgs, &bytes) != NATS_OK ||
+	    msgs <= 0)
+		return NATS_TIMEOUT;
+	return natsSubscription_NextMsg(m, sub, 0);
+}

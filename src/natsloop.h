@@ -33,6 +33,10 @@ typedef void	(*natsloop_fn)(void *arg, enum natsloop_event,
 
 int		natsloop_new(sd_event *, natsloop_fn, void *arg,
 		    struct natsloop **);
+/* The next message a synchronous subscription holds, without waiting:
+ * NATS_OK, or NATS_TIMEOUT when there is none.  Unlike NextMsg with no
+ * timeout, an empty queue costs no error record: drained every turn. */
+natsStatus	natsloop_next(natsSubscription *, natsMsg **);
 /* Sets the event-loop hooks and the connection callbacks on opts, and
  * retries a failed first connect in the background (NL_CONNECTED when it
  * succeeds); call before natsConnection_Connect. */

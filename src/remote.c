@@ -766,12 +766,12 @@ remote_drain(struct remote *r)
 	natsMsg *m;
 
 	while (r->acks != NULL &&
-	    natsSubscription_NextMsg(&m, r->acks, 0) == NATS_OK) {
+	    natsloop_next(r->acks, &m) == NATS_OK) {
 		on_puback(r, m);
 		natsMsg_Destroy(m);
 	}
 	while (r->receipts != NULL &&
-	    natsSubscription_NextMsg(&m, r->receipts, 0) == NATS_OK) {
+	    natsloop_next(r->receipts, &m) == NATS_OK) {
 		on_receipt(r, m);
 		natsMsg_Destroy(m);
 	}
