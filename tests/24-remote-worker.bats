@@ -8,31 +8,20 @@
 # the handlers in tests/handlers/ leave.
 
 load helpers
+load remote-helpers
 
-HD=$FANOUT_SRCDIR/tests/handlers
-RWORKER=$FANOUT_BUILDDIR/src/fanout-remote-worker
-NATS_PUB=$FANOUT_BUILDDIR/tests/nats-pub
-
-# nats_start: nats-server with JetStream, then the stream and consumer
-# w1 (ack wait 1 s, so that redeliveries come soon); nats-server has no
-# readiness signal, so nats-pub retries its connect until a deadline.
-nats_start() {
-	local port=4222
-
-	NATS_SERVER=$(command -v nats-server) ||
-	    fail "nats-server not installed (build-aux/install-deps)"
-	[ -n "$NS_PID" ] || port=$BASE_PORT
-	NATS_URL=nats://127.0.0.1:$port
-	spawn in_ns "$NATS_SERVER" -a 127.0.0.1 -p "$port" -js \
-	    -sd "$T/js" >"$T/nats.log" 2>&1
-	NATS_PID=$BG_PID
-	npub -t "$(ms 10000)" setup -a 1000 w1 ||
-	    fail "nats-server did not come up" "$(tail -n 20 "$T/nats.log")"
+setup() {
+	fanout_setup
+	nats_setup
 }
 
-# npub ARGS...: nats-pub on this test's broker.
-npub() {
-	"${NS_RUN[@]}" "$NATS_PUB" -s "$NATS_URL" "$@"
+# nats_start_w1: the broker, then the stream and consumer w1 (ack wait
+# 1 s, so that redeliveries come soon); nats-pub retries its connect
+# until a deadline.
+nats_start_w1() {
+	nats_start
+	npub -t "$(ms 10000)" setup -a 1000 w1 ||
+	    fail "nats-server did not come up" "$(tail -n 20 "$T/nats.log")"
 }
 
 # receipts_start NAME: collects NAME's receipts in $T/receipts.NAME, one
@@ -66,36 +55,23 @@ rw_config() {
 	mkdir -p "$T/state"
 }
 
-# rw_start [--no-term-check] ARGS...: fanout-remote-worker --name w1 in
-# the namespace through notify-wait; returns on READY=1.  Sets RW_PID and
-# RW_LOG.  Unless told, teardown stops it with SIGTERM and insists it
-# exits 0.
-rw_start() {
-	local check=1 out
+# w1_start [--no-term-check] ARGS...: fanout-remote-worker --name w1
+# with $T/w.conf (rw_launch); sets RW_PID.  Unless told, teardown stops
+# it with SIGTERM and insists it exits 0.
+w1_start() {
+	local check=1
 
 	[ "$1" = --no-term-check ] && { check=0; shift; }
-	LAUNCHES=$((LAUNCHES + 1))
-	RW_LOG=$T/rw.$LAUNCHES.log
-	RW_NOTIFY=$T/notify.$LAUNCHES.log
-	out=$T/nw.$LAUNCHES.out
-	"${NS_RUN[@]}" env FANOUT_TEST_TAG="$T" "$NOTIFY_WAIT" \
-	    -t "$(ms 20000)" -o "$RW_NOTIFY" -e "$RW_LOG" -- \
-	    "$RWORKER" -vv --name w1 --config "$T/w.conf" \
-	    --state-dir "$T/state" "$@" >"$out" ||
-	    fail "fanout-remote-worker did not become ready" \
-	    "$(tail -n 20 "$RW_LOG")"
-	RW_PID=$(cat "$out")
-	RW_SUP=$(sed -n 's/.* supervisor=\([0-9]*\) .*/\1/p' "$RW_NOTIFY" |
-	    head -n 1)
-	SUPERVISORS+=("$RW_SUP")
+	rw_launch w1 "$T/w.conf" "$T/state" "$@"
+	RW_PID=$RW_LAUNCHED
 	if [ "$check" = 1 ]; then
 		DAEMONS+=("$RW_PID")
 		DAEMON_LOG[$RW_PID]=$RW_NOTIFY
 	fi
 }
 
-# rw_term: stops the worker rw_start started with SIGTERM; it exits 0.
-rw_term() {
+# w1_term: stops the worker w1_start started with SIGTERM; it exits 0.
+w1_term() {
 	kill -TERM "$RW_PID"
 	wait_pid_gone "$RW_PID" "$RW_SUP" "$(ms 10000)"
 	assert_file_line "$RW_NOTIFY" ' - exited status=0$'
@@ -136,10 +112,10 @@ consumer_idle() {
 @test "messages are handled in order, each with a receipt" {
 	local i
 
-	nats_start
+	nats_start_w1
 	receipts_start w1
 	rw_config "$HD/exec-record.sh" "$T"
-	rw_start
+	w1_start
 	for i in 1 2 3 4 5; do
 		run npub send w1 "$((100 + i))" "message $i"
 		assert_status 0
@@ -162,10 +138,10 @@ consumer_idle() {
 }
 
 @test "a failing handler's status and reason are in the receipt" {
-	nats_start
+	nats_start_w1
 	receipts_start w1
 	rw_config "$HD/exec-record.sh" "$T" 3 "disk on fire"
-	rw_start
+	w1_start
 	npub send w1 7 "doomed"
 	wait_for '[ "$(lines_in "$T/receipts.w1")" -ge 1 ]' "$(ms 10000)"
 	assert_file_line "$T/receipts.w1" \
@@ -178,14 +154,14 @@ consumer_idle() {
 @test "a message handled before a crash is acked again, not handled again" {
 	local st
 
-	nats_start
+	nats_start_w1
 	receipts_start w1
 	# A failure, so that the receipt sent again must carry the status and
 	# reason kept on disk.
 	rw_config "$HD/exec-record.sh" "$T" 5 "kept reason"
 	# Stops itself (SIGSTOP) once it has recorded a message as handled,
 	# before its receipt and its ack: the crash window, held open.
-	rw_start --no-term-check --debug-stop-before-ack
+	w1_start --no-term-check --debug-stop-before-ack
 	STOPPED_PIDS+=("$RW_PID")
 	npub send w1 41 "once only"
 	wait_for '[ "$(awk "/^State:/ { print \$2 }" /proc/$RW_PID/status)" = T ]' \
@@ -204,7 +180,7 @@ consumer_idle() {
 
 	# Restarted: the message comes back after the ack wait (1 s), is
 	# acked with its receipt, and the handler does not run again.
-	rw_start
+	w1_start
 	wait_for '[ "$(lines_in "$T/receipts.w1")" -ge 1 ]' "$(ms 10000)"
 	assert_file_line "$T/receipts.w1" \
 	    '^worker=w1 seq=1 id=41 status=5 reason=kept reason$'
@@ -220,20 +196,20 @@ consumer_idle() {
 
 	# A crash in the middle of writing the record of sequence 2 (in
 	# the first slot): the record of sequence 1 is read.
-	rw_term
+	w1_term
 	head -c 300 /dev/urandom | tr '\n\0' ab |
 	    dd of="$T/state/last-handled" conv=notrunc status=none
-	rw_start
+	w1_start
 	assert_file_line "$RW_LOG" 'sequence 1 was the last handled$'
-	rw_term
+	w1_term
 	# The format before this one (a single "v1" record) is read, and
 	# what is not a state file refuses to start.
 	printf 'v1 %s 7 0 -\n' "$(dd if="$T/state/last-handled" bs=512 \
 	    skip=1 count=1 status=none | tr -d '\0' | awk '{ print $3 }')" \
 	    >"$T/state/last-handled"
-	rw_start
+	w1_start
 	assert_file_line "$RW_LOG" 'sequence 7 was the last handled$'
-	rw_term
+	w1_term
 	printf 'something else\n' >"$T/state/last-handled"
 	run "${NS_RUN[@]}" "$RWORKER" --name w1 --config "$T/w.conf" \
 	    --state-dir "$T/state"
@@ -242,10 +218,10 @@ consumer_idle() {
 }
 
 @test "a pipe handler: one process for all messages, its answers in receipts" {
-	nats_start
+	nats_start_w1
 	receipts_start w1
 	RW_EXTRA='handler_mode = "pipe";' rw_config "$HD/pipe-lines.sh" "$T"
-	rw_start
+	w1_start
 	npub send w1 1 "first"
 	npub send w1 2 "fail 4 nope"
 	npub send w1 3 "third"
@@ -260,10 +236,10 @@ consumer_idle() {
 }
 
 @test "a message larger than max_message_bytes is refused, and acked" {
-	nats_start
+	nats_start_w1
 	receipts_start w1
 	RW_EXTRA='max_message_bytes = 8;' rw_config "$HD/exec-record.sh" "$T"
-	rw_start
+	w1_start
 	npub send w1 5 "short"
 	npub send w1 6 "much too long"
 	npub send w1 7 "short 2"
@@ -278,10 +254,10 @@ consumer_idle() {
 }
 
 @test "SIGTERM lets the running handler finish, acks it, exits 0" {
-	nats_start
+	nats_start_w1
 	receipts_start w1
 	rw_config "$HD/exec-block.sh" "$T"
-	rw_start
+	w1_start
 	npub send w1 9 "slow"
 	wait_for '[ -e "$T/started.0" ]' "$(ms 10000)"
 	kill -TERM "$RW_PID"
@@ -300,14 +276,10 @@ consumer_idle() {
 }
 
 @test "an identity allowed only its own queue cannot take another's" {
-	local port=4222
-
-	NATS_SERVER=$(command -v nats-server) || fail "nats-server not installed"
-	[ -n "$NS_PID" ] || port=$BASE_PORT
 	# w1 may read only its own consumer, send only its own receipts and
 	# hear only on its own inbox prefix (issue 11's permissions).
 	cat >"$T/nats.conf" <<-EOC
-	listen: 127.0.0.1:$port
+	listen: 127.0.0.1:$NATS_PORT
 	jetstream { store_dir: "$T/js" }
 	authorization { users = [
 	  { user: admin, password: a }
@@ -317,14 +289,13 @@ consumer_idle() {
 	    subscribe: { allow: [ "_INBOX.w1.>" ] } } }
 	] }
 	EOC
-	spawn in_ns "$NATS_SERVER" -c "$T/nats.conf" >"$T/nats.log" 2>&1
-	NATS_PID=$BG_PID
-	NATS_URL=nats://admin:a@127.0.0.1:$port
+	nats_start "$T/nats.conf"
+	NATS_URL=nats://admin:a@127.0.0.1:$NATS_PORT
 	npub -t "$(ms 10000)" setup w1 w2 ||
 	    fail "nats-server did not come up" "$(tail -n 20 "$T/nats.log")"
-	NATS_URL=nats://w1:p@127.0.0.1:$port
+	NATS_URL=nats://w1:p@127.0.0.1:$NATS_PORT
 	rw_config "$HD/exec-record.sh" "$T"
-	NATS_URL=nats://admin:a@127.0.0.1:$port
+	NATS_URL=nats://admin:a@127.0.0.1:$NATS_PORT
 	# As w2: its consumer's API is refused to this identity.
 	run timeout -k 2 "$(ms 60)" "${NS_RUN[@]}" "$RWORKER" --name w2 \
 	    --config "$T/w.conf" --state-dir "$T/state"
@@ -332,7 +303,7 @@ consumer_idle() {
 	assert_line 'w2: the broker refuses: Permissions Violation for Publish to "\$JS.API.CONSUMER.INFO.FANOUT.w2"'
 	# As itself: ready, but its receipts subject is not allowed: the
 	# handler has run once, and the worker stops on the refusal.
-	rw_start --no-term-check
+	w1_start --no-term-check
 	npub send w1 1 "m"
 	wait_pid_gone "$RW_PID" "$RW_SUP" "$(ms 10000)"
 	assert_file_line "$RW_NOTIFY" ' - exited status=1$'
@@ -341,7 +312,7 @@ consumer_idle() {
 }
 
 @test "it waits for its consumer, then for a broker that went away" {
-	nats_start
+	nats_start_w1
 	receipts_start w1
 	rw_config "$HD/exec-record.sh" "$T"
 	sed -i 's/"w1"/"w2"/' "$T/w.conf"
@@ -368,11 +339,8 @@ consumer_idle() {
 
 	# The broker restarts (same store_dir): the worker reconnects, and
 	# what was stored meanwhile is handled.
-	kill -TERM "$NATS_PID"
-	wait_pid_gone "$NATS_PID" "$(ms 10000)"
-	spawn in_ns "$NATS_SERVER" -a 127.0.0.1 -p "${NATS_URL##*:}" -js \
-	    -sd "$T/js" >>"$T/nats.log" 2>&1
-	NATS_PID=$BG_PID
+	nats_stop
+	nats_start
 	npub -t "$(ms 10000)" send w2 2 "after"
 	wait_for '[ "$(lines_in "$T/msgs.0")" -ge 2 ]' "$(ms 15000)"
 	[ "$(cat "$T/msgs.0")" = "$(printf '%s\n' before after)" ] ||

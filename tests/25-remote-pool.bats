@@ -8,106 +8,11 @@
 # leaves: $T/msgs.I for local worker I, $T/NAME/msgs.* for remote NAME.
 
 load helpers
-
-HD=$FANOUT_SRCDIR/tests/handlers
-RWORKER=$FANOUT_BUILDDIR/src/fanout-remote-worker
+load remote-helpers
 
 setup() {
 	fanout_setup
-	NATS_SERVER=$(command -v nats-server) ||
-	    fail "nats-server not installed (build-aux/install-deps)"
-	NATS_PORT=4222
-	[ -n "$NS_PID" ] || NATS_PORT=$((BASE_PORT + 150))
-	NATS_URL=nats://127.0.0.1:$NATS_PORT
-}
-
-teardown() {
-	fanout_teardown
-}
-
-# nats_start: nats-server with JetStream and a real store_dir.  It has
-# no readiness signal: fanoutd and the remote workers retry their connect.
-nats_start() {
-	spawn in_ns "$NATS_SERVER" -a 127.0.0.1 -p "$NATS_PORT" -js \
-	    -sd "$T/js" >>"$T/nats.log" 2>&1
-	NATS_PID=$BG_PID
-}
-
-nats_stop() {
-	kill -TERM "$NATS_PID"
-	wait_pid_gone "$NATS_PID" "$(ms 10000)" ||
-	    fail "nats-server did not stop"
-}
-
-# pool_config LOCAL NAME... [-- SETTING=VALUE...]: fanoutd's config, LOCAL
-# workers recording to $T, the remote workers NAME...
-pool_config() {
-	local n=$1 names="" extra=()
-
-	shift
-	while [ $# -gt 0 ] && [ "$1" != -- ]; do
-		names+="${names:+, }\"$1\""
-		shift
-	done
-	[ "${1:-}" = -- ] && { shift; extra=("$@"); }
-	write_config workers="$n" \
-	    handler="[ \"$HD/exec-record.sh\", \"$T\" ]" \
-	    nats_servers="[ \"$NATS_URL\" ]" \
-	    remote_workers="[ $names ]" \
-	    remote_ack_wait_ms=1000 "${extra[@]}"
-}
-
-# rw_start NAME: fanout-remote-worker NAME, recording to $T/NAME; returns
-# on READY=1.  Sets RW_PID[NAME].
-declare -A RW_PID
-rw_start() {
-	local name=$1 out
-
-	mkdir -p "$T/$name" "$T/state.$name"
-	cat >"$T/$name.conf" <<-EOC
-	nats_servers = [ "$NATS_URL" ];
-	handler = [ "$HD/exec-record.sh", "$T/$name" ];
-	handler_timeout_ms = $(ms 10000);
-	EOC
-	LAUNCHES=$((LAUNCHES + 1))
-	out=$T/nw.$LAUNCHES.out
-	"${NS_RUN[@]}" env FANOUT_TEST_TAG="$T" "$NOTIFY_WAIT" \
-	    -t "$(ms 20000)" -o "$T/notify.$name.$LAUNCHES.log" \
-	    -e "$T/rw.$name.log" -- "$RWORKER" -vv --name "$name" \
-	    --config "$T/$name.conf" --state-dir "$T/state.$name" >"$out" ||
-	    fail "fanout-remote-worker $name did not become ready" \
-	    "$(tail -n 20 "$T/rw.$name.log")"
-	RW_PID[$name]=$(cat "$out")
-	SUPERVISORS+=("$(sed -n 's/.* supervisor=\([0-9]*\) .*/\1/p' \
-	    "$T/notify.$name.$LAUNCHES.log" | head -n 1)")
-	BG_PIDS+=("${RW_PID[$name]}")
-}
-
-rw_stop() {
-	kill -TERM "${RW_PID[$1]}"
-	wait_pid_gone "${RW_PID[$1]}" "$(ms 10000)" ||
-	    fail "fanout-remote-worker $1 did not stop"
-}
-
-# remote_state NAME: NAME's state in `fanoutctl status`.
-remote_state() {
-	ctl status | awk -v n="$1" '
-	    $1 == "WORKER" { for (k = 1; k <= NF; k++) c[tolower($k)] = k; next }
-	    $1 == n { print $c["state"]; exit }'
-}
-
-# remote_is NAME STATE: for wait_for.
-remote_is() {
-	[ "$(remote_state "$1")" = "$2" ]
-}
-
-# handled NAME: the messages remote worker NAME's handler got, in order.
-handled() {
-	cat "$T/$1"/msgs.* 2>/dev/null
-}
-
-lines_of() {
-	handled "$1" | wc -l
+	nats_setup
 }
 
 @test "fanoutd -t checks the remote settings" {
@@ -372,8 +277,7 @@ lines_of() {
 	[ "${#lines[@]}" -eq 3 ] || fail "$(show_run)"
 	refute_line '^worker old '
 	# Still in the broker, with what it held.
-	run "${NS_RUN[@]}" "$FANOUT_BUILDDIR/tests/nats-pub" -s "$NATS_URL" \
-	    info old
+	run npub info old
 	assert_status 0
 	assert_line '^pending 1 ack_pending 0 '
 }
@@ -402,8 +306,7 @@ lines_of() {
 	    subscribe: { allow: [ "_INBOX.r1.>" ] } } }
 	] }
 	EOC
-	spawn in_ns "$NATS_SERVER" -c "$T/nats.conf" >>"$T/nats.log" 2>&1
-	NATS_PID=$BG_PID
+	nats_start "$T/nats.conf"
 	NATS_URL=nats://fanoutd:f@127.0.0.1:$NATS_PORT
 	pool_config 1 r1 r2
 	start_fanoutd
@@ -418,12 +321,10 @@ lines_of() {
 	# r1's identity cannot forge r2's receipts (whatever the sequence):
 	# the broker refuses them, and r2 has handled nothing.
 	for i in 1 2 3; do
-		"${NS_RUN[@]}" "$FANOUT_BUILDDIR/tests/nats-pub" -s "$NATS_URL" \
-		    receipt r2 "$i" 0 "forged" >/dev/null 2>&1 || true
+		npub receipt r2 "$i" 0 "forged" >/dev/null 2>&1 || true
 	done
 	# A receipt r1 may send is heard: the forged ones had their chance.
-	"${NS_RUN[@]}" "$FANOUT_BUILDDIR/tests/nats-pub" -s "$NATS_URL" \
-	    receipt r1 x 0 "" || fail "r1 could not send its own receipt"
+	npub receipt r1 x 0 "" || fail "r1 could not send its own receipt"
 	wait_for 'grep -q "malformed receipt from r1" "$FANOUTD_LOG"' \
 	    "$(ms 5000)"
 	run ctl stats
@@ -449,11 +350,9 @@ lines_of() {
 	for bad in "x1 0 bogus" "99999999999999999999999 0 r" "1 ok r" \
 	    "1 4294967296 r" "1 0 $long"; do
 		# shellcheck disable=SC2086  # the fields, split on purpose
-		"${NS_RUN[@]}" "$FANOUT_BUILDDIR/tests/nats-pub" -s "$NATS_URL" \
-		    receipt r1 $bad || fail "nats-pub could not send: $bad"
+		npub receipt r1 $bad || fail "nats-pub could not send: $bad"
 	done
-	"${NS_RUN[@]}" "$FANOUT_BUILDDIR/tests/nats-pub" -s "$NATS_URL" \
-	    receipt zz 1 0 "" || fail "nats-pub could not send the receipt"
+	npub receipt zz 1 0 "" || fail "nats-pub could not send the receipt"
 	wait_for '[ "$(grep -c "malformed receipt from r1" "$FANOUTD_LOG")" -ge 5 ]' \
 	    "$(ms 5000)"
 	run ctl send "still fine"

@@ -11,23 +11,17 @@
 # failover test (last) runs only with FANOUT_CLUSTER_FAILOVER=1: see there.
 
 load helpers
+load remote-helpers
 
-HD=$FANOUT_SRCDIR/tests/handlers
 EX=$FANOUT_SRCDIR/data/examples
-RWORKER=$FANOUT_BUILDDIR/src/fanout-remote-worker
 
 setup() {
 	fanout_setup
-	NATS_SERVER=$(command -v nats-server) ||
-	    fail "nats-server not installed (build-aux/install-deps)"
+	nats_setup
 	command -v openssl >/dev/null || fail "openssl not installed"
 	command -v python3 >/dev/null || fail "python3 not installed"
 	PKI=$T/pki
 	declare -gA NODE_PID=()
-}
-
-teardown() {
-	fanout_teardown
 }
 
 # need_ns: the nodes listen on 127.0.0.1-3, ports 4222, 6222 and 8222:
@@ -213,41 +207,15 @@ fanoutd_start() {
 # host7_start: remote worker host7 with the example's configuration, the
 # handler recording to $T/host7; returns on READY=1.
 host7_start() {
-	local out
-
 	mkdir -p "$T/host7" "$T/state.host7"
 	sed -f <(local_paths
 	    echo "s|^handler = .*|handler = [ \"$HD/exec-record.sh\", \"$T/host7\" ];|") \
 	    "$EX/remote-worker-host7.conf" >"$T/host7.conf"
 	! grep -v '^#' "$T/host7.conf" | grep -E 'example\.org|/etc/|/usr/local' ||
 	    fail "host7.conf: the example has a line this test does not change"
-	LAUNCHES=$((LAUNCHES + 1))
-	out=$T/nw.$LAUNCHES.out
-	"${NS_RUN[@]}" env FANOUT_TEST_TAG="$T" \
-	    CREDENTIALS_DIRECTORY="$T/cred.host7" "$NOTIFY_WAIT" \
-	    -t "$(ms 20000)" -o "$T/notify.host7.$LAUNCHES.log" \
-	    -e "$T/rw.host7.log" -- "$RWORKER" -vv --name host7 \
-	    --config "$T/host7.conf" --state-dir "$T/state.host7" >"$out" ||
-	    fail "fanout-remote-worker host7 did not become ready" \
-	    "$(tail -n 20 "$T/rw.host7.log")"
-	RW_PID=$(cat "$out")
-	SUPERVISORS+=("$(sed -n 's/.* supervisor=\([0-9]*\) .*/\1/p' \
-	    "$T/notify.host7.$LAUNCHES.log" | head -n 1)")
-	BG_PIDS+=("$RW_PID")
-}
-
-remote_state() {
-	ctl status | awk -v n="$1" '
-	    $1 == "WORKER" { for (k = 1; k <= NF; k++) c[tolower($k)] = k; next }
-	    $1 == n { print $c["state"]; exit }'
-}
-
-remote_is() {
-	[ "$(remote_state "$1")" = "$2" ]
-}
-
-handled() {
-	cat "$T/host7"/msgs.* 2>/dev/null
+	CREDENTIALS_DIRECTORY=$T/cred.host7 rw_launch host7 "$T/host7.conf" \
+	    "$T/state.host7"
+	BG_PIDS+=("$RW_LAUNCHED")
 }
 
 # send_one TEXT: a broadcast; host7's verdict in VERDICT.
@@ -328,8 +296,8 @@ cluster_up() {
 		send_one "m$i"
 		[ "$VERDICT" = acked ] || fail "m$i: $VERDICT" "$(show_run)"
 	done
-	[ "$(handled)" = "$(printf 'm%s\n' 1 2 3)" ] ||
-	    fail "host7:" "$(handled)"
+	[ "$(handled host7)" = "$(printf 'm%s\n' 1 2 3)" ] ||
+	    fail "host7:" "$(handled host7)"
 }
 
 @test "the example as a cluster of three: fanoutd and a remote worker by certificate" {
@@ -366,10 +334,10 @@ cluster_up() {
 		[[ $VERDICT =~ ^(acked|queued)$ ]] ||
 		    fail "m$i: $VERDICT" "$(show_run)"
 	done
-	wait_for '[ "$(handled | wc -l)" -ge 6 ]' "$(ms 15000)" ||
-	    fail "host7:" "$(handled)"
-	[ "$(handled)" = "$(printf 'm%s\n' 1 2 3 4 5 6)" ] ||
-	    fail "host7:" "$(handled)"
+	wait_for '[ "$(lines_of host7)" -ge 6 ]' "$(ms 15000)" ||
+	    fail "host7:" "$(handled host7)"
+	[ "$(handled host7)" = "$(printf 'm%s\n' 1 2 3 4 5 6)" ] ||
+	    fail "host7:" "$(handled host7)"
 	# A client that trusts the CA but has no certificate of its own is
 	# refused; with fanoutd's, the same request is answered.
 	for i in 1 2 3; do alive "${NODE_PID[$i]}" && break; done
@@ -440,15 +408,16 @@ cluster_up() {
 	want=$(awk '$2 == "acked" || $2 == "queued" { print $1 }' \
 	    "$T/verdicts")
 	wait_for '[ -z "$(comm -23 <(printf "%s\n" "$want" | sort) \
-	    <(handled | sort))" ]' "$(ms 20000)" ||
+	    <(handled host7 | sort))" ]' "$(ms 20000)" ||
 	    fail "lost:" "$(comm -23 <(printf '%s\n' "$want" | sort) \
-	    <(handled | sort))" "handled:" "$(handled)"
-	[ "$(handled | sort | uniq -d)" = "" ] ||
-	    fail "handled twice:" "$(handled | sort | uniq -d)"
-	[ "$(handled | sed 's/^m//' | sort -n)" = "$(handled | sed 's/^m//')" ] ||
-	    fail "out of order:" "$(handled)"
-	[ "$(handled | awk -F m '$2 < 1 || $2 > n' n="$n")" = "" ] ||
-	    fail "handled what was not sent:" "$(handled)"
+	    <(handled host7 | sort))" "handled:" "$(handled host7)"
+	[ "$(handled host7 | sort | uniq -d)" = "" ] ||
+	    fail "handled twice:" "$(handled host7 | sort | uniq -d)"
+	[ "$(handled host7 | sed 's/^m//' | sort -n)" = \
+	    "$(handled host7 | sed 's/^m//')" ] ||
+	    fail "out of order:" "$(handled host7)"
+	[ "$(handled host7 | awk -F m '$2 < 1 || $2 > n' n="$n")" = "" ] ||
+	    fail "handled what was not sent:" "$(handled host7)"
 
 	# The killed node comes back and catches up.
 	node_start "$victim"
