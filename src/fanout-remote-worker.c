@@ -265,41 +265,16 @@ state_save(struct rw *rw)
 static natsStatus
 make_options(struct rw *rw, natsOptions **out)
 {
-	const char *servers[RCONF_SERVERS_MAX];
 	char name[128];
-	natsOptions *o;
-	natsStatus s;
-	int n;
+	const struct natsloop_conf c = {
+		.servers = rw->rc.servers, .name = name,
+		.inbox_prefix = rw->inbox_prefix, .timeout_ms = 5000,
+		.ca = rw->rc.tls_ca, .cert = rw->rc.tls_cert,
+		.key = rw->key_path,
+	};
 
-	for (n = 0; rw->rc.servers[n] != NULL; n++)
-		servers[n] = rw->rc.servers[n];
 	snprintf(name, sizeof(name), "fanout-remote-worker %s", rw->name);
-	if ((s = natsOptions_Create(&o)) != NATS_OK)
-		return s;
-	if ((s = natsOptions_SetServers(o, servers, n))
-	    != NATS_OK ||
-	    (s = natsOptions_SetName(o, name)) != NATS_OK ||
-	    (s = natsOptions_SetCustomInboxPrefix(o, rw->inbox_prefix)) !=
-	    NATS_OK ||
-	    (s = natsOptions_SetMaxReconnect(o, -1)) != NATS_OK ||
-	    (s = natsOptions_SetReconnectWait(o, 500)) != NATS_OK ||
-	    (s = natsOptions_SetTimeout(o, 5000)) != NATS_OK)
-		goto out;
-	if (rw->rc.tls_ca != NULL &&
-	    ((s = natsOptions_SetSecure(o, true)) != NATS_OK ||
-	    (s = natsOptions_LoadCATrustedCertificates(o, rw->rc.tls_ca)) !=
-	    NATS_OK))
-		goto out;
-	if (rw->rc.tls_cert != NULL &&
-	    (s = natsOptions_LoadCertificatesChain(o, rw->rc.tls_cert,
-	    rw->key_path)) != NATS_OK)
-		goto out;
-out:
-	if (s != NATS_OK)
-		natsOptions_Destroy(o);
-	else
-		*out = o;
-	return s;
+	return natsloop_options_new(&c, out);
 }
 
 /*

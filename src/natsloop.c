@@ -299,6 +299,50 @@ natsloop_new(sd_event *ev, natsloop_fn fn, void *arg, struct natsloop **out)
 }
 
 natsStatus
+natsloop_options_new(const struct natsloop_conf *c, natsOptions **out)
+{
+	const char **servers;
+	natsOptions *o;
+	natsStatus s;
+	int n;
+
+	/* nats.c wants const char **; ours are char *. */
+	for (n = 0; c->servers[n] != NULL; n++)
+		;
+	if ((servers = calloc((size_t)n + 1, sizeof(*servers))) == NULL)
+		return NATS_NO_MEMORY;
+	for (n = 0; c->servers[n] != NULL; n++)
+		servers[n] = c->servers[n];
+	if ((s = natsOptions_Create(&o)) != NATS_OK) {
+		free(servers);
+		return s;
+	}
+	if ((s = natsOptions_SetServers(o, servers, n)) != NATS_OK ||
+	    (s = natsOptions_SetName(o, c->name)) != NATS_OK ||
+	    (c->inbox_prefix != NULL &&
+	    (s = natsOptions_SetCustomInboxPrefix(o, c->inbox_prefix)) !=
+	    NATS_OK) ||
+	    (s = natsOptions_SetMaxReconnect(o, -1)) != NATS_OK ||
+	    (s = natsOptions_SetReconnectWait(o, 500)) != NATS_OK ||
+	    (s = natsOptions_SetTimeout(o, c->timeout_ms)) != NATS_OK)
+		goto out;
+	if (c->ca != NULL &&
+	    ((s = natsOptions_SetSecure(o, true)) != NATS_OK ||
+	    (s = natsOptions_LoadCATrustedCertificates(o, c->ca)) != NATS_OK))
+		goto out;
+	if (c->cert != NULL && (s = natsOptions_LoadCertificatesChain(o,
+	    c->cert, c->key)) != NATS_OK)
+		goto out;
+out:
+	free(servers);
+	if (s != NATS_OK)
+		natsOptions_Destroy(o);
+	else
+		*out = o;
+	return s;
+}
+
+natsStatus
 natsloop_options(struct natsloop *nl, natsOptions *opts)
 {
 	natsStatus s;

@@ -8,12 +8,15 @@
  * (connected again, disconnected, closed, asynchronous errors) reach the
  * owner the same way, on the loop thread, through one callback.
  *
- * Not here: what is published or subscribed.  The owner must not make a
+ * It also makes the options that fanoutd and fanout-remote-worker connect
+ * with.  Not here: what is published or subscribed.  The owner must not make a
  * blocking nats.c call (Flush, Request, js_*) on the loop thread: nothing
  * reads the socket while it waits, and the call times out.
  */
 #ifndef FANOUT_NATSLOOP_H
 #define FANOUT_NATSLOOP_H
+
+#include <stdint.h>
 
 #include <nats/nats.h>
 #include <systemd/sd-event.h>
@@ -28,6 +31,16 @@ enum natsloop_event {
 
 struct natsloop;
 
+/* A connection to the broker, as natsloop_options_new makes it. */
+struct natsloop_conf {
+	char *const	*servers;	/* URLs, NULL ended */
+	const char	*name;		/* shown by the broker */
+	const char	*inbox_prefix;	/* NULL: nats.c's */
+	int64_t		 timeout_ms;	/* for a connect */
+	const char	*ca;		/* NULL: no TLS */
+	const char	*cert, *key;	/* NULL: no client certificate */
+};
+
 typedef void	(*natsloop_fn)(void *arg, enum natsloop_event,
 		    natsStatus status);
 
@@ -37,6 +50,10 @@ int		natsloop_new(sd_event *, natsloop_fn, void *arg,
  * NATS_OK, or NATS_TIMEOUT when there is none.  Unlike NextMsg with no
  * timeout, an empty queue costs no error record: drained every turn. */
 natsStatus	natsloop_next(natsSubscription *, natsMsg **);
+/* Options for c's connection, reconnecting for ever every 500 ms; the
+ * caller destroys *out.  Blocking calls may use them as they are. */
+natsStatus	natsloop_options_new(const struct natsloop_conf *c,
+		    natsOptions **out);
 /* Sets the event-loop hooks and the connection callbacks on opts, and
  * retries a failed first connect in the background (NL_CONNECTED when it
  * succeeds); call before natsConnection_Connect. */

@@ -158,34 +158,12 @@ static struct log_limit down_ll = LOG_LIMIT_INIT(LOG_WARNING,
 static natsStatus
 remote_options(struct remote *r, natsOptions **out)
 {
-	const char *servers[CONF_NATS_SERVERS_MAX];
-	natsOptions *o;
-	natsStatus s;
-	int n;
+	const struct natsloop_conf c = {
+		.servers = r->servers, .name = "fanoutd", .timeout_ms = 2000,
+		.ca = r->ca, .cert = r->cert, .key = r->key_path,
+	};
 
-	for (n = 0; n < CONF_NATS_SERVERS_MAX && r->servers[n] != NULL; n++)
-		servers[n] = r->servers[n];
-	if ((s = natsOptions_Create(&o)) != NATS_OK)
-		return s;
-	if ((s = natsOptions_SetServers(o, servers, n)) != NATS_OK ||
-	    (s = natsOptions_SetName(o, "fanoutd")) != NATS_OK ||
-	    (s = natsOptions_SetMaxReconnect(o, -1)) != NATS_OK ||
-	    (s = natsOptions_SetReconnectWait(o, 500)) != NATS_OK ||
-	    (s = natsOptions_SetTimeout(o, 2000)) != NATS_OK)
-		goto out;
-	if (r->ca != NULL &&
-	    ((s = natsOptions_SetSecure(o, true)) != NATS_OK ||
-	    (s = natsOptions_LoadCATrustedCertificates(o, r->ca)) != NATS_OK))
-		goto out;
-	if (r->cert != NULL && (s = natsOptions_LoadCertificatesChain(o,
-	    r->cert, r->key_path)) != NATS_OK)
-		goto out;
-out:
-	if (s != NATS_OK)
-		natsOptions_Destroy(o);
-	else
-		*out = o;
-	return s;
+	return natsloop_options_new(&c, out);
 }
 
 /* The admin thread's part. */
