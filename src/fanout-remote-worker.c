@@ -821,7 +821,6 @@ main(int argc, char *argv[])
 	struct handler_conf hc = { .restart_max_ms = 30000 };
 	int stray[SIG_STRAY_MAX];
 	size_t nstray, i;
-	sigset_t set;
 	int ch, verbose = 0, r;
 
 	while ((ch = getopt_long(argc, argv, "n:c:s:vhV", longopts, NULL))
@@ -882,17 +881,10 @@ main(int argc, char *argv[])
 	snprintf(rw.inbox_prefix, sizeof(rw.inbox_prefix), "_INBOX.%s",
 	    rw.name);
 
-	sigemptyset(&set);
-	sigaddset(&set, SIGTERM);
-	sigaddset(&set, SIGINT);
-	sigaddset(&set, SIGHUP);
-	sigaddset(&set, SIGCHLD);
-	nstray = sig_stray(&set, stray);
-	sig_default(&set);
 	/* Before nats.c starts a thread: they all inherit the mask. */
-	if (sigprocmask(SIG_BLOCK, &set, NULL) == -1)
-		fatal("sigprocmask");
-	signal(SIGPIPE, SIG_IGN);
+	if ((r = sig_setup(NULL, stray)) < 0)
+		fatalx("sigprocmask: %s", strerror(-r));
+	nstray = (size_t)r;
 	if (std_fds_open() == -1)
 		return 1;
 	if (nats_Open(-1) != NATS_OK)

@@ -832,7 +832,7 @@ main(int argc, char *argv[])
 	struct pool_record rec;
 	char why[160];
 	int stray[SIG_STRAY_MAX], ignfd;
-	sigset_t set, ignored;
+	sigset_t ignored;
 	int ch, verbose = 0, r;
 
 	/* Before the key is in memory: a process of the same uid (a handler
@@ -969,17 +969,13 @@ main(int argc, char *argv[])
 	if (auth_init() < 0)
 		fatalx("worker %u: cannot initialise libsodium", wk.index);
 
-	sigemptyset(&ignored);
-	sigaddset(&ignored, SIGINT);
-	sigaddset(&ignored, SIGHUP);
-	(void)sig_stray(&ignored, stray);
-	set = ignored;
-	sigaddset(&set, SIGTERM);
-	sigaddset(&set, SIGCHLD);	/* handlers are reaped by sd-event */
-	sig_default(&set);
-	if (sigprocmask(SIG_BLOCK, &set, NULL) == -1)
-		fatal("sigprocmask");
-	signal(SIGPIPE, SIG_IGN);
+	/* SIGTERM and SIGCHLD (handlers are reaped by sd-event) get a
+	 * source each; the rest of what is blocked is read and ignored on
+	 * one signalfd (on_ignored). */
+	if ((r = sig_setup(&ignored, stray)) < 0)
+		fatalx("sigprocmask: %s", strerror(-r));
+	sigdelset(&ignored, SIGTERM);
+	sigdelset(&ignored, SIGCHLD);
 	ensure_std_fds();
 
 	if ((wk.lfd = tcp_listen(addr, (uint16_t)port)) < 0) {

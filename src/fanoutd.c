@@ -374,21 +374,13 @@ fanoutd_run(struct fanoutd *d)
 {
 	int stray[SIG_STRAY_MAX];
 	size_t nstray, i;
-	sigset_t set;
 	int r;
 
 	/* Blocked before anything can fork, so that no signal is lost;
 	 * workers restore the mask before exec. */
-	sigemptyset(&set);
-	sigaddset(&set, SIGTERM);
-	sigaddset(&set, SIGINT);
-	sigaddset(&set, SIGHUP);
-	sigaddset(&set, SIGCHLD);
-	nstray = sig_stray(&set, stray);
-	sig_default(&set);
-	if (sigprocmask(SIG_BLOCK, &set, NULL) == -1)
-		fatal("sigprocmask");
-	signal(SIGPIPE, SIG_IGN);
+	if ((r = sig_setup(NULL, stray)) < 0)
+		fatalx("sigprocmask: %s", strerror(-r));
+	nstray = (size_t)r;
 	fd_limit_check(&d->conf, false);
 
 	if ((r = sd_event_new(&d->ev)) < 0) {

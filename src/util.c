@@ -104,6 +104,27 @@ sig_default(const sigset_t *set)
 }
 
 int
+sig_setup(sigset_t *set, int stray[SIG_STRAY_MAX])
+{
+	sigset_t blocked;
+	size_t n;
+
+	sigemptyset(&blocked);
+	sigaddset(&blocked, SIGTERM);
+	sigaddset(&blocked, SIGINT);
+	sigaddset(&blocked, SIGHUP);
+	sigaddset(&blocked, SIGCHLD);
+	n = sig_stray(&blocked, stray);
+	sig_default(&blocked);
+	if (sigprocmask(SIG_BLOCK, &blocked, NULL) == -1)
+		return -errno;
+	(void)signal(SIGPIPE, SIG_IGN);
+	if (set != NULL)
+		*set = blocked;
+	return (int)n;
+}
+
+int
 std_fds_open(void)
 {
 	int fd, closed = 0;

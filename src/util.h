@@ -39,6 +39,13 @@ size_t		 sig_stray(sigset_t *set, int sigs[SIG_STRAY_MAX]);
 /* Sets each signal in set back to SIG_DFL: one ignored by whoever started
  * the program (nohup ignores SIGHUP) would never reach a signalfd. */
 void		 sig_default(const sigset_t *set);
+/* What fanoutd and both workers do first, before they fork or start a
+ * thread (either inherits the mask): SIGTERM, SIGINT, SIGHUP, SIGCHLD and
+ * the stray signals set back to SIG_DFL (sig_default) and blocked, for
+ * sd-event to read; SIGPIPE ignored.  Fills stray as sig_stray does, and
+ * set, unless NULL, with what it blocked.  Returns how many stray signals
+ * there are, or a negative errno. */
+int		 sig_setup(sigset_t *set, int stray[SIG_STRAY_MAX]);
 /* Opens /dev/null on each of descriptors 0, 1 and 2 that is closed, so
  * that no socket or pipe opened later becomes one of them.  Returns a mask
  * of those that were closed (1 << fd), or -1 if one could not be opened. */
