@@ -259,18 +259,6 @@ conf_apply_enum(const struct conf_setting *cs, config_setting_t *s,
 	return -1;
 }
 
-void
-conf_argv_free(char **argv)
-{
-	char **a;
-
-	if (argv == NULL)
-		return;
-	for (a = argv; *a != NULL; a++)
-		free(*a);
-	free(argv);
-}
-
 /* A program and its arguments: one string (the path alone, never split on
  * spaces: no shell is involved) or a list of strings. */
 static int
@@ -319,10 +307,10 @@ conf_apply_argv(const struct conf_setting *cs, config_setting_t *s,
 		}
 	}
 	if (i < n) {
-		conf_argv_free(argv);
+		strv_free(argv);
 		return -1;
 	}
-	conf_argv_free(*(char ***)field);
+	strv_free(*(char ***)field);
 	*(char ***)field = argv;
 	return 0;
 }
@@ -381,10 +369,10 @@ conf_apply_list(const struct conf_setting *cs, config_setting_t *s,
 		}
 	}
 	if (i < n) {
-		conf_argv_free(v);
+		strv_free(v);
 		return -1;
 	}
-	conf_argv_free(*(char ***)field);
+	strv_free(*(char ***)field);
 	*(char ***)field = v;
 	return 0;
 }
@@ -1004,14 +992,14 @@ conf_free(struct fanout_conf *conf)
 	free(conf->control_socket);
 	free(conf->worker_path);
 	free(conf->spool_dir);
-	conf_argv_free(conf->handler);
-	conf_argv_free(conf->nats_servers);
+	strv_free(conf->handler);
+	strv_free(conf->nats_servers);
 	free(conf->nats_tls_ca);
 	free(conf->nats_tls_cert);
 	free(conf->nats_tls_key);
 	free(conf->nats_subject_prefix);
 	free(conf->nats_stream);
-	conf_argv_free(conf->remote_workers);
+	strv_free(conf->remote_workers);
 	memset(conf, 0, sizeof(*conf));
 }
 

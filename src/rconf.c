@@ -21,6 +21,7 @@
 #include "conf.h"
 #include "proto.h"
 #include "rconf.h"
+#include "util.h"
 
 
 static void
@@ -69,16 +70,6 @@ rconf_check_name(const char *name, int dots, const char **why)
 	return 0;
 }
 
-static void
-rconf_argv_free(char **v)
-{
-	char **a;
-
-	for (a = v; a != NULL && *a != NULL; a++)
-		free(*a);
-	free(v);
-}
-
 /* A list of strings (or one string): a NULL-ended copy, or NULL. */
 static char **
 rconf_list(config_setting_t *s, int max, size_t len_max, const char *path,
@@ -106,7 +97,7 @@ rconf_list(config_setting_t *s, int max, size_t len_max, const char *path,
 		    (v[i] = strdup(str)) == NULL) {
 			rerr(errs, path, s, "element %d: must be a string of "
 			    "at most %zu bytes", i + 1, len_max);
-			rconf_argv_free(v);
+			strv_free(v);
 			return NULL;
 		}
 	}
@@ -196,7 +187,7 @@ rconf_apply(struct rconf *rc, config_setting_t *s, const char *path,
 	size_t i;
 
 	if (strcmp(name, "nats_servers") == 0) {
-		rconf_argv_free(rc->servers);
+		strv_free(rc->servers);
 		if ((rc->servers = rconf_list(s, RCONF_SERVERS_MAX,
 		    RCONF_URL_MAX, path, errs)) == NULL)
 			return -1;
@@ -210,7 +201,7 @@ rconf_apply(struct rconf *rc, config_setting_t *s, const char *path,
 		return 0;
 	}
 	if (strcmp(name, "handler") == 0) {
-		rconf_argv_free(rc->handler);
+		strv_free(rc->handler);
 		if ((rc->handler = rconf_list(s, HANDLER_ARGS_MAX,
 		    HANDLER_ARG_LEN_MAX, path, errs)) == NULL)
 			return -1;
@@ -305,8 +296,8 @@ rconf_load(const char *path, struct rconf *rc, FILE *errs)
 void
 rconf_free(struct rconf *rc)
 {
-	rconf_argv_free(rc->servers);
-	rconf_argv_free(rc->handler);
+	strv_free(rc->servers);
+	strv_free(rc->handler);
 	free(rc->tls_ca);
 	free(rc->tls_cert);
 	free(rc->tls_key);

@@ -74,6 +74,18 @@ str_escape(char *out, size_t outlen, const void *in, size_t inlen)
 	out[o] = '\0';
 }
 
+void
+strv_free(char **v)
+{
+	char **a;
+
+	if (v == NULL)
+		return;
+	for (a = v; *a != NULL; a++)
+		free(*a);
+	free(v);
+}
+
 size_t
 sig_stray(sigset_t *set, int sigs[SIG_STRAY_MAX])
 {

@@ -22,6 +22,9 @@ uint64_t	 age_ms(uint64_t now, uint64_t since);
 /* Escapes bytes for a log line: printable ASCII kept, the rest as \xNN. */
 void		 str_escape(char *out, size_t outlen, const void *in,
 		    size_t inlen);
+/* Frees a NULL-ended list of strings (an argv, a list setting) and the
+ * strings in it; NULL is no list. */
+void		 strv_free(char **);
 
 /*
  * Signals whose default action would end or stop a process, that no one
