@@ -834,6 +834,7 @@ main(int argc, char *argv[])
 	int stray[SIG_STRAY_MAX], ignfd;
 	sigset_t ignored;
 	int ch, verbose = 0, r;
+	bool key_in = false;	/* wk.key holds the link key */
 
 	/* Before the key is in memory: a process of the same uid (a handler
 	 * gone bad, anything of _fanout's) must not read it through
@@ -933,20 +934,23 @@ main(int argc, char *argv[])
 		if (setenv("NOTIFY_SOCKET", rec.notify, 1) == -1)
 			_exit(1);
 		explicit_bzero(&rec, sizeof(rec));
-		secret_fd = 0;		/* the key is in */
+		key_in = true;
 		pool_retitle(argv, (uint32_t)index, (uint16_t)port);
 	}
 	/* The key first: closed before anything else happens, so that no
 	 * handler ever inherits it, whatever comes next. */
-	if (secret_fd != UINT64_MAX && pool_fd == UINT64_MAX &&
-	    (r = auth_key_read((int)secret_fd, wk.key)) < 0) {
-		snprintf(why, sizeof(why), "cannot read the link key from "
-		    "descriptor %d: %s", (int)secret_fd, auth_strerror(r));
-		fprintf(stderr, "fanout-worker: %s\n", why);
-		notify_failure(-r, why);
-		return 1;
+	if (!key_in && secret_fd != UINT64_MAX) {
+		if ((r = auth_key_read((int)secret_fd, wk.key)) < 0) {
+			snprintf(why, sizeof(why), "cannot read the link key "
+			    "from descriptor %d: %s", (int)secret_fd,
+			    auth_strerror(r));
+			fprintf(stderr, "fanout-worker: %s\n", why);
+			notify_failure(-r, why);
+			return 1;
+		}
+		key_in = true;
 	}
-	if (index == UINT64_MAX || port == 0 || secret_fd == UINT64_MAX) {
+	if (index == UINT64_MAX || port == 0 || !key_in) {
 		fprintf(stderr, "fanout-worker: --index, --port and "
 		    "--secret-fd are required\n");
 		usage(stderr, 2);
