@@ -126,7 +126,6 @@ void	conf_diff(const struct fanout_conf *old, const struct fanout_conf *new,
 	    void (*changed)(const char *name, const char *was, const char *is,
 	    void *), void *arg);
 /* remote.c's name for strv_free (util.h), until it calls that one. */
-#define conf_argv_free(v)	strv_free(v)
 /* Where nats_tls_key is: itself if a path, else the credential in
  * $CREDENTIALS_DIRECTORY (LoadCredential=); NULL if there is none. */
 char	*conf_key_path(const char *key);

@@ -521,6 +521,10 @@ main(int argc, char *argv[])
 		return 1;
 	if (test) {
 		fd_limit_check(&d.conf, true);
+		if (remote_check(&d.conf, d.conf_path) < 0) {
+			conf_free(&d.conf);
+			return 1;
+		}
 		if (verbose > 0)
 			conf_print(&d.conf, stdout);
 		printf("configuration OK\n");

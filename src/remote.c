@@ -356,7 +356,8 @@ admin_thread(void *arg)
 			int64_t mp = natsConnection_GetMaxPayload(nc);
 
 			/* A larger message would be refused: down. */
-			if (mp > 0 && mp < (int64_t)r->max_message_bytes + 1024)
+			if (mp > 0 && mp < (int64_t)r->max_message_bytes +
+			    REMOTE_HEADERS_MAX)
 				log_warnx("remote: the broker takes messages of "
 				    "at most %lld bytes (max_payload), less "
 				    "than max_message_bytes (%u) and headers",
@@ -1279,7 +1280,7 @@ remote_free(struct fanoutd *d)
 		}
 		free(r->w[j].early);
 	}
-	conf_argv_free(r->servers);
+	strv_free(r->servers);
 	free(r->ca);
 	free(r->cert);
 	free(r->key_path);
@@ -1289,4 +1290,77 @@ remote_free(struct fanoutd *d)
 	free(r);
 	d->remote = NULL;
 	d->nremote = 0;
+}
+
+/* fanoutd -t: the broker, if it answers. */
+int
+remote_check(const struct fanout_conf *conf, const char *path)
+{
+	struct natsloop_conf c = {
+		.servers = conf->nats_servers, .name = "fanoutd -t",
+		.timeout_ms = 2000,
+	};
+	jsAccountInfo *ai = NULL;
+	natsConnection *nc = NULL;
+	natsOptions *o = NULL;
+	jsCtx *js = NULL;
+	jsErrCode jerr = 0;
+	char *key = NULL;
+	natsStatus s;
+	int64_t mp;
+	int rc = 0;
+
+	if (conf->nats_servers == NULL)
+		return 0;
+	if (conf->nats_tls_ca[0] != '\0')
+		c.ca = conf->nats_tls_ca;
+	if (conf->nats_tls_cert[0] != '\0') {
+		c.cert = conf->nats_tls_cert;
+		/* A credential outside the unit: conf_load said so. */
+		if ((c.key = key = conf_key_path(conf->nats_tls_key)) == NULL)
+			return 0;
+	}
+	if (nats_Open(-1) != NATS_OK) {
+		free(key);
+		return 0;
+	}
+	if ((s = natsloop_options_new(&c, &o)) == NATS_OK)
+		s = natsConnection_Connect(&nc, o);
+	if (s != NATS_OK) {
+		fprintf(stderr, "fanoutd: the broker (%s%s) is not reachable: "
+		    "%s; max_payload and JetStream not checked\n",
+		    conf->nats_servers[0], conf->nats_servers[1] ? ", ..." : "",
+		    natsStatus_GetText(s));
+		goto out;
+	}
+	mp = natsConnection_GetMaxPayload(nc);
+	if (mp > 0 && mp < (int64_t)conf->max_message_bytes +
+	    REMOTE_HEADERS_MAX) {
+		fprintf(stderr, "fanoutd: %s: max_message_bytes is %u, but the "
+		    "broker takes messages of at most %lld bytes, %d of them "
+		    "for headers (max_payload): lower max_message_bytes to "
+		    "%lld, or raise max_payload in nats-server.conf\n", path,
+		    conf->max_message_bytes, (long long)mp, REMOTE_HEADERS_MAX,
+		    (long long)mp - REMOTE_HEADERS_MAX);
+		rc = -1;
+	}
+	if ((s = natsConnection_JetStream(&js, nc, NULL)) == NATS_OK)
+		s = js_GetAccountInfo(&ai, js, NULL, &jerr);
+	if (s == NATS_NO_RESPONDERS || jerr == JSNotEnabledErr ||
+	    jerr == JSNotEnabledForAccountErr) {
+		fprintf(stderr, "fanoutd: the broker has no JetStream for "
+		    "fanoutd's user: enable it in nats-server.conf (jetstream "
+		    "{ store_dir: ... })\n");
+		rc = -1;
+	} else if (s != NATS_OK)
+		fprintf(stderr, "fanoutd: the broker: JetStream not checked: "
+		    "%s\n", natsStatus_GetText(s));
+out:
+	jsAccountInfo_Destroy(ai);
+	jsCtx_Destroy(js);
+	natsConnection_Destroy(nc);
+	natsOptions_Destroy(o);
+	nats_CloseAndWait(1000);
+	free(key);
+	return rc;
 }

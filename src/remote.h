@@ -32,6 +32,9 @@ struct remote;
 /* How long a publish waits for its PubAck before it counts as `down',
  * unless the broadcast's own deadline comes first. */
 #define REMOTE_PUBACK_MS	5000
+/* What a message to a remote worker carries besides its body (headers,
+ * subject): the broker's max_payload must leave room for it. */
+#define REMOTE_HEADERS_MAX	1024
 /* How often the admin thread asks the broker about the consumers. */
 #define REMOTE_POLL_MS		1000
 
@@ -39,6 +42,12 @@ struct remote;
  * most start_timeout_ms for them), the loop connection.  0, or -1 after
  * logging why. */
 int	remote_start(struct fanoutd *);
+struct fanout_conf;
+/* fanoutd -t, with nats_servers set: connects to the broker (2 s at most
+ * per server) and checks that it takes messages of max_message_bytes and
+ * has JetStream.  0, or -1; what it found is said on stderr, a broker
+ * that does not answer included (0: the configuration may be right). */
+int	remote_check(const struct fanout_conf *, const char *path);
 /* Writes what is buffered, closes both connections, joins the thread. */
 void	remote_free(struct fanoutd *);
 /* Publishes m to remote worker j.  ACK_NONE: published, the verdict

@@ -45,6 +45,44 @@ setup() {
 	assert_line '^remote_workers = \[ "w-1", "w_2" \];$'
 	assert_line '^nats_stream = "FANOUT";$'
 	assert_line '^nats_subject_prefix = "fanout";$'
+	assert_line '^nats_stream_replicas = 0;$'
+	# The broker is not there: said, and the rest is OK.
+	assert_line '^fanoutd: the broker \(nats://127\.0\.0\.1:1\) is not reachable: [^;]+; max_payload and JetStream not checked$'
+	write_config nats_servers='[ "nats://127.0.0.1:1" ]' \
+	    nats_stream_replicas=6
+	run "$FANOUTD" -t -c "$CONF"
+	assert_status 1
+	assert_line ':[0-9]+: nats_stream_replicas: must be between 0 and 5$'
+
+	# A broker whose max_payload leaves no room for max_message_bytes,
+	# and without JetStream: both said, exit 1.
+	cat >"$T/small.conf" <<-EOC
+	listen: 127.0.0.1:$NATS_PORT
+	max_payload: 65536
+	EOC
+	nats_start "$T/small.conf"
+	write_config nats_servers="[ \"$NATS_URL\" ]" max_message_bytes=65000
+	wait_for '"${NS_RUN[@]}" "$FANOUTD" -t -c "$CONF" 2>&1 |
+	    grep -q "max_payload"' "$(ms 10000)"
+	run "${NS_RUN[@]}" "$FANOUTD" -t -c "$CONF"
+	assert_status 1
+	assert_line "^fanoutd: $CONF: max_message_bytes is 65000, but the broker takes messages of at most 65536 bytes, 1024 of them for headers \\(max_payload\\): lower max_message_bytes to 64512, or raise max_payload in nats-server\\.conf$"
+	assert_line "^fanoutd: the broker has no JetStream for fanoutd's user: enable it in nats-server\\.conf \\(jetstream \\{ store_dir: \\.\\.\\. \\}\\)$"
+	refute_line 'configuration OK'
+	write_config nats_servers="[ \"$NATS_URL\" ]" max_message_bytes=64512
+	run "${NS_RUN[@]}" "$FANOUTD" -t -c "$CONF"
+	assert_status 1
+	refute_line 'max_message_bytes is'
+	assert_line 'has no JetStream'
+	nats_stop
+	# With JetStream and room: OK, nothing said.
+	nats_start
+	write_config nats_servers="[ \"$NATS_URL\" ]"
+	wait_for '"${NS_RUN[@]}" "$FANOUTD" -t -c "$CONF" >/dev/null 2>&1' \
+	    "$(ms 10000)"
+	run "${NS_RUN[@]}" "$FANOUTD" -t -c "$CONF"
+	assert_status 0
+	[ "$output" = "configuration OK" ] || fail "not only OK" "$(show_run)"
 }
 
 @test "a mixed pool: every message reaches every handler, verdicts by name" {
