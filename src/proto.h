@@ -280,8 +280,7 @@ enum handler_status {
  *	failed		messages this worker slot's handler failed, of acked
  *	oldest_ms	how long the oldest message waiting for this worker's
  *			ack has waited, milliseconds, at least 1; 0: none
- *			waits, or (a remote worker) none that this fanoutd
- *			published (it started after them)
+ *			waits, or (a remote worker) its age is not known
  *
  * then the name (name_len bytes, remote workers only), then the reason
  * (0..FANOUT_REASON_MAX bytes): the handler's for ACK_FAILED; in CTL_STATUS

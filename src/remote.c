@@ -100,6 +100,9 @@ struct rworker {
 	bool		 known;		/* looked at, successfully */
 	bool		 pulling;	/* NumWaiting > 0 */
 	uint64_t	 pending;	/* NumPending + NumAckPending */
+	uint64_t	 ack_floor;	/* stream sequence: all before, acked */
+	uint64_t	 oldest_seq;	/* its first waiting message, as the */
+	int64_t		 oldest_ns;	/* broker said (time stored); 0: none */
 	uint8_t		 missed;	/* listings in a row without it */
 	/* loop thread */
 	struct early	*early;		/* EARLY_MAX, from the first one */
@@ -148,6 +151,7 @@ struct remote {
 						 * in remote_workers */
 	uint32_t	 nunlisted;
 	bool		 reachable;	/* the admin connection's last try */
+	uint32_t	 oldest_pause;	/* admin thread: polls to skip */
 };
 
 static struct log_limit bad_ll = LOG_LIMIT_INIT(LOG_WARNING,
@@ -307,6 +311,7 @@ poll_consumers(struct remote *r, jsCtx *js)
 		r->w[j].pulling = ci->NumWaiting > 0 || ci->NumAckPending > 0;
 		r->w[j].pending = ci->NumPending + (uint64_t)(ci->NumAckPending >
 		    0 ? ci->NumAckPending : 0);
+		r->w[j].ack_floor = ci->AckFloor.Stream;
 	}
 	/* A consumer missing from one listing may be moving to another node
 	 * (a failover): only the second listing in a row without it says it
@@ -325,6 +330,92 @@ poll_consumers(struct remote *r, jsCtx *js)
 	free(seen);
 	jsConsumerInfoList_Destroy(cl);
 	return NATS_OK;
+}
+
+static int	json_u64(const char *, const char *, uint64_t *);
+
+/* The time the broker stored stream message seq, from a STREAM.MSG.GET
+ * answer ("time":"2026-12-01T11:01:32.691287365Z"): 0, or -1. */
+static int
+msg_time(const char *json, uint64_t *seq, int64_t *ns)
+{
+	const char *t = strstr(json, "\"time\":\"");
+	struct tm tm = { 0 };
+	const char *p;
+	int64_t frac = 0, scale = 1000000000;
+	time_t secs;
+
+	if (t == NULL || strstr(json, "\"error\"") != NULL ||
+	    json_u64(json, "\"seq\"", seq) < 0)
+		return -1;
+	if ((p = strptime(t + 8, "%Y-%m-%dT%H:%M:%S", &tm)) == NULL)
+		return -1;
+	if (*p == '.')
+		for (p++; *p >= '0' && *p <= '9'; p++)
+			if (scale > 1) {
+				scale /= 10;
+				frac += (*p - '0') * scale;
+			}
+	if (*p != 'Z' || (secs = timegm(&tm)) == (time_t)-1)
+		return -1;
+	*ns = (int64_t)secs * 1000000000 + frac;
+	return 0;
+}
+
+/* For status, the age of each worker's oldest waiting message, which the
+ * broker alone knows of what was published before this fanoutd started:
+ * asked again only when that message has been acked, so at most once a
+ * poll for a worker working through a backlog. */
+static void
+poll_oldest(struct remote *r, natsConnection *nc)
+{
+	char subject[SUBJECT_MAX + 32], req[SUBJECT_MAX + 64];
+	uint64_t floor, seq;
+	natsMsg *m;
+	int64_t ns;
+	uint32_t j, n;
+	bool ask;
+
+	/* A user not allowed STREAM.MSG.GET (an older example config) gets
+	 * no answer, only the timeout: ask again a minute later. */
+	if (r->oldest_pause > 0) {
+		r->oldest_pause--;
+		return;
+	}
+	snprintf(subject, sizeof(subject), "$JS.API.STREAM.MSG.GET.%s",
+	    r->stream);
+	pthread_mutex_lock(&r->mu);
+	n = r->n;
+	pthread_mutex_unlock(&r->mu);
+	for (j = 0; j < n; j++) {
+		pthread_mutex_lock(&r->mu);
+		if (!r->w[j].listed || !r->w[j].known ||
+		    r->w[j].pending == 0) {
+			r->w[j].oldest_seq = 0;
+			r->w[j].oldest_ns = 0;
+		}
+		floor = r->w[j].ack_floor;
+		ask = r->w[j].listed && r->w[j].known &&
+		    r->w[j].pending > 0 && r->w[j].oldest_seq <= floor;
+		pthread_mutex_unlock(&r->mu);
+		if (!ask)
+			continue;
+		snprintf(req, sizeof(req), "{\"seq\":%" PRIu64 ",\"next_by_subj\""
+		    ":\"%s\"}", floor + 1, r->w[j].subject);
+		if (natsConnection_RequestString(&m, nc, subject, req,
+		    REMOTE_POLL_MS) != NATS_OK) {
+			r->oldest_pause = 60000 / REMOTE_POLL_MS;
+			return;
+		}
+		if (natsMsg_GetDataLength(m) > 0 &&
+		    msg_time(natsMsg_GetData(m), &seq, &ns) == 0) {
+			pthread_mutex_lock(&r->mu);
+			r->w[j].oldest_seq = seq;
+			r->w[j].oldest_ns = ns;
+			pthread_mutex_unlock(&r->mu);
+		}
+		natsMsg_Destroy(m);
+	}
 }
 
 static void *
@@ -395,6 +486,8 @@ admin_thread(void *arg)
 		/* Finds a consumer deleted since, for the next turn. */
 		if (s == NATS_OK)
 			s = poll_consumers(r, js);
+		if (s == NATS_OK)
+			poll_oldest(r, nc);
 		if (s != NATS_OK && !warned)
 			log_warnx("remote: the broker: %s",
 			    natsStatus_GetText(s));
@@ -879,13 +972,22 @@ remote_record(struct remote *r, uint32_t j, struct ctl_worker *rec,
 	rec->failed = w->failed;
 	rec->last_rtt_us = w->last_rtt_us;
 	rec->status = w->last_status;
-	/* The oldest this fanoutd published with no receipt yet; the broker
-	 * has the age of those from before it started, but would need one
-	 * request per worker for each status. */
+	/* The oldest this fanoutd published with no receipt yet, unless the
+	 * broker said of an older one (published before it started). */
 	if (!TAILQ_EMPTY(&w->stored))
 		rec->oldest_ms = age_ms(loop_now(r->d),
 		    TAILQ_FIRST(&w->stored)->accepted_usec);
 	pthread_mutex_lock(&r->mu);
+	if (w->oldest_ns > 0 && w->pending > 0) {
+		struct timespec ts;
+		uint64_t now, then = (uint64_t)w->oldest_ns / 1000, ms;
+
+		clock_gettime(CLOCK_REALTIME, &ts);
+		now = (uint64_t)ts.tv_sec * 1000000 +
+		    (uint64_t)ts.tv_nsec / 1000;
+		if ((ms = age_ms(now, then)) > rec->oldest_ms)
+			rec->oldest_ms = ms;
+	}
 	rec->state = !connected || !r->reachable || !w->known ? WS_DOWN :
 	    w->pulling ? WS_PULLING : WS_MISSING;
 	rec->queued = w->pending > UINT32_MAX ? UINT32_MAX :

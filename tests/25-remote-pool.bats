@@ -155,7 +155,7 @@ setup() {
 }
 
 @test "a stopped remote worker: queued, then its backlog in order" {
-	local i
+	local i age
 
 	nats_start
 	pool_config 1 r1 r2
@@ -190,6 +190,13 @@ setup() {
 	    fail "OLDEST" "$(show_run)"
 	run ctl -j status
 	json_check '[(w["oldest_ms"] or 0) > 0 for w in o["workers"] if w.get("name") == "r2"] == [True]'
+	age=$(py '[w["oldest_ms"] for w in o["workers"] if w["name"] == "r2"][0]' <<<"$output")
+	# fanoutd restarted: the age of what it published before comes from
+	# the broker (at its next poll), and has not gone back.
+	stop_fanoutd
+	start_fanoutd
+	wait_for "ctl -j status | py '[w[\"oldest_ms\"] or 0 for w in o[\"workers\"] if w[\"name\"] == \"r2\"][0] >= $age' | grep -qx True" \
+	    "$(ms 10000)" || fail "no age for r2 after a restart" "$(ctl status)"
 	rw_start r2
 	wait_for '[ "$(lines_of r2)" -ge 3 ]' "$(ms 15000)"
 	[ "$(handled r2)" = "$(printf 'backlog %s\n' 1 2 3)" ] ||
@@ -331,7 +338,7 @@ setup() {
 	  { user: fanoutd, password: f, permissions: {
 	    publish: { allow: [ "fanout.w.*", "\$JS.API.INFO",
 	      "\$JS.API.STREAM.CREATE.FANOUT", "\$JS.API.STREAM.UPDATE.FANOUT",
-	      "\$JS.API.STREAM.INFO.FANOUT",
+	      "\$JS.API.STREAM.INFO.FANOUT", "\$JS.API.STREAM.MSG.GET.FANOUT",
 	      "\$JS.API.CONSUMER.CREATE.FANOUT.>",
 	      "\$JS.API.CONSUMER.DURABLE.CREATE.FANOUT.*",
 	      "\$JS.API.CONSUMER.INFO.FANOUT.*",

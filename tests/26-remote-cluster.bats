@@ -165,11 +165,6 @@ js_api() {
 	return 1
 }
 
-# py EXPR: EXPR over the JSON object on stdin as `o'.
-py() {
-	python3 -c 'import json, sys; o = json.load(sys.stdin); print(eval(sys.argv[1]))' "$1"
-}
-
 # stream_is R LEADER-RE: stream FANOUT has R replicas, all current, and
 # a leader whose name matches.
 stream_is() {

@@ -138,3 +138,8 @@ handled() {
 lines_of() {
 	handled "$1" | wc -l
 }
+
+# py EXPR: EXPR over the JSON object on stdin as `o'.
+py() {
+	python3 -c 'import json, sys; o = json.load(sys.stdin); print(eval(sys.argv[1]))' "$1"
+}
