@@ -319,8 +319,8 @@ consumer_idle() {
 	# No consumer w2 yet: not ready, saying why.
 	LAUNCHES=$((LAUNCHES + 1))
 	spawn in_ns "$NOTIFY_WAIT" -t "$(ms 20000)" -o "$T/notify.w2.log" \
-	    -e "$T/rw.w2.log" -- "$RWORKER" --name w2 --config "$T/w.conf" \
-	    --state-dir "$T/state"
+	    -e "$T/rw.w2.log" -- ${FANOUT_WRAP:-} "$RWORKER" --name w2 \
+	    --config "$T/w.conf" --state-dir "$T/state"
 	local nw=$BG_PID
 	wait_for 'grep -q "STATUS=waiting for consumer w2" "$T/notify.w2.log"' \
 	    "$(ms 10000)"

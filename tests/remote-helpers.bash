@@ -52,7 +52,8 @@ npub() {
 # namespace through notify-wait; returns on READY=1.  Sets RW_LAUNCHED
 # (its pid), RW_SUP (its supervisor's), RW_LOG and RW_NOTIFY (this
 # launch's stderr and notify-wait log).  Any other environment it needs
-# is the caller's: VAR=VALUE rw_launch ...
+# is the caller's: VAR=VALUE rw_launch ...  Under FANOUT_WRAP (valgrind)
+# like fanoutd.
 rw_launch() {
 	local name=$1 conf=$2 state=$3 out
 
@@ -63,7 +64,7 @@ rw_launch() {
 	out=$T/nw.$LAUNCHES.out
 	"${NS_RUN[@]}" env FANOUT_TEST_TAG="$T" "$NOTIFY_WAIT" \
 	    -t "$(ms 20000)" -o "$RW_NOTIFY" -e "$RW_LOG" -- \
-	    "$RWORKER" -vv --name "$name" --config "$conf" \
+	    ${FANOUT_WRAP:-} "$RWORKER" -vv --name "$name" --config "$conf" \
 	    --state-dir "$state" "$@" >"$out" ||
 	    fail "fanout-remote-worker $name did not become ready" \
 	    "$(tail -n 20 "$RW_LOG")"
