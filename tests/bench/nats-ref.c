@@ -47,10 +47,10 @@
 #include "frame.h"
 #include "notify.h"
 #include "payload.h"
+#include "refclient.h"
 #include "sock.h"
 #include "util.h"
 
-#define SLOTS		4096	/* broadcasts in flight at most; a power of 2 */
 #define EVENTS_MAX	64
 #define SETUP_MS	20000	/* for the broker to take the stream */
 #define READY_MS	30000	/* for the consumers to connect */
@@ -81,21 +81,11 @@ struct conn {
 	bool		 changed;
 };
 
-struct slot {
-	uint64_t	 req_id;
-	uint32_t	 pending;	/* receipts still to come; 0: free */
-};
-
 static struct conn	 conn;
 static uint32_t		 nw;
 static pid_t		*pids;
-static struct slot	 slots[SLOTS];
-static uint64_t		 next_id;
 static char		(*subjects)[SUBJECT_MAX];
-static int		 cfd = -1;
-static struct rbuf	 cin;
-static struct wbuf	 cout;
-static bool		 cpollout;
+static struct refclient	 client;
 static natsSubscription	*receipts, *pubacks;
 static char		 ackinbox[SUBJECT_MAX];
 
@@ -479,115 +469,33 @@ start_consumers(const char *url)
 	close(pfd[0]);
 }
 
-/* --- the control client ------------------------------------------------- */
+/* --- the broadcasts ---------------------------------------------------- */
 
+/* A broadcast: published to the R subjects, its number in front. */
 static void
-client_close(int epfd)
-{
-	(void)epoll_ctl(epfd, EPOLL_CTL_DEL, cfd, NULL);
-	close(cfd);
-	cfd = -1;
-	rbuf_free(&cin);
-	wbuf_free(&cout);
-	cpollout = false;
-}
-
-static void
-client_accept(int epfd, int lfd)
-{
-	struct epoll_event ev = { .events = EPOLLIN, .data.u64 = EV_CLIENT };
-	int fd;
-
-	if ((fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC)) ==
-	    -1)
-		return;
-	if (cfd != -1 || epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &ev) == -1) {
-		close(fd);
-		return;
-	}
-	cfd = fd;
-	rbuf_init(&cin, FANOUT_PAYLOAD_MAX);
-	wbuf_init(&cout);
-}
-
-static void
-client_end(uint64_t req_id, uint32_t result, uint32_t acked, uint64_t msg_id)
-{
-	uint8_t p[CTL_END_LEN];
-	struct ctl_end e = {
-		.result = result,
-		.acked = acked,
-		.workers = nw,
-		.msg_id = msg_id,
-	};
-
-	ctl_end_encode(p, &e);
-	if (cfd != -1 && wbuf_frame(&cout, CTL_END, req_id, p, sizeof(p)) < 0)
-		die("client buffer");
-}
-
-/* Every CTL_SEND read is published to the R subjects. */
-static void
-client_read(int epfd)
+publish_all(uint64_t id, const uint8_t *msg, size_t len)
 {
 	static uint8_t buf[8 + FANOUT_MESSAGE_MAX];
-	struct frame_hdr h;
-	const uint8_t *p;
-	struct slot *s;
 	natsStatus st;
-	size_t len;
-	ssize_t n;
 	uint32_t j;
-	int r;
 
-	n = rbuf_read(&cin, cfd);
-	if (n == -EAGAIN)
-		return;
-	if (n <= 0) {
-		client_close(epfd);
-		return;
-	}
-	while ((r = rbuf_next(&cin, &h, &p)) == 1) {
-		if (h.type != CTL_SEND || h.len < CTL_SEND_LEN ||
-		    h.len - CTL_SEND_LEN > FANOUT_MESSAGE_MAX) {
-			client_end(h.id, CTL_RES_BADTYPE, 0, 0);
-			(void)wbuf_flush(&cout, cfd);
-			client_close(epfd);
-			return;
-		}
-		s = &slots[(next_id + 1) & (SLOTS - 1)];
-		if (s->pending != 0) {
-			client_end(h.id, CTL_RES_BUSY, 0, 0);
-			continue;
-		}
-		next_id++;
-		s->req_id = h.id;
-		s->pending = nw;
-		len = h.len - CTL_SEND_LEN;
-		put_u64(buf, next_id);
-		memcpy(buf + 8, p + CTL_SEND_LEN, len);
-		for (j = 0; j < nw; j++) {
-			if (pubacks != NULL)
-				st = natsConnection_PublishRequest(conn.nc,
-				    subjects[j], ackinbox, buf, (int)len + 8);
-			else
-				st = natsConnection_Publish(conn.nc,
-				    subjects[j], buf, (int)len + 8);
-			if (st != NATS_OK)
-				die("publish: %s", natsStatus_GetText(st));
-		}
-	}
-	if (r < 0) {
-		client_end(h.id, CTL_RES_BADFRAME, 0, 0);
-		(void)wbuf_flush(&cout, cfd);
-		client_close(epfd);
+	put_u64(buf, id);
+	memcpy(buf + 8, msg, len);
+	for (j = 0; j < nw; j++) {
+		if (pubacks != NULL)
+			st = natsConnection_PublishRequest(conn.nc,
+			    subjects[j], ackinbox, buf, (int)len + 8);
+		else
+			st = natsConnection_Publish(conn.nc,
+			    subjects[j], buf, (int)len + 8);
+		if (st != NATS_OK)
+			die("publish: %s", natsStatus_GetText(st));
 	}
 }
 
 static void
 drain(void)
 {
-	struct slot *s;
 	natsMsg *m;
 	uint64_t id;
 
@@ -599,30 +507,10 @@ drain(void)
 			die("a receipt of %d bytes", natsMsg_GetDataLength(m));
 		id = get_u64((const uint8_t *)natsMsg_GetData(m));
 		natsMsg_Destroy(m);
-		s = &slots[id & (SLOTS - 1)];
-		if (s->pending == 0)
+		if (refclient_ack(&client, id) < 0)
 			die("a receipt for no broadcast (%llu)",
 			    (unsigned long long)id);
-		if (--s->pending == 0)
-			client_end(s->req_id, CTL_RES_OK, nw, id);
 	}
-}
-
-static void
-client_flush(int epfd)
-{
-	int r;
-
-	if (cfd == -1 || (wbuf_pending(&cout) == 0 && !cpollout))
-		return;
-	if ((r = wbuf_flush(&cout, cfd)) < 0) {
-		client_close(epfd);
-		return;
-	}
-	if ((r == 1) != cpollout && epoll_ctl(epfd, EPOLL_CTL_MOD, cfd,
-	    &(struct epoll_event){ .events = EPOLLIN | (r == 1 ? EPOLLOUT : 0),
-	    .data.u64 = EV_CLIENT }) == 0)
-		cpollout = r == 1;
 }
 
 static void __attribute__((noreturn))
@@ -704,6 +592,7 @@ main(int argc, char *argv[])
 		die("cannot initialise libnats");
 	conn_init(&conn, epfd);
 	conn_connect(&conn, url, "bench-nats-ref");
+	refclient_init(&client, epfd, lfd, EV_CTL, EV_CLIENT, nw);
 	/* Subscribed before the first publish on the same connection: the
 	 * broker has the interest before any receipt can come. */
 	snprintf(status, sizeof(status), "%s.r.*", PREFIX);
@@ -731,23 +620,14 @@ main(int argc, char *argv[])
 			die("epoll_wait: %s", strerror(errno));
 		}
 		for (i = 0; i < nev; i++) {
-			if (conn_event(&conn, &evs[i]))
+			if (conn_event(&conn, &evs[i]) ||
+			    refclient_event(&client, &evs[i], publish_all))
 				continue;
-			switch (evs[i].data.u64) {
-			case EV_CTL:
-				client_accept(epfd, lfd);
-				break;
-			case EV_CLIENT:
-				if (cfd != -1 && (evs[i].events &
-				    (EPOLLIN | EPOLLHUP | EPOLLERR)))
-					client_read(epfd);
-				break;
-			case EV_SIGNAL:
+			if (evs[i].data.u64 == EV_SIGNAL)
 				stop();
-			}
 		}
 		drain();
 		conn_flush(&conn);
-		client_flush(epfd);
+		refclient_flush(&client);
 	}
 }

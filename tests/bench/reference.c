@@ -37,10 +37,10 @@
 #include "frame.h"
 #include "notify.h"
 #include "payload.h"
+#include "refclient.h"
 #include "sock.h"
 #include "util.h"
 
-#define SLOTS		4096	/* broadcasts in flight at most; a power of 2 */
 #define EVENTS_MAX	256
 
 enum { EV_CTL = 1, EV_CLIENT, EV_SIGNAL, EV_RCV };
@@ -52,20 +52,11 @@ struct rcv {
 	bool		 pollout;
 };
 
-struct slot {
-	uint64_t	 req_id;
-	uint32_t	 pending;	/* acks still to come; 0: free */
-};
-
 static struct rcv	*rcvs;
 static pid_t		*pids;
 static uint32_t		 nrcv;
-static struct slot	 slots[SLOTS];
-static uint64_t		 next_id;
-static int		 epfd, cfd = -1;
-static struct rbuf	 cin;
-static struct wbuf	 cout;
-static bool		 cpollout;
+static int		 epfd;
+static struct refclient	 client;
 
 static void __attribute__((noreturn))
 die(const char *what)
@@ -217,94 +208,15 @@ set_pollout(int fd, uint64_t data, bool *cur, bool want)
 		*cur = want;
 }
 
+/* A broadcast: one MSG_DATA frame queued on each receiver. */
 static void
-client_close(void)
+send_all(uint64_t id, const uint8_t *msg, size_t len)
 {
-	close(cfd);
-	cfd = -1;
-	rbuf_free(&cin);
-	wbuf_free(&cout);
-	cpollout = false;
-}
-
-/* One client at a time: the benchmark's. */
-static void
-client_accept(int lfd)
-{
-	struct epoll_event ev = { .events = EPOLLIN, .data.u64 = EV_CLIENT };
-	int fd;
-
-	if ((fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC)) ==
-	    -1)
-		return;
-	if (cfd != -1 || epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &ev) == -1) {
-		close(fd);
-		return;
-	}
-	cfd = fd;
-	rbuf_init(&cin, FANOUT_PAYLOAD_MAX);
-	wbuf_init(&cout);
-}
-
-static void
-client_end(uint64_t req_id, uint32_t result, uint32_t acked, uint64_t msg_id)
-{
-	uint8_t p[CTL_END_LEN];
-	struct ctl_end e = {
-		.result = result,
-		.acked = acked,
-		.workers = nrcv,
-		.msg_id = msg_id,
-	};
-
-	ctl_end_encode(p, &e);
-	if (cfd != -1 && wbuf_frame(&cout, CTL_END, req_id, p, sizeof(p)) < 0)
-		die("client buffer");
-}
-
-/* Every CTL_SEND read becomes one MSG_DATA frame queued on each receiver. */
-static void
-client_read(void)
-{
-	struct frame_hdr h;
-	const uint8_t *p;
-	struct slot *s;
-	ssize_t n;
 	uint32_t i;
-	int r;
 
-	n = rbuf_read(&cin, cfd);
-	if (n == -EAGAIN)
-		return;
-	if (n <= 0) {
-		client_close();
-		return;
-	}
-	while ((r = rbuf_next(&cin, &h, &p)) == 1) {
-		if (h.type != CTL_SEND || h.len < CTL_SEND_LEN) {
-			client_end(h.id, CTL_RES_BADTYPE, 0, 0);
-			(void)wbuf_flush(&cout, cfd);
-			client_close();
-			return;
-		}
-		s = &slots[(next_id + 1) & (SLOTS - 1)];
-		if (s->pending != 0) {
-			client_end(h.id, CTL_RES_BUSY, 0, 0);
-			continue;
-		}
-		next_id++;
-		s->req_id = h.id;
-		s->pending = nrcv;
-		for (i = 0; i < nrcv; i++)
-			if (wbuf_frame(&rcvs[i].out, MSG_DATA, next_id,
-			    p + CTL_SEND_LEN, h.len - CTL_SEND_LEN) < 0)
-				die("receiver buffer");
-	}
-	if (r < 0) {
-		client_end(h.id, CTL_RES_BADFRAME, 0, 0);
-		(void)wbuf_flush(&cout, cfd);
-		client_close();
-	}
+	for (i = 0; i < nrcv; i++)
+		if (wbuf_frame(&rcvs[i].out, MSG_DATA, id, msg, len) < 0)
+			die("receiver buffer");
 }
 
 static void
@@ -313,7 +225,6 @@ rcv_read(uint32_t i)
 	struct rcv *rc = &rcvs[i];
 	struct frame_hdr h;
 	const uint8_t *p;
-	struct slot *s;
 	ssize_t n;
 	int r;
 
@@ -326,13 +237,10 @@ rcv_read(uint32_t i)
 		exit(1);
 	}
 	while ((r = rbuf_next(&rc->in, &h, &p)) == 1) {
-		s = &slots[h.id & (SLOTS - 1)];
-		if (h.type != MSG_ACK || s->pending == 0) {
+		if (h.type != MSG_ACK || refclient_ack(&client, h.id) < 0) {
 			fprintf(stderr, "bench-ref: receiver %u: bad ack\n", i);
 			exit(1);
 		}
-		if (--s->pending == 0)
-			client_end(s->req_id, CTL_RES_OK, nrcv, h.id);
 	}
 	if (r < 0) {
 		fprintf(stderr, "bench-ref: receiver %u: bad frame\n", i);
@@ -357,12 +265,7 @@ flush_all(void)
 		set_pollout(rcvs[i].fd, ((uint64_t)i << 8) | EV_RCV,
 		    &rcvs[i].pollout, r == 1);
 	}
-	if (cfd == -1 || (wbuf_pending(&cout) == 0 && !cpollout))
-		return;
-	if ((r = wbuf_flush(&cout, cfd)) < 0)
-		client_close();
-	else
-		set_pollout(cfd, EV_CLIENT, &cpollout, r == 1);
+	refclient_flush(&client);
 }
 
 static void __attribute__((noreturn))
@@ -434,6 +337,7 @@ main(int argc, char *argv[])
 	    epoll_ctl(epfd, EPOLL_CTL_ADD, sfd, &(struct epoll_event){
 	    .events = EPOLLIN, .data.u64 = EV_SIGNAL }) == -1)
 		die("epoll");
+	refclient_init(&client, epfd, lfd, EV_CTL, EV_CLIENT, nrcv);
 	start_receivers((uint16_t)port, pairs);
 	snprintf(status, sizeof(status), "%u receivers connected", nrcv);
 	notify_ready(status);
@@ -447,15 +351,9 @@ main(int argc, char *argv[])
 		for (i = 0; i < nev; i++) {
 			uint64_t d = evs[i].data.u64;
 
+			if (refclient_event(&client, &evs[i], send_all))
+				continue;
 			switch (d & 0xff) {
-			case EV_CTL:
-				client_accept(lfd);
-				break;
-			case EV_CLIENT:
-				if (cfd != -1 && (evs[i].events &
-				    (EPOLLIN | EPOLLHUP | EPOLLERR)))
-					client_read();
-				break;
 			case EV_SIGNAL:
 				stop();
 			case EV_RCV:
