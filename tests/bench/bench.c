@@ -480,28 +480,24 @@ log_tail(const char *path)
 }
 
 /*
- * Starts argv with our NOTIFY_SOCKET and waits for its READY=1; the time
- * from fork to READY=1 goes to *ready_ms.
+ * Forks and execs argv, its output appended to logpath, with our
+ * NOTIFY_SOCKET if notify; the time of the fork goes to *t0 if not NULL.
  */
-static int
-spawn(struct bench *bn, char *const argv[], const char *logpath,
-    struct proc *pr, double *ready_ms)
+static pid_t
+start_prog(char *const argv[], const char *logpath, bool notify,
+    uint64_t *t0)
 {
-	struct notify_msg m;
-	uint64_t t0, deadline;
-	int logfd, r;
+	int logfd;
+	pid_t pid;
 
-	/* Stale news from a target gone. */
-	while ((r = notify_recv(bn->nfd, &m)) == 0 || r == -EBADMSG)
-		;
 	logfd = open(logpath, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
 	if (logfd == -1)
 		die("%s: %s", logpath, strerror(errno));
-	memset(pr, 0, sizeof(*pr));
-	t0 = now_ns();
-	if ((pr->pid = fork()) == -1)
+	if (t0 != NULL)
+		*t0 = now_ns();
+	if ((pid = fork()) == -1)
 		die("fork: %s", strerror(errno));
-	if (pr->pid == 0) {
+	if (pid == 0) {
 		sigset_t none;
 		int null = open("/dev/null", O_RDONLY);
 
@@ -509,6 +505,8 @@ spawn(struct bench *bn, char *const argv[], const char *logpath,
 		(void)prctl(PR_SET_PDEATHSIG, SIGTERM);
 		sigemptyset(&none);
 		sigprocmask(SIG_SETMASK, &none, NULL);
+		if (!notify)
+			unsetenv("NOTIFY_SOCKET");
 		if (null == -1 || dup2(null, 0) == -1 ||
 		    dup2(logfd, 1) == -1 || dup2(logfd, 2) == -1)
 			_exit(127);
@@ -518,6 +516,26 @@ spawn(struct bench *bn, char *const argv[], const char *logpath,
 		_exit(127);
 	}
 	close(logfd);
+	return pid;
+}
+
+/*
+ * Starts argv with our NOTIFY_SOCKET and waits for its READY=1; the time
+ * from fork to READY=1 goes to *ready_ms.
+ */
+static int
+spawn(struct bench *bn, char *const argv[], const char *logpath,
+    struct proc *pr, double *ready_ms)
+{
+	struct notify_msg m;
+	uint64_t t0, deadline;
+	int r;
+
+	/* Stale news from a target gone. */
+	while ((r = notify_recv(bn->nfd, &m)) == 0 || r == -EBADMSG)
+		;
+	memset(pr, 0, sizeof(*pr));
+	pr->pid = start_prog(argv, logpath, true, &t0);
 	if ((pr->pidfd = (int)syscall(SYS_pidfd_open, pr->pid, 0)) == -1)
 		die("pidfd_open: %s", strerror(errno));
 
@@ -995,47 +1013,65 @@ measure(struct bench *bn, int t, struct proc *pr, const char *sock,
 	client_close(&cl);
 }
 
+/*
+ * Starts target t as spawn does, then takes its idle RSS and its children:
+ * fanoutd with the configuration conf, or the reference ref with N, the
+ * control socket sock and its own options ropt (NULL-ended, 4 at most).
+ */
+static int
+target_start(struct bench *bn, int t, char *conf, char *ref,
+    char *const ropt[], uint32_t n, char *sock, const char *logp,
+    struct proc *pr, struct sample *s)
+{
+	char nbuf[16];
+	char *argv[10];
+	size_t argc = 0;
+
+	if (t == T_FANOUT) {
+		argv[argc++] = bn->fanoutd;
+		argv[argc++] = (char *)"-c";
+		argv[argc++] = conf;
+	} else {
+		snprintf(nbuf, sizeof(nbuf), "%u", n);
+		argv[argc++] = ref;
+		argv[argc++] = (char *)"-n";
+		argv[argc++] = nbuf;
+		argv[argc++] = (char *)"-s";
+		argv[argc++] = sock;
+		while (*ropt != NULL && argc < nitems(argv) - 1)
+			argv[argc++] = *ropt++;
+	}
+	argv[argc] = NULL;
+	if (spawn(bn, argv, logp, pr, &s->ready_ms) < 0)
+		return -1;
+	s->rss_idle = proc_mem(pr->pid, "Rss");
+	proc_kids(pr);
+	return 0;
+}
+
 /* One target at one size: start it, measure, stop it. */
 static int
 run_one(struct bench *bn, int t, uint32_t n, unsigned run, bool traffic,
     struct sample *s)
 {
 	char conf[PATH_MAX], sock[PATH_MAX], logp[PATH_MAX];
-	char nbuf[16], pbuf[16];
-	char *argv[10];
+	char pbuf[16];
+	char *xopt[] = { (char *)"-x", NULL };
+	char *popt[] = { (char *)"-p", pbuf, NULL };
 	struct proc pr;
 	uint16_t port = port_take(bn, n);
-	int argc = 0;
 
 	sample_clear(s);
 	snprintf(sock, sizeof(sock), "%s/%s-%u.sock", bn->dir, tnames[t], n);
 	snprintf(logp, sizeof(logp), "%s/%s.log", bn->dir, tnames[t]);
-	snprintf(nbuf, sizeof(nbuf), "%u", n);
 	snprintf(pbuf, sizeof(pbuf), "%u", (unsigned)port);
 	if (t == T_FANOUT) {
 		snprintf(conf, sizeof(conf), "%s/fanout.conf", bn->dir);
 		write_conf(bn, conf, n, port, sock, 120000);
-		argv[argc++] = bn->fanoutd;
-		argv[argc++] = (char *)"-c";
-		argv[argc++] = conf;
-	} else {
-		argv[argc++] = bn->ref;
-		argv[argc++] = (char *)"-n";
-		argv[argc++] = nbuf;
-		argv[argc++] = (char *)"-s";
-		argv[argc++] = sock;
-		if (bn->pairs)
-			argv[argc++] = (char *)"-x";
-		else {
-			argv[argc++] = (char *)"-p";
-			argv[argc++] = pbuf;
-		}
 	}
-	argv[argc] = NULL;
-	if (spawn(bn, argv, logp, &pr, &s->ready_ms) < 0)
+	if (target_start(bn, t, conf, bn->ref, bn->pairs ? xopt : popt, n,
+	    sock, logp, &pr, s) < 0)
 		return -1;
-	s->rss_idle = proc_mem(pr.pid, "Rss");
-	proc_kids(&pr);
 	if (pr.nkids != n)
 		warnx_("%s N=%u: %zu children, not %u: worker figures are "
 		    "off", tnames[t], n, pr.nkids, n);
@@ -1084,39 +1120,6 @@ free_port(void)
 	return ntohs(sin.sin_port);
 }
 
-/* Forks and execs argv, its output appended to logpath. */
-static pid_t
-start_prog(char *const argv[], const char *logpath, bool notify)
-{
-	int logfd;
-	pid_t pid;
-
-	logfd = open(logpath, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-	if (logfd == -1)
-		die("%s: %s", logpath, strerror(errno));
-	if ((pid = fork()) == -1)
-		die("fork: %s", strerror(errno));
-	if (pid == 0) {
-		sigset_t none;
-		int null = open("/dev/null", O_RDONLY);
-
-		(void)prctl(PR_SET_PDEATHSIG, SIGTERM);
-		sigemptyset(&none);
-		sigprocmask(SIG_SETMASK, &none, NULL);
-		if (!notify)
-			unsetenv("NOTIFY_SOCKET");
-		if (null == -1 || dup2(null, 0) == -1 ||
-		    dup2(logfd, 1) == -1 || dup2(logfd, 2) == -1)
-			_exit(127);
-		execv(argv[0], argv);
-		fprintf(stderr, "fanout-bench: %s: %s\n", argv[0],
-		    strerror(errno));
-		_exit(127);
-	}
-	close(logfd);
-	return pid;
-}
-
 /* Waits for pid to end, at most ms, then kills it: its wait status. */
 static int
 end_prog(pid_t pid, int sig, unsigned ms, const char *name,
@@ -1161,7 +1164,7 @@ broker_start(struct bench *bn, char *url, size_t urllen)
 	snprintf(pbuf, sizeof(pbuf), "%u", (unsigned)port);
 	snprintf(url, urllen, "nats://127.0.0.1:%u", (unsigned)port);
 	rm_tree(store);
-	bn->broker = start_prog(argv, logp, false);
+	bn->broker = start_prog(argv, logp, false, NULL);
 	sin.sin_port = htons(port);
 	for (;;) {
 		if ((fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0)) ==
@@ -1239,7 +1242,7 @@ rworkers_start(struct bench *bn, const char *url, uint32_t n, pid_t *pids)
 		rm_tree(state);
 		if (mkdir(state, 0700) == -1)
 			die("%s: %s", state, strerror(errno));
-		pids[j] = start_prog(argv, logp, true);
+		pids[j] = start_prog(argv, logp, true, NULL);
 	}
 	while (ready < n) {
 		struct pollfd pfd = { .fd = bn->nfd, .events = POLLIN };
@@ -1309,15 +1312,15 @@ run_remote(struct bench *bn, int t, uint32_t n, unsigned run,
     struct sample *s)
 {
 	char conf[PATH_MAX], sock[PATH_MAX], logp[PATH_MAX], url[64];
-	char nbuf[16];
-	char *argv[10];
+	char *ropt[] = { (char *)"-u", url,
+	    bn->nats_refpubacks ? (char *)"-a" : NULL, NULL };
 	struct proc pr;
 	unsigned duration = bn->duration_ms;
 	uint64_t t0;
 	pid_t *rpids = NULL;
 	size_t nlocal;
 	uint32_t j;
-	int argc = 0, r = -1;
+	int r = -1;
 	FILE *f;
 
 	sample_clear(s);
@@ -1325,7 +1328,6 @@ run_remote(struct bench *bn, int t, uint32_t n, unsigned run,
 		return -1;
 	snprintf(sock, sizeof(sock), "%s/%s-r%u.sock", bn->dir, tnames[t], n);
 	snprintf(logp, sizeof(logp), "%s/%s-remote.log", bn->dir, tnames[t]);
-	snprintf(nbuf, sizeof(nbuf), "%u", n);
 	if (t == T_FANOUT) {
 		snprintf(conf, sizeof(conf), "%s/fanout-remote.conf", bn->dir);
 		/* Below REPLY_TIMEOUT_MS: a receipt fanoutd missed costs a
@@ -1341,26 +1343,11 @@ run_remote(struct bench *bn, int t, uint32_t n, unsigned run,
 		fprintf(f, " ];\n");
 		if (fclose(f) == EOF)
 			die("%s: %s", conf, strerror(errno));
-		argv[argc++] = bn->fanoutd;
-		argv[argc++] = (char *)"-c";
-		argv[argc++] = conf;
-	} else {
-		argv[argc++] = bn->nref;
-		argv[argc++] = (char *)"-n";
-		argv[argc++] = nbuf;
-		argv[argc++] = (char *)"-s";
-		argv[argc++] = sock;
-		argv[argc++] = (char *)"-u";
-		argv[argc++] = url;
-		if (bn->nats_refpubacks)
-			argv[argc++] = (char *)"-a";
 	}
-	argv[argc] = NULL;
 	t0 = now_ns();
-	if (spawn(bn, argv, logp, &pr, &s->ready_ms) < 0)
+	if (target_start(bn, t, conf, bn->nref, ropt, n, sock, logp, &pr,
+	    s) < 0)
 		goto out;
-	s->rss_idle = proc_mem(pr.pid, "Rss");
-	proc_kids(&pr);
 	nlocal = pr.nkids;
 	if (t == T_FANOUT) {
 		/* Its workers: the local one and the remote ones. */
@@ -1625,6 +1612,19 @@ path_or(const char *opt, const char *env, const char *rel)
 	return p;
 }
 
+/* A number from min to max; unit follows the range in the complaint. */
+static uint64_t
+parse_num(const char *opt, const char *arg, uint64_t min, uint64_t max,
+    const char *unit)
+{
+	uint64_t v;
+
+	if (parse_uint(arg, min, max, &v) < 0)
+		die("%s: %llu to %llu%s", opt, (unsigned long long)min,
+		    (unsigned long long)max, unit);
+	return v;
+}
+
 /* A list of sizes from 1 to max, or "0": none. */
 static void
 parse_sizes(const char *opt, const char *arg, uint32_t max, uint32_t *sizes,
@@ -1773,7 +1773,7 @@ main(int argc, char *argv[])
 	bool remote_asked = false;
 	char name[108], self[PATH_MAX], load0[64], load1[64], *slash;
 	const char *tmp;
-	uint64_t v, t0;
+	uint64_t t0;
 	unsigned run, i;
 	ssize_t len;
 	int ch, t;
@@ -1808,9 +1808,8 @@ main(int argc, char *argv[])
 			remote_asked = bn->nrsizes > 0;
 			break;
 		case O_RDURATION:
-			if (parse_uint(optarg, 10, 600000, &v) < 0)
-				die("--remote-duration: 10 to 600000 ms");
-			bn->rduration_ms = (unsigned)v;
+			bn->rduration_ms = (unsigned)parse_num(
+			    "--remote-duration", optarg, 10, 600000, " ms");
 			break;
 		case O_RSTATE:
 			bn->remote_state = optarg;
@@ -1828,29 +1827,24 @@ main(int argc, char *argv[])
 			opt_nats = optarg;
 			break;
 		case O_RUNS:
-			if (parse_uint(optarg, 1, RUNS_MAX, &v) < 0)
-				die("--runs: 1 to %d", RUNS_MAX);
-			bn->runs = (unsigned)v;
+			bn->runs = (unsigned)parse_num("--runs", optarg,
+			    1, RUNS_MAX, "");
 			break;
 		case O_STARTUP:
-			if (parse_uint(optarg, 0, FANOUT_WORKERS_MAX, &v) < 0)
-				die("--startup: 0 to %d", FANOUT_WORKERS_MAX);
-			bn->startup = (uint32_t)v;
+			bn->startup = (uint32_t)parse_num("--startup", optarg,
+			    0, FANOUT_WORKERS_MAX, "");
 			break;
 		case O_DURATION:
-			if (parse_uint(optarg, 10, 600000, &v) < 0)
-				die("--duration: 10 to 600000 ms");
-			bn->duration_ms = (unsigned)v;
+			bn->duration_ms = (unsigned)parse_num("--duration",
+			    optarg, 10, 600000, " ms");
 			break;
 		case O_WINDOW:
-			if (parse_uint(optarg, 1, 4096, &v) < 0)
-				die("--window: 1 to 4096");
-			bn->window = (unsigned)v;
+			bn->window = (unsigned)parse_num("--window", optarg,
+			    1, 4096, "");
 			break;
 		case O_SIZE:
-			if (parse_uint(optarg, 0, 65536, &v) < 0)
-				die("--size: 0 to 65536");
-			bn->msgsize = (unsigned)v;
+			bn->msgsize = (unsigned)parse_num("--size", optarg,
+			    0, 65536, "");
 			break;
 		case O_PAIRS:
 			bn->pairs = true;
