@@ -254,10 +254,15 @@ state_save(struct rw *rw)
 	if (pwrite(rw->statefd, buf, sizeof(buf),
 	    (off_t)(gen % 2) * STATE_SLOT) != (ssize_t)sizeof(buf))
 		return errno ? -errno : -EIO;
-	if (fdatasync(rw->statefd) == -1)
-		return -errno;
 	rw->gen = gen;
 	return 0;
+}
+
+/* The record state_save wrote, on the disk. */
+static int
+state_sync(struct rw *rw)
+{
+	return fdatasync(rw->statefd) == -1 ? -errno : 0;
 }
 
 /* --- the broker --------------------------------------------------------- */
@@ -425,11 +430,30 @@ on_pull_timer(sd_event_source *s, uint64_t usec, void *arg)
 	return 0;
 }
 
+/* The record of the message just handled must be on the disk before its
+ * ack: a crash after the ack is never redelivered, one before finds it
+ * and does not run the handler again. */
+static void
+record_synced(struct rw *rw)
+{
+	int r;
+
+	if ((r = state_sync(rw)) < 0)
+		log_warnx("%s: cannot record sequence %" PRIu64 " as handled: "
+		    "%s", rw->name, rw->cur_seq, strerror(-r));
+	/* --debug-stop-before-ack: the crash window, held open. */
+	if (rw->stop_before_ack)
+		(void)raise(SIGSTOP);
+}
+
 /* The receipt, then the ack: fanoutd may count on a receipt for every
- * message acked. */
+ * message acked.  The receipt leaves at once; before the ack, sync (when
+ * set) is called: what must be on the disk before the broker forgets the
+ * message. */
 static void
 finish(struct rw *rw, const char *reply, uint64_t seq, const char *id,
-    uint32_t status, const char *reason, size_t reason_len)
+    uint32_t status, const char *reason, size_t reason_len,
+    void (*sync)(struct rw *))
 {
 	char seqs[24], sts[16];
 	natsMsg *m = NULL;
@@ -447,6 +471,13 @@ finish(struct rw *rw, const char *reply, uint64_t seq, const char *id,
 		log_warnx("%s: receipt for sequence %" PRIu64 ": %s", rw->name,
 		    seq, natsStatus_GetText(s));
 	natsMsg_Destroy(m);
+	if (sync != NULL) {
+		/* Sent now, not after the sync: fanoutd has its answer a
+		 * disk write earlier.  If the socket cannot take it now, the
+		 * loop sends it with the ack. */
+		(void)natsloop_flush(rw->nl, 0);
+		sync(rw);
+	}
 	/* Not acked, it comes back after the consumer's ack wait. */
 	if ((s = natsConnection_PublishString(rw->nc, reply, "+ACK")) !=
 	    NATS_OK)
@@ -477,10 +508,8 @@ on_handler_done(void *arg, uint64_t id, uint32_t status, const char *reason,
 		    "%s", rw->name, rw->cur_seq, strerror(-r));
 	log_trace("%s: sequence %" PRIu64 " (id %s) handled: status %u",
 	    rw->name, rw->cur_seq, rw->cur_id, status);
-	if (rw->stop_before_ack)
-		(void)raise(SIGSTOP);
 	finish(rw, rw->cur_reply, rw->cur_seq, rw->cur_id, status, reason,
-	    reason_len);
+	    reason_len, record_synced);
 	rw->handled++;
 	rw->busy = false;
 	free(rw->cur_reply);
@@ -555,7 +584,7 @@ take(struct rw *rw, natsMsg *m)
 		rw->skipped++;
 		if (seq == rw->last_seq)
 			finish(rw, reply, seq, id, rw->last_status,
-			    rw->last_reason, rw->last_reason_len);
+			    rw->last_reason, rw->last_reason_len, NULL);
 		else
 			(void)natsConnection_PublishString(rw->nc, reply,
 			    "+ACK");

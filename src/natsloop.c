@@ -370,11 +370,13 @@ natsloop_flush(struct natsloop *nl, int ms)
 	if (nl->io_nc == NULL)
 		return -ENOTCONN;
 	while (natsConnection_Buffered(nl->io_nc) > 0) {
+		int64_t left = end - nats_Now();
+
 		if (nl->io_src == NULL)
 			return -ENOTCONN;
 		pfd.fd = sd_event_source_get_io_fd(nl->io_src);
-		if (nats_Now() >= end ||
-		    poll(&pfd, 1, (int)(end - nats_Now())) <= 0)
+		/* ms = 0: what the socket takes now, without waiting. */
+		if (poll(&pfd, 1, left > 0 ? (int)left : 0) <= 0)
 			return -ETIMEDOUT;
 		natsConnection_ProcessWriteEvent(nl->io_nc);
 	}

@@ -58,8 +58,9 @@ natsStatus	natsloop_options_new(const struct natsloop_conf *c,
  * retries a failed first connect in the background (NL_CONNECTED when it
  * succeeds); call before natsConnection_Connect. */
 natsStatus	natsloop_options(struct natsloop *, natsOptions *);
-/* Once the loop has stopped: writes what nats.c has buffered, waiting at
- * most ms for the socket.  0, or -ETIMEDOUT, -ENOTCONN. */
+/* On the loop thread, or once the loop has stopped: writes what nats.c
+ * has buffered, waiting at most ms for the socket (0: what it takes now).
+ * 0, or -ETIMEDOUT, -ENOTCONN. */
 int		natsloop_flush(struct natsloop *, int ms);
 /* After natsConnection_Destroy and nats_CloseAndWait: no nats.c thread
  * may call a hook any more. */
