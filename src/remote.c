@@ -979,13 +979,12 @@ remote_record(struct remote *r, uint32_t j, struct ctl_worker *rec,
 		    TAILQ_FIRST(&w->stored)->accepted_usec);
 	pthread_mutex_lock(&r->mu);
 	if (w->oldest_ns > 0 && w->pending > 0) {
-		struct timespec ts;
-		uint64_t now, then = (uint64_t)w->oldest_ns / 1000, ms;
+		uint64_t now = 0, ms;
 
-		clock_gettime(CLOCK_REALTIME, &ts);
-		now = (uint64_t)ts.tv_sec * 1000000 +
-		    (uint64_t)ts.tv_nsec / 1000;
-		if ((ms = age_ms(now, then)) > rec->oldest_ms)
+		/* The broker's time is the wall clock, as the spool's. */
+		(void)sd_event_now(r->d->ev, CLOCK_REALTIME, &now);
+		ms = age_ms(now, (uint64_t)w->oldest_ns / 1000);
+		if (ms > rec->oldest_ms)
 			rec->oldest_ms = ms;
 	}
 	rec->state = !connected || !r->reachable || !w->known ? WS_DOWN :
