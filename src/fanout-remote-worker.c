@@ -56,8 +56,9 @@ struct rw {
 	struct rconf	 rc;
 	const char	*name;
 	char		 wsubject[SUBJECT_MAX];	/* PREFIX.w.NAME */
-	char		 rsubject[SUBJECT_MAX];	/* PREFIX.r.NAME */
+	char		 rsubject[SUBJECT_MAX];	/* PREFIX.r.NAME, receipts' */
 	char		 next[SUBJECT_MAX];	/* the pull API subject */
+	char		 pull_req[64];		/* and what it is sent */
 	char		 inbox_prefix[SUBJECT_MAX];
 	char		 inbox[SUBJECT_MAX + 32];	/* prefix.nuid */
 	char		*key_path;		/* resolved nats_tls_key */
@@ -79,7 +80,7 @@ struct rw {
 	bool		 busy;
 	uint64_t	 cur_seq;
 	char		*cur_reply;
-	char		 cur_id[24];
+	uint64_t	 cur_id;			/* its Fanout-Id, or 0 */
 	bool		 pulling;		/* a pull request out */
 	bool		 ready;
 	bool		 stopping;
@@ -399,15 +400,12 @@ out:
 static void
 pull(struct rw *rw)
 {
-	char req[64];
 	natsStatus s;
 
 	if (rw->busy || rw->pulling || rw->stopping || rw->nc == NULL)
 		return;
-	snprintf(req, sizeof(req), "{\"batch\":1,\"expires\":%llu}",
-	    (unsigned long long)PULL_EXPIRES_MS * 1000000);
 	if ((s = natsConnection_PublishRequestString(rw->nc, rw->next,
-	    rw->inbox, req)) != NATS_OK) {
+	    rw->inbox, rw->pull_req)) != NATS_OK) {
 		log_debug("%s: pull request: %s", rw->name,
 		    natsStatus_GetText(s));
 		return;
@@ -451,26 +449,20 @@ record_synced(struct rw *rw)
  * set) is called: what must be on the disk before the broker forgets the
  * message. */
 static void
-finish(struct rw *rw, const char *reply, uint64_t seq, const char *id,
+finish(struct rw *rw, const char *reply, uint64_t seq, uint64_t id,
     uint32_t status, const char *reason, size_t reason_len,
     void (*sync)(struct rw *))
 {
-	char seqs[24], sts[16];
-	natsMsg *m = NULL;
+	char subj[SUBJECT_MAX + 64];
 	natsStatus s;
 
-	snprintf(seqs, sizeof(seqs), "%" PRIu64, seq);
-	snprintf(sts, sizeof(sts), "%u", status);
-	if ((s = natsMsg_Create(&m, rw->rsubject, NULL, reason,
-	    (int)reason_len)) != NATS_OK ||
-	    (s = natsMsgHeader_Set(m, FANOUT_HDR_WORKER, rw->name)) != NATS_OK ||
-	    (s = natsMsgHeader_Set(m, FANOUT_HDR_SEQ, seqs)) != NATS_OK ||
-	    (s = natsMsgHeader_Set(m, FANOUT_HDR_ID, id)) != NATS_OK ||
-	    (s = natsMsgHeader_Set(m, FANOUT_HDR_STATUS, sts)) != NATS_OK ||
-	    (s = natsConnection_PublishMsg(rw->nc, m)) != NATS_OK)
+	/* PREFIX.r.NAME.SEQ.STATUS.ID (proto.h): no headers to build. */
+	snprintf(subj, sizeof(subj), "%s.%" PRIu64 ".%" PRIu32 ".%" PRIu64,
+	    rw->rsubject, seq, status, id);
+	if ((s = natsConnection_Publish(rw->nc, subj, reason,
+	    (int)reason_len)) != NATS_OK)
 		log_warnx("%s: receipt for sequence %" PRIu64 ": %s", rw->name,
 		    seq, natsStatus_GetText(s));
-	natsMsg_Destroy(m);
 	if (sync != NULL) {
 		/* Sent now, not after the sync: fanoutd has its answer a
 		 * disk write earlier.  If the socket cannot take it now, the
@@ -506,8 +498,8 @@ on_handler_done(void *arg, uint64_t id, uint32_t status, const char *reason,
 		/* Handled, but a crash now would run it again: say so. */
 		log_warnx("%s: cannot record sequence %" PRIu64 " as handled: "
 		    "%s", rw->name, rw->cur_seq, strerror(-r));
-	log_trace("%s: sequence %" PRIu64 " (id %s) handled: status %u",
-	    rw->name, rw->cur_seq, rw->cur_id, status);
+	log_trace("%s: sequence %" PRIu64 " (id %" PRIu64 ") handled: "
+	    "status %u", rw->name, rw->cur_seq, rw->cur_id, status);
 	finish(rw, rw->cur_reply, rw->cur_seq, rw->cur_id, status, reason,
 	    reason_len, record_synced);
 	rw->handled++;
@@ -558,10 +550,10 @@ ack_seq(const char *reply, uint64_t *seq)
 static void
 take(struct rw *rw, natsMsg *m)
 {
-	const char *reply = natsMsg_GetReply(m), *id = NULL;
+	const char *reply = natsMsg_GetReply(m), *ids;
 	const uint8_t *data = (const uint8_t *)natsMsg_GetData(m);
 	size_t len = (size_t)natsMsg_GetDataLength(m);
-	uint64_t seq, idn = 0;
+	uint64_t seq, id = 0;
 	static const char toobig[] = "larger than max_message_bytes";
 	int r;
 
@@ -570,8 +562,10 @@ take(struct rw *rw, natsMsg *m)
 		    "ignored", rw->name, reply ? reply : "none");
 		return;
 	}
-	if (natsMsgHeader_Get(m, FANOUT_HDR_ID, &id) != NATS_OK)
-		id = "";
+	/* Only for the handler and the receipt: 0 when it is missing. */
+	if (natsMsgHeader_Get(m, FANOUT_HDR_ID, &ids) != NATS_OK ||
+	    parse_uint(ids, 0, UINT64_MAX, &id) < 0)
+		id = 0;
 	if (rw->stopping) {
 		/* Came in after SIGTERM: back to the broker at once. */
 		(void)natsConnection_PublishString(rw->nc, reply, "-NAK");
@@ -614,23 +608,21 @@ take(struct rw *rw, natsMsg *m)
 	}
 	rw->busy = true;
 	rw->cur_seq = seq;
-	snprintf(rw->cur_id, sizeof(rw->cur_id), "%s", id);
+	rw->cur_id = id;
 	if ((rw->cur_reply = strdup(reply)) == NULL)
 		fatalx("%s: out of memory", rw->name);
-	if (id[0] != '\0' && parse_uint(id, 0, UINT64_MAX, &idn) < 0)
-		idn = 0;
 	if (len > rw->rc.max_message_bytes) {
 		log_warnx("%s: sequence %" PRIu64 ": %zu bytes, %s", rw->name,
 		    seq, len, toobig);
-		on_handler_done(rw, idn, HS_NOSTART, toobig,
+		on_handler_done(rw, id, HS_NOSTART, toobig,
 		    sizeof(toobig) - 1);
 		return;
 	}
 	if (rw->h == NULL) {
-		on_handler_done(rw, idn, HS_OK, "", 0);
+		on_handler_done(rw, id, HS_OK, "", 0);
 		return;
 	}
-	if ((r = handler_submit(rw->h, idn, data, len)) < 0)
+	if ((r = handler_submit(rw->h, id, data, len)) < 0)
 		fatalx("%s: cannot take a message: %s", rw->name,
 		    strerror(-r));
 	handler_start(rw->h);
@@ -907,6 +899,9 @@ main(int argc, char *argv[])
 	    rw.name);
 	snprintf(rw.next, sizeof(rw.next), "$JS.API.CONSUMER.MSG.NEXT.%s.%s",
 	    rw.rc.stream, rw.name);
+	snprintf(rw.pull_req, sizeof(rw.pull_req),
+	    "{\"batch\":1,\"expires\":%llu}",
+	    (unsigned long long)PULL_EXPIRES_MS * 1000000);
 	snprintf(rw.inbox_prefix, sizeof(rw.inbox_prefix), "_INBOX.%s",
 	    rw.name);
 

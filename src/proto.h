@@ -578,27 +578,28 @@ enum ctl_result {
  *			queue_max_messages with DiscardNewPerSubject) and
  *			each consumer (AckExplicit, MaxAckPending 1, AckWait
  *			remote_ack_wait_ms); the worker only binds to it.
- *	PREFIX.r.NAME	a receipt: worker NAME has handled one message (its
+ *	PREFIX.r.NAME.SEQ.STATUS.ID
+ *			a receipt: worker NAME has handled one message (its
  *			handler finished, or the message was refused).
  *			Published (core NATS) before the message is acked;
  *			sent again if the message is redelivered after a
- *			crash, so at least once.  Headers:
- *			  Fanout-Worker	NAME
- *			  Fanout-Seq	the message's stream sequence, decimal:
- *					what the worker dedupes on
- *			  Fanout-Id	as in the message ("" if it had none)
- *			  Fanout-Status	the handler's result, decimal: enum
+ *			crash, so at least once.  In the subject, decimal:
+ *			  SEQ		the message's stream sequence: what the
+ *					worker dedupes on
+ *			  STATUS	the handler's result: enum
  *					handler_status (0: ok)
- *			The data: the reason (0..FANOUT_REASON_MAX bytes, no
- *			NUL), the handler's own words for a failure.
+ *			  ID		the Fanout-Id of the message (0 if it
+ *					had none)
+ *			No headers: fanoutd reads a receipt without parsing
+ *			any, and the broker's permissions on PREFIX.r.NAME.>
+ *			say who may send it.  The data: the reason
+ *			(0..FANOUT_REASON_MAX bytes, no NUL), the handler's
+ *			own words for a failure.
  */
 #define FANOUT_NAME_MAX		64	/* a remote worker's name */
 #define FANOUT_REMOTE_MAX	256	/* remote workers, at most */
 #define FANOUT_NATS_PREFIX	"fanout"
 #define FANOUT_NATS_STREAM	"FANOUT"
 #define FANOUT_HDR_ID		"Fanout-Id"
-#define FANOUT_HDR_WORKER	"Fanout-Worker"
-#define FANOUT_HDR_SEQ		"Fanout-Seq"
-#define FANOUT_HDR_STATUS	"Fanout-Status"
 
 #endif /* FANOUT_PROTO_H */

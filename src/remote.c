@@ -6,7 +6,7 @@
  * reply subject INBOX.TOKEN: the broker answers there with a PubAck once it
  * has stored it (JSON: {"stream":..,"seq":N}), or with an error (err_code
  * 10077: NAME's queue is at its bound).  A stored message waits, in stream
- * order, for NAME's receipt on PREFIX.r.NAME (Fanout-Seq names it).  The
+ * order, for NAME's receipt on PREFIX.r.NAME.SEQ.STATUS.ID.  The
  * verdicts: stored and receipted, `acked' or `failed'; stored and not
  * receipted by the broadcast's deadline, `queued'; refused for the bound,
  * `full'; not stored in time, or no connection to the broker, `down'.
@@ -130,7 +130,7 @@ struct remote {
 	natsSubscription *acks;
 	natsSubscription *receipts;
 	char		 inbox[SUBJECT_MAX];
-	char		 rsubjects[SUBJECT_MAX];	/* PREFIX.r.* */
+	char		 rsubjects[SUBJECT_MAX];	/* PREFIX.r.> */
 	size_t		 rprefix_len;			/* of "PREFIX.r." */
 	uint64_t	 next_token;
 	struct rpend_list pubs;		/* by token */
@@ -781,33 +781,57 @@ on_puback(struct remote *r, natsMsg *msg)
 	}
 }
 
+/* The decimal token at *p, up to the next '.' or the end; *p moves past
+ * its dot.  The last one must end the subject. */
+static int
+receipt_field(const char **p, bool last, uint64_t *out)
+{
+	size_t len = strcspn(*p, ".");
+
+	if ((*p)[len] != (last ? '\0' : '.') || parse_u64(*p, len, out) < 0)
+		return -1;
+	*p += last ? len : len + 1;
+	return 0;
+}
+
+/* A receipt, PREFIX.r.NAME.SEQ.STATUS.ID (proto.h): everything is in its
+ * subject, so no headers are parsed. */
 static void
 on_receipt(struct remote *r, natsMsg *msg)
 {
-	const char *subj = natsMsg_GetSubject(msg), *name, *hw, *hseq, *hst;
+	const char *subj = natsMsg_GetSubject(msg), *name, *tok;
 	int len = natsMsg_GetDataLength(msg);
-	uint64_t seq, status;
+	uint64_t seq, status, id;
 	struct rworker *w;
 	struct rpend *p;
+	size_t nlen;
 	uint32_t j;
 
 	if (strncmp(subj, r->rsubjects, r->rprefix_len) != 0)
 		return;
 	name = subj + r->rprefix_len;
+	nlen = strcspn(name, ".");
 	for (j = 0; j < r->n; j++)
-		if (r->w[j].listed && strcmp(r->w[j].name, name) == 0)
+		if (r->w[j].listed && strncmp(r->w[j].name, name, nlen) == 0 &&
+		    r->w[j].name[nlen] == '\0')
 			break;
 	if (j == r->n)
 		return;		/* not one of ours (unlisted) */
 	w = &r->w[j];
-	if (natsMsgHeader_Get(msg, FANOUT_HDR_WORKER, &hw) != NATS_OK ||
-	    strcmp(hw, name) != 0 ||
-	    natsMsgHeader_Get(msg, FANOUT_HDR_SEQ, &hseq) != NATS_OK ||
-	    parse_u64(hseq, strlen(hseq), &seq) < 0 ||
-	    natsMsgHeader_Get(msg, FANOUT_HDR_STATUS, &hst) != NATS_OK ||
-	    parse_u64(hst, strlen(hst), &status) < 0 ||
+	tok = name + nlen;
+	if (*tok == '\0') {
+		bad_input("remote: a receipt from %s without its sequence and "
+		    "status (a fanout-remote-worker older than fanoutd?): "
+		    "ignored", w->name);
+		return;
+	}
+	tok++;
+	if (receipt_field(&tok, false, &seq) < 0 ||
+	    receipt_field(&tok, false, &status) < 0 ||
+	    receipt_field(&tok, true, &id) < 0 ||
 	    status > UINT32_MAX || len < 0 || len > FANOUT_REASON_MAX) {
-		bad_input("remote: a malformed receipt from %s: ignored", name);
+		bad_input("remote: a malformed receipt from %s: ignored",
+		    w->name);
 		return;
 	}
 	/* One message in flight per worker, in stream order: a receipt for
@@ -1265,7 +1289,7 @@ remote_connect(struct remote *r)
 	}
 	snprintf(r->inbox, sizeof(r->inbox), "%s", nuid);
 	natsInbox_Destroy(nuid);
-	snprintf(r->rsubjects, sizeof(r->rsubjects), "%s.r.*", r->prefix);
+	snprintf(r->rsubjects, sizeof(r->rsubjects), "%s.r.>", r->prefix);
 	r->rprefix_len = strlen(r->rsubjects) - 1;
 	{
 		char acks[SUBJECT_MAX + 2];

@@ -310,7 +310,7 @@ consumer_idle() {
 	npub send w1 1 "m"
 	wait_pid_gone "$RW_PID" "$RW_SUP" "$(ms 10000)"
 	assert_file_line "$RW_NOTIFY" ' - exited status=1$'
-	assert_file_line "$RW_LOG" 'Permissions Violation for Publish to "fanout.r.w1"'
+	assert_file_line "$RW_LOG" 'Permissions Violation for Publish to "fanout.r.w1.1.0.1"'
 	[ "$(lines_in "$T/msgs.0")" -eq 1 ] || fail "handler runs"
 }
 

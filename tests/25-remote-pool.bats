@@ -343,11 +343,11 @@ setup() {
 	      "\$JS.API.CONSUMER.DURABLE.CREATE.FANOUT.*",
 	      "\$JS.API.CONSUMER.INFO.FANOUT.*",
 	      "\$JS.API.CONSUMER.LIST.FANOUT" ] }
-	    subscribe: { allow: [ "_INBOX.>", "fanout.r.*" ] } } }
+	    subscribe: { allow: [ "_INBOX.>", "fanout.r.>" ] } } }
 	  { user: r1, password: p, permissions: {
 	    publish: { allow: [ "\$JS.API.CONSUMER.INFO.FANOUT.r1",
 	      "\$JS.API.CONSUMER.MSG.NEXT.FANOUT.r1", "\$JS.ACK.FANOUT.r1.>",
-	      "fanout.r.r1" ] }
+	      "fanout.r.r1.>" ] }
 	    subscribe: { allow: [ "_INBOX.r1.>" ] } } }
 	] }
 	EOC
@@ -366,10 +366,10 @@ setup() {
 	# r1's identity cannot forge r2's receipts (whatever the sequence):
 	# the broker refuses them, and r2 has handled nothing.
 	for i in 1 2 3; do
-		npub receipt r2 "$i" 0 "forged" >/dev/null 2>&1 || true
+		npub receipt r2 "$i.0.0" "forged" >/dev/null 2>&1 || true
 	done
 	# A receipt r1 may send is heard: the forged ones had their chance.
-	npub receipt r1 x 0 "" || fail "r1 could not send its own receipt"
+	npub receipt r1 x.0.0 "" || fail "r1 could not send its own receipt"
 	wait_for 'grep -q "malformed receipt from r1" "$FANOUTD_LOG"' \
 	    "$(ms 5000)"
 	run ctl stats
@@ -389,17 +389,23 @@ setup() {
 	run ctl send "first"
 	assert_status 0
 	long=$(printf '%0300d' 0)
-	# A bad sequence, a sequence past 64 bits, a bad status, a status
-	# past 32 bits, a reason past FANOUT_REASON_MAX; and one for a name
-	# not listed (not ours: dropped without a word).
-	for bad in "x1 0 bogus" "99999999999999999999999 0 r" "1 ok r" \
-	    "1 4294967296 r" "1 0 $long"; do
+	# In the subject, SEQ.STATUS.ID: a bad sequence, a sequence past 64
+	# bits, a bad status, a status past 32 bits, a bad id, a field
+	# missing, one too many, a reason past FANOUT_REASON_MAX; the form
+	# without fields; and one for a name not listed (not ours: dropped
+	# without a word).
+	for bad in "x1.0.0 bogus" "99999999999999999999999.0.0 r" \
+	    "1.ok.0 r" "1.4294967296.0 r" "1.0.x r" "1.0 r" "1.0.0.0 r" \
+	    "1.0.0 $long"; do
 		# shellcheck disable=SC2086  # the fields, split on purpose
 		npub receipt r1 $bad || fail "nats-pub could not send: $bad"
 	done
-	npub receipt zz 1 0 "" || fail "nats-pub could not send the receipt"
-	wait_for '[ "$(grep -c "malformed receipt from r1" "$FANOUTD_LOG")" -ge 5 ]' \
+	npub receipt r1 "" "" || fail "nats-pub could not send the old form"
+	npub receipt zz 1.0.0 "" || fail "nats-pub could not send the receipt"
+	wait_for '[ "$(grep -c "malformed receipt from r1" "$FANOUTD_LOG")" -ge 8 ]' \
 	    "$(ms 5000)"
+	assert_file_line "$FANOUTD_LOG" \
+	    'a receipt from r1 without its sequence and status'
 	run ctl send "still fine"
 	assert_status 0
 	assert_line '^worker r1  remote  acked '

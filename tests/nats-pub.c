@@ -13,9 +13,10 @@
  *	nats-pub [-s URL] receipts NAME FILE	appends a line per receipt
  *		to FILE until killed; prints "ready" once subscribed
  *	nats-pub [-s URL] info NAME	"pending N ack_pending N waiting N"
- *	nats-pub [-s URL] receipt NAME SEQ STATUS REASON	a receipt as
- *		NAME would send it, the fields as given (malformed ones
- *		too: a test of what fanoutd does with them)
+ *	nats-pub [-s URL] receipt NAME FIELDS REASON	a receipt as
+ *		NAME would send it, on PREFIX.r.NAME.FIELDS (SEQ.STATUS.ID),
+ *		or PREFIX.r.NAME if FIELDS is "": the fields as given,
+ *		malformed ones too (a test of what fanoutd does with them)
  */
 #include "config.h"
 
@@ -162,9 +163,9 @@ on_term(int sig)
 static int
 receipts(natsConnection *nc, const char *name, const char *file)
 {
-	const char *w, *seq, *id, *st;
+	char subj[256], seq[32], st[32], id[32];
 	natsSubscription *sub;
-	char subj[256];
+	size_t plen;
 	natsMsg *m;
 	natsStatus s;
 	FILE *f;
@@ -173,7 +174,8 @@ receipts(natsConnection *nc, const char *name, const char *file)
 		perror(file);
 		return 1;
 	}
-	snprintf(subj, sizeof(subj), "%s.r.%s", FANOUT_NATS_PREFIX, name);
+	snprintf(subj, sizeof(subj), "%s.r.%s.>", FANOUT_NATS_PREFIX, name);
+	plen = strlen(subj) - 1;
 	if ((s = natsConnection_SubscribeSync(&sub, nc, subj)) != NATS_OK ||
 	    (s = natsConnection_Flush(nc)) != NATS_OK)
 		die("subscribe", s);
@@ -186,16 +188,16 @@ receipts(natsConnection *nc, const char *name, const char *file)
 			continue;
 		if (s != NATS_OK)
 			die("receive", s);
-		if (natsMsgHeader_Get(m, FANOUT_HDR_WORKER, &w) != NATS_OK)
-			w = "?";
-		if (natsMsgHeader_Get(m, FANOUT_HDR_SEQ, &seq) != NATS_OK)
-			seq = "?";
-		if (natsMsgHeader_Get(m, FANOUT_HDR_ID, &id) != NATS_OK)
-			id = "?";
-		if (natsMsgHeader_Get(m, FANOUT_HDR_STATUS, &st) != NATS_OK)
-			st = "?";
-		fprintf(f, "worker=%s seq=%s id=%s status=%s reason=%.*s\n", w,
-		    seq, id, st, natsMsg_GetDataLength(m), natsMsg_GetData(m));
+		/* SEQ.STATUS.ID (proto.h), written as it came. */
+		if (sscanf(natsMsg_GetSubject(m) + plen,
+		    "%31[^.].%31[^.].%31[^.]", seq, st, id) != 3) {
+			snprintf(seq, sizeof(seq), "?");
+			snprintf(st, sizeof(st), "?");
+			snprintf(id, sizeof(id), "?");
+		}
+		fprintf(f, "worker=%s seq=%s id=%s status=%s reason=%.*s\n",
+		    name, seq, id, st, natsMsg_GetDataLength(m),
+		    natsMsg_GetData(m));
 		fflush(f);
 		natsMsg_Destroy(m);
 	}
@@ -205,24 +207,17 @@ receipts(natsConnection *nc, const char *name, const char *file)
 }
 
 static void
-receipt(natsConnection *nc, const char *name, const char *seq,
-    const char *status, const char *reason)
+receipt(natsConnection *nc, const char *name, const char *fields,
+    const char *reason)
 {
-	char subj[256];
-	natsMsg *m;
+	char subj[512];
 	natsStatus s;
 
-	snprintf(subj, sizeof(subj), "%s.r.%s", FANOUT_NATS_PREFIX, name);
-	if ((s = natsMsg_Create(&m, subj, NULL, reason, (int)strlen(reason)))
-	    != NATS_OK ||
-	    (s = natsMsgHeader_Set(m, FANOUT_HDR_WORKER, name)) != NATS_OK ||
-	    (s = natsMsgHeader_Set(m, FANOUT_HDR_SEQ, seq)) != NATS_OK ||
-	    (s = natsMsgHeader_Set(m, FANOUT_HDR_ID, "0")) != NATS_OK ||
-	    (s = natsMsgHeader_Set(m, FANOUT_HDR_STATUS, status)) != NATS_OK ||
-	    (s = natsConnection_PublishMsg(nc, m)) != NATS_OK ||
+	snprintf(subj, sizeof(subj), "%s.r.%s%s%s", FANOUT_NATS_PREFIX, name,
+	    fields[0] != '\0' ? "." : "", fields);
+	if ((s = natsConnection_PublishString(nc, subj, reason)) != NATS_OK ||
 	    (s = natsConnection_Flush(nc)) != NATS_OK)
 		die("receipt", s);
-	natsMsg_Destroy(m);
 }
 
 int
@@ -265,8 +260,8 @@ main(int argc, char *argv[])
 		}
 	} else if (strcmp(argv[0], "receipts") == 0 && argc == 3)
 		r = receipts(nc, argv[1], argv[2]);
-	else if (strcmp(argv[0], "receipt") == 0 && argc == 5)
-		receipt(nc, argv[1], argv[2], argv[3], argv[4]);
+	else if (strcmp(argv[0], "receipt") == 0 && argc == 4)
+		receipt(nc, argv[1], argv[2], argv[3]);
 	else if (strcmp(argv[0], "info") == 0 && argc == 2) {
 		if ((s = js_GetConsumerInfo(&ci, js, FANOUT_NATS_STREAM,
 		    argv[1], NULL, &jerr)) != NATS_OK)
