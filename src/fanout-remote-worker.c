@@ -41,6 +41,7 @@
 #include "notify.h"
 #include "proto.h"
 #include "rconf.h"
+#include "syncer.h"
 #include "util.h"
 
 #define STATE_FILE	"last-handled"
@@ -69,6 +70,8 @@ struct rw {
 	sd_event_source	*pull_timer;
 	int		 dirfd;			/* the state directory */
 	int		 statefd;		/* its STATE_FILE */
+	struct syncer	*syncer;		/* of statefd */
+	int		 sync_error;		/* its last, logged */
 	uint64_t	 gen;			/* of the record on disk */
 	/* What is on disk: the last message handled, its result. */
 	int64_t		 created;		/* the consumer's */
@@ -116,8 +119,9 @@ usage(FILE *f, int code)
  * "-", SUM the FNV-1a hash of what precedes it.  The slot with the
  * highest GEN whose SUM holds is the record: a crash in the middle of a
  * write leaves the other slot whole, and a message costs one pwrite and
- * one fdatasync (the file's size never changes once made), where a new
- * file renamed over the old cost two fsyncs and four more calls.  A file
+ * one fdatasync (the file's size never changes once made; the syncer's,
+ * shared by the messages written while one runs), where a new file
+ * renamed over the old cost two fsyncs and four more calls.  A file
  * of the first format ("v1 ...", one record) is read, and overwritten
  * slot by slot.
  */
@@ -257,13 +261,6 @@ state_save(struct rw *rw)
 		return errno ? -errno : -EIO;
 	rw->gen = gen;
 	return 0;
-}
-
-/* The record state_save wrote, on the disk. */
-static int
-state_sync(struct rw *rw)
-{
-	return fdatasync(rw->statefd) == -1 ? -errno : 0;
 }
 
 /* --- the broker --------------------------------------------------------- */
@@ -428,30 +425,19 @@ on_pull_timer(sd_event_source *s, uint64_t usec, void *arg)
 	return 0;
 }
 
-/* The record of the message just handled must be on the disk before its
- * ack: a crash after the ack is never redelivered, one before finds it
- * and does not run the handler again. */
-static void
-record_synced(struct rw *rw)
-{
-	int r;
-
-	if ((r = state_sync(rw)) < 0)
-		log_warnx("%s: cannot record sequence %" PRIu64 " as handled: "
-		    "%s", rw->name, rw->cur_seq, strerror(-r));
-	/* --debug-stop-before-ack: the crash window, held open. */
-	if (rw->stop_before_ack)
-		(void)raise(SIGSTOP);
-}
-
-/* The receipt, then the ack: fanoutd may count on a receipt for every
- * message acked.  The receipt leaves at once; before the ack, sync (when
- * set) is called: what must be on the disk before the broker forgets the
- * message. */
+/*
+ * The receipt, then the ack: fanoutd may count on a receipt for every
+ * message acked.  For a message just handled (fresh), its record is in the
+ * state file already (on_handler_done), so that no crash of this process
+ * can run its handler again; the syncer puts it on the disk meanwhile,
+ * and nothing waits for that.  After a crash of the whole host the
+ * handler runs again only if the record had not reached the disk and the
+ * ack had not reached the broker either: waiting for the disk before
+ * acking would only widen that window, by the length of a sync.
+ */
 static void
 finish(struct rw *rw, const char *reply, uint64_t seq, uint64_t id,
-    uint32_t status, const char *reason, size_t reason_len,
-    void (*sync)(struct rw *))
+    uint32_t status, const char *reason, size_t reason_len, bool fresh)
 {
 	char subj[SUBJECT_MAX + 64];
 	natsStatus s;
@@ -463,12 +449,11 @@ finish(struct rw *rw, const char *reply, uint64_t seq, uint64_t id,
 	    (int)reason_len)) != NATS_OK)
 		log_warnx("%s: receipt for sequence %" PRIu64 ": %s", rw->name,
 		    seq, natsStatus_GetText(s));
-	if (sync != NULL) {
-		/* Sent now, not after the sync: fanoutd has its answer a
-		 * disk write earlier.  If the socket cannot take it now, the
-		 * loop sends it with the ack. */
-		(void)natsloop_flush(rw->nl, 0);
-		sync(rw);
+	if (fresh && rw->stop_before_ack) {
+		/* --debug-stop-before-ack: the crash window, held open,
+		 * the receipt out. */
+		(void)natsloop_flush(rw->nl, 1000);
+		(void)raise(SIGSTOP);
 	}
 	/* Not acked, it comes back after the consumer's ack wait. */
 	if ((s = natsConnection_PublishString(rw->nc, reply, "+ACK")) !=
@@ -498,10 +483,18 @@ on_handler_done(void *arg, uint64_t id, uint32_t status, const char *reason,
 		/* Handled, but a crash now would run it again: say so. */
 		log_warnx("%s: cannot record sequence %" PRIu64 " as handled: "
 		    "%s", rw->name, rw->cur_seq, strerror(-r));
+	else {
+		r = syncer_request(rw->syncer);
+		/* Once a failure, not once a message: the disk is the same. */
+		if (r < 0 && r != rw->sync_error)
+			log_warnx("%s: cannot sync %s: %s", rw->name,
+			    STATE_FILE, strerror(-r));
+		rw->sync_error = r;
+	}
 	log_trace("%s: sequence %" PRIu64 " (id %" PRIu64 ") handled: "
 	    "status %u", rw->name, rw->cur_seq, rw->cur_id, status);
 	finish(rw, rw->cur_reply, rw->cur_seq, rw->cur_id, status, reason,
-	    reason_len, record_synced);
+	    reason_len, true);
 	rw->handled++;
 	rw->busy = false;
 	free(rw->cur_reply);
@@ -578,7 +571,7 @@ take(struct rw *rw, natsMsg *m)
 		rw->skipped++;
 		if (seq == rw->last_seq)
 			finish(rw, reply, seq, id, rw->last_status,
-			    rw->last_reason, rw->last_reason_len, NULL);
+			    rw->last_reason, rw->last_reason_len, false);
 		else
 			(void)natsConnection_PublishString(rw->nc, reply,
 			    "+ACK");
@@ -842,7 +835,8 @@ main(int argc, char *argv[])
 	struct handler_conf hc = { .restart_max_ms = 30000 };
 	int stray[SIG_STRAY_MAX];
 	size_t nstray, i;
-	int ch, verbose = 0, r;
+	uint64_t syncs;
+	int ch, verbose = 0, r, sr;
 
 	while ((ch = getopt_long(argc, argv, "n:c:s:vhV", longopts, NULL))
 	    != -1) {
@@ -919,6 +913,9 @@ main(int argc, char *argv[])
 		rconf_free(&rw.rc);
 		return r > 0 ? 0 : 1;
 	}
+	if ((r = syncer_start(&rw.syncer, rw.statefd)) < 0)
+		fatalx("%s: cannot start the sync thread: %s", rw.name,
+		    strerror(-r));
 	if ((r = sd_event_new(&rw.ev)) < 0 ||
 	    (r = sd_event_add_signal(rw.ev, NULL, SIGTERM, on_term, &rw)) < 0 ||
 	    (r = sd_event_add_signal(rw.ev, NULL, SIGINT, on_term, &rw)) < 0 ||
@@ -961,8 +958,13 @@ main(int argc, char *argv[])
 	natsloop_free(rw.nl);
 	rw.pull_timer = sd_event_source_disable_unref(rw.pull_timer);
 	sd_event_unref(rw.ev);
+	/* The last records, on the disk before exit 0. */
+	if ((sr = syncer_stop(rw.syncer, &syncs)) < 0)
+		log_warnx("%s: cannot sync %s: %s", rw.name, STATE_FILE,
+		    strerror(-sr));
 	log_info("%s: stopped: %" PRIu64 " handled, %" PRIu64 " redelivered "
-	    "and skipped", rw.name, rw.handled, rw.skipped);
+	    "and skipped; records synced to the disk %" PRIu64 " time%s",
+	    rw.name, rw.handled, rw.skipped, syncs, PLURAL(syncs));
 	free(rw.cur_reply);
 	free(rw.key_path);
 	if (rw.statefd != -1)

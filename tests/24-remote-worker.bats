@@ -135,6 +135,16 @@ consumer_idle() {
 	# A duplicate publish (same Nats-Msg-Id) is not stored again.
 	run npub send w1 105 "message 5"
 	[ "$output" = duplicate ] || fail "$(show_run)"
+	# The records reached the disk without holding the acks back: one
+	# sync for one or more messages, the last one's before exit.
+	w1_term
+	local n
+	n=$(sed -n 's/.*stopped: 5 handled, 0 redelivered and skipped; records synced to the disk \([0-9]*\) times*$/\1/p' \
+	    "$RW_LOG")
+	[ -n "$n" ] && [ "$n" -ge 1 ] && [ "$n" -le 5 ] ||
+	    fail "syncs: ${n:-none}" "$(tail -n 5 "$RW_LOG")"
+	[[ $(tr -d '\0' <"$T/state/last-handled") =~ (^|$'\n')v2\ [0-9]+\ -?[0-9]+\ 5\ 0\  ]] ||
+	    fail "the last record:" "$(tr -d '\0' <"$T/state/last-handled")"
 }
 
 @test "a failing handler's status and reason are in the receipt" {
