@@ -6,6 +6,11 @@
  * A hook called on the loop thread itself applies the change at once, but
  * never calls the owner: nats.c holds its connection lock there.
  *
+ * What nats.c buffers is written once per loop turn, by a defer source,
+ * not by asking epoll whether the socket can take it: that was two
+ * epoll_ctl calls and a wakeup for every message sent.  Only when the
+ * socket is full does the source watch EPOLLOUT until nats.c has drained.
+ *
  * The socket may be closed by a nats.c thread before the loop hears of it
  * (fixed upstream in 3.10, nats.c #814), and its number reused, by a
  * handler's pipe say: the source watches a duplicate of the socket, which
@@ -40,6 +45,8 @@ struct natsloop {
 	sd_event_source	*io_src;
 	unsigned	 io_gen;	/* of io_src */
 	natsConnection	*io_nc;		/* loop thread's copy */
+	sd_event_source	*flush_src;	/* a write wanted: this turn */
+	bool		 out_full;	/* the socket took only part of it */
 
 	pthread_mutex_t	 mu;		/* guards the fields below */
 	natsConnection	*nc;
@@ -58,7 +65,8 @@ on_loop(const struct natsloop *nl)
 
 static int	on_io(sd_event_source *, int, uint32_t, void *);
 
-/* The io source as the hooks last asked; loop thread only. */
+/* The io source as the hooks last asked; loop thread only.  A write asked
+ * for is the flush source's, unless the socket is full. */
 static void
 nl_apply_io(struct natsloop *nl)
 {
@@ -76,6 +84,13 @@ nl_apply_io(struct natsloop *nl)
 		fd = fcntl(fd, F_DUPFD_CLOEXEC, 3);
 	pthread_mutex_unlock(&nl->mu);
 
+	if (gen != nl->io_gen || !(want & EPOLLOUT))
+		nl->out_full = false;
+	if ((want & EPOLLOUT) && !nl->out_full) {
+		(void)sd_event_source_set_enabled(nl->flush_src,
+		    SD_EVENT_ONESHOT);
+		want &= ~(uint32_t)EPOLLOUT;
+	}
 	if (gen != nl->io_gen || fd < 0) {
 		nl->io_src = sd_event_source_disable_unref(nl->io_src);
 		nl->io_gen = gen;
@@ -157,6 +172,31 @@ on_io(sd_event_source *s, int fd, uint32_t revents, void *arg)
 		break;
 	}
 	nl->fn(nl->arg, NL_INPUT, NATS_OK);
+	return 0;
+}
+
+static int
+on_flush(sd_event_source *s, void *arg)
+{
+	struct natsloop *nl = arg;
+	unsigned gen = nl->io_gen;
+	bool current;
+
+	(void)s;
+	pthread_mutex_lock(&nl->mu);
+	current = nl->gen == gen && nl->fd >= 0 && nl->io_src != NULL;
+	pthread_mutex_unlock(&nl->mu);
+	if (!current) {
+		nl_apply_io(nl);
+		return 0;
+	}
+	natsConnection_ProcessWriteEvent(nl->io_nc);
+	/* Drained, nats.c has withdrawn its wish (nl_apply_io ran); if not,
+	 * epoll says when the socket has room again. */
+	if (gen == nl->io_gen && natsConnection_Buffered(nl->io_nc) > 0) {
+		nl->out_full = true;
+		nl_apply_io(nl);
+	}
 	return 0;
 }
 
@@ -290,10 +330,14 @@ natsloop_new(sd_event *ev, natsloop_fn fn, void *arg, struct natsloop **out)
 		return r;
 	}
 	if ((r = sd_event_add_io(ev, &nl->efd_src, nl->efd, EPOLLIN, on_wake,
-	    nl)) < 0) {
+	    nl)) < 0 ||
+	    (r = sd_event_add_defer(ev, &nl->flush_src, on_flush, nl)) < 0 ||
+	    (r = sd_event_source_set_enabled(nl->flush_src, SD_EVENT_OFF)) <
+	    0) {
 		natsloop_free(nl);
 		return r;
 	}
+	(void)sd_event_source_set_description(nl->flush_src, "nats-flush");
 	*out = nl;
 	return 0;
 }
@@ -390,6 +434,7 @@ natsloop_free(struct natsloop *nl)
 		return;
 	nl->io_src = sd_event_source_disable_unref(nl->io_src);
 	nl->efd_src = sd_event_source_disable_unref(nl->efd_src);
+	nl->flush_src = sd_event_source_disable_unref(nl->flush_src);
 	if (nl->efd >= 0)
 		close(nl->efd);
 	pthread_mutex_destroy(&nl->mu);

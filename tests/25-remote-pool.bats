@@ -154,6 +154,35 @@ setup() {
 	assert_line '^r2 +pulling +46 +0 +0 +[0-9]+ +0 '
 }
 
+@test "broadcasts larger than the socket takes at once: whole, in order" {
+	local i n
+
+	nats_start
+	pool_config 1 r1 r2 r3 r4 -- max_message_bytes=1000000
+	start_fanoutd
+	for n in r1 r2 r3 r4; do
+		rw_start "$n" "max_message_bytes = 1000000;"
+	done
+	for n in r1 r2 r3 r4; do
+		wait_for "remote_is $n pulling" "$(ms 10000)"
+	done
+	# Three messages of 1 MB for four remote workers: 12 MB to the
+	# broker at once, more than a loopback socket's send buffer holds
+	# (4 MiB at most), so fanoutd writes the rest as room comes.
+	for i in 1 2 3; do
+		head -c 750000 /dev/urandom | base64 -w 0
+		echo
+	done >"$T/big"
+	[ "$(wc -c <"$T/big")" -eq 3000003 ] || fail "the messages' size"
+	run ctl -t "$(ms 30000)" send --window 3 - <"$T/big"
+	assert_status 0
+	assert_line '^fanoutctl: 3 messages: 3 to all workers, 0 partial, 0 refused'
+	for n in r1 r2 r3 r4; do
+		cmp -s <(handled "$n") "$T/big" || fail "$n got other messages"
+	done
+	cmp -s "$T/msgs.0" "$T/big" || fail "worker 0 got other messages"
+}
+
 @test "a stopped remote worker: queued, then its backlog in order" {
 	local i age
 

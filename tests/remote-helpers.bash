@@ -94,8 +94,9 @@ pool_config() {
 	    remote_ack_wait_ms=1000 "${extra[@]}"
 }
 
-# rw_start NAME: remote worker NAME of the pool, on $NATS_URL, recording
-# to $T/NAME; returns on READY=1.  Sets RW_PID[NAME].
+# rw_start NAME [SETTING...]: remote worker NAME of the pool, on $NATS_URL,
+# recording to $T/NAME, with the SETTINGs ("key = value;") too; returns on
+# READY=1.  Sets RW_PID[NAME].
 rw_start() {
 	local name=$1
 
@@ -107,6 +108,8 @@ rw_start() {
 	handler = [ "$HD/exec-record.sh", "$T/$name" ];
 	handler_timeout_ms = $(ms 10000);
 	EOC
+	shift
+	[ $# -eq 0 ] || printf '%s\n' "$@" >>"$T/$name.conf"
 	rw_launch "$name" "$T/$name.conf" "$T/state.$name"
 	RW_PID[$name]=$RW_LAUNCHED
 	BG_PIDS+=("$RW_LAUNCHED")
