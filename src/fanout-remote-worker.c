@@ -50,6 +50,9 @@
 #define RETRY_MIN_MS	250	/* before READY: broker, consumer */
 #define RETRY_MAX_MS	5000
 #define EXIT_FLUSH_MS	2000	/* for the last ack and receipt to leave */
+/* Syncs of the state file begin at least this far apart; the records
+ * written meanwhile share the next.  A lone message is synced at once. */
+#define STATE_SYNC_MS	10
 #define SUBJECT_MAX	(RCONF_TOKEN_MAX * 2 + 64)
 
 struct rw {
@@ -913,7 +916,7 @@ main(int argc, char *argv[])
 		rconf_free(&rw.rc);
 		return r > 0 ? 0 : 1;
 	}
-	if ((r = syncer_start(&rw.syncer, rw.statefd)) < 0)
+	if ((r = syncer_start(&rw.syncer, rw.statefd, STATE_SYNC_MS)) < 0)
 		fatalx("%s: cannot start the sync thread: %s", rw.name,
 		    strerror(-r));
 	if ((r = sd_event_new(&rw.ev)) < 0 ||

@@ -3,6 +3,8 @@
  * A sync thread (syncer.h says what for).  Generations count requests:
  * the thread syncs whenever the requested one is ahead of the one done,
  * and a sync started after request N covers every write made before it.
+ * Syncs begin at least an interval apart: the requests made meanwhile
+ * share the next one, and the caller signals only an idle thread.
  */
 #include "config.h"
 
@@ -11,6 +13,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "syncer.h"
@@ -18,51 +21,77 @@
 struct syncer {
 	pthread_t	 thread;
 	pthread_mutex_t	 lock;
-	pthread_cond_t	 wake;
+	pthread_cond_t	 wake;		/* CLOCK_MONOTONIC */
 	int		 fd;
+	long		 interval_ns;
 	uint64_t	 wanted;	/* requests made */
 	uint64_t	 done;		/* covered by a finished sync */
 	uint64_t	 syncs;		/* finished */
 	int		 error;		/* the last sync's errno */
+	bool		 idle;		/* waiting for a request */
 	bool		 quit;
 };
+
+static void
+add_ns(struct timespec *t, long ns)
+{
+	t->tv_nsec += ns;
+	while (t->tv_nsec >= 1000000000) {
+		t->tv_sec++;
+		t->tv_nsec -= 1000000000;
+	}
+}
 
 static void *
 syncer_main(void *arg)
 {
 	struct syncer *s = arg;
+	struct timespec next;
 	uint64_t gen;
 	int e;
 
 	pthread_mutex_lock(&s->lock);
 	for (;;) {
+		s->idle = true;
 		while (s->done == s->wanted && !s->quit)
 			pthread_cond_wait(&s->wake, &s->lock);
+		s->idle = false;
 		if (s->done == s->wanted)
 			break;		/* quit, nothing owed */
 		gen = s->wanted;
 		pthread_mutex_unlock(&s->lock);
+		clock_gettime(CLOCK_MONOTONIC, &next);
+		add_ns(&next, s->interval_ns);
 		e = fdatasync(s->fd) == -1 ? errno : 0;
 		pthread_mutex_lock(&s->lock);
 		s->error = e;
 		s->done = gen;
 		s->syncs++;
+		/* Not idle: requests until then need no wakeup. */
+		while (!s->quit && pthread_cond_timedwait(&s->wake, &s->lock,
+		    &next) != ETIMEDOUT)
+			;
 	}
 	pthread_mutex_unlock(&s->lock);
 	return NULL;
 }
 
 int
-syncer_start(struct syncer **out, int fd)
+syncer_start(struct syncer **out, int fd, unsigned interval_ms)
 {
+	pthread_condattr_t ca;
 	struct syncer *s;
 	int e;
 
 	if ((s = calloc(1, sizeof(*s))) == NULL)
 		return -ENOMEM;
 	s->fd = fd;
+	s->interval_ns = (long)interval_ms * 1000000;
 	pthread_mutex_init(&s->lock, NULL);
-	pthread_cond_init(&s->wake, NULL);
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&s->wake, &ca);
+	pthread_condattr_destroy(&ca);
 	if ((e = pthread_create(&s->thread, NULL, syncer_main, s)) != 0) {
 		pthread_cond_destroy(&s->wake);
 		pthread_mutex_destroy(&s->lock);
@@ -81,7 +110,8 @@ syncer_request(struct syncer *s)
 	pthread_mutex_lock(&s->lock);
 	s->wanted++;
 	e = s->error;
-	pthread_cond_signal(&s->wake);
+	if (s->idle)
+		pthread_cond_signal(&s->wake);
 	pthread_mutex_unlock(&s->lock);
 	return -e;
 }
