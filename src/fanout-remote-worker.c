@@ -504,6 +504,7 @@ on_handler_done(void *arg, uint64_t id, uint32_t status, const char *reason,
 	rw->cur_reply = NULL;
 	if (!rw->stopping)
 		pull(rw);
+	natsloop_send(rw->nl);
 }
 
 /*
@@ -669,6 +670,9 @@ on_nats(void *arg, enum natsloop_event e, natsStatus st)
 	switch (e) {
 	case NL_INPUT:
 		drain_inbox(rw);
+		/* The receipt, the ack and the next pull: now, in one
+		 * write, not one more turn of the loop later. */
+		natsloop_send(rw->nl);
 		break;
 	case NL_CONNECTED:
 		log_notice("%s: connected to the broker", rw->name);

@@ -86,7 +86,9 @@ nl_apply_io(struct natsloop *nl)
 
 	if (gen != nl->io_gen || !(want & EPOLLOUT))
 		nl->out_full = false;
-	if ((want & EPOLLOUT) && !nl->out_full) {
+	if (!(want & EPOLLOUT))		/* written already: natsloop_send */
+		(void)sd_event_source_set_enabled(nl->flush_src, SD_EVENT_OFF);
+	else if (!nl->out_full) {
 		(void)sd_event_source_set_enabled(nl->flush_src,
 		    SD_EVENT_ONESHOT);
 		want &= ~(uint32_t)EPOLLOUT;
@@ -178,17 +180,28 @@ on_io(sd_event_source *s, int fd, uint32_t revents, void *arg)
 static int
 on_flush(sd_event_source *s, void *arg)
 {
-	struct natsloop *nl = arg;
-	unsigned gen = nl->io_gen;
-	bool current;
-
 	(void)s;
+	natsloop_send(arg);
+	return 0;
+}
+
+void
+natsloop_send(struct natsloop *nl)
+{
+	unsigned gen = nl->io_gen;
+	bool current, wanted;
+
 	pthread_mutex_lock(&nl->mu);
 	current = nl->gen == gen && nl->fd >= 0 && nl->io_src != NULL;
+	/* Only when nats.c wants to write: with nothing buffered, it takes
+	 * the write event for a dead socket. */
+	wanted = (nl->want & EPOLLOUT) != 0;
 	pthread_mutex_unlock(&nl->mu);
+	if (current && !wanted)
+		return;
 	if (!current) {
 		nl_apply_io(nl);
-		return 0;
+		return;
 	}
 	natsConnection_ProcessWriteEvent(nl->io_nc);
 	/* Drained, nats.c has withdrawn its wish (nl_apply_io ran); if not,
@@ -197,7 +210,6 @@ on_flush(sd_event_source *s, void *arg)
 		nl->out_full = true;
 		nl_apply_io(nl);
 	}
-	return 0;
 }
 
 static int

@@ -58,6 +58,10 @@ natsStatus	natsloop_options_new(const struct natsloop_conf *c,
  * retries a failed first connect in the background (NL_CONNECTED when it
  * succeeds); call before natsConnection_Connect. */
 natsStatus	natsloop_options(struct natsloop *, natsOptions *);
+/* On the loop thread: writes what nats.c has buffered, as far as the
+ * socket takes it now, without waiting for the end of the loop's turn
+ * (where it would be written anyway); the rest goes when there is room. */
+void		natsloop_send(struct natsloop *);
 /* On the loop thread, or once the loop has stopped: writes what nats.c
  * has buffered, waiting at most ms for the socket (0: what it takes now).
  * 0, or -ETIMEDOUT, -ENOTCONN. */
