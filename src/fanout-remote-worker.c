@@ -122,9 +122,9 @@ usage(FILE *f, int code)
  * "-", SUM the FNV-1a hash of what precedes it.  The slot with the
  * highest GEN whose SUM holds is the record: a crash in the middle of a
  * write leaves the other slot whole, and a message costs one pwrite and
- * one fdatasync (the file's size never changes once made; the syncer's,
- * shared by the messages written while one runs), where a new file
- * renamed over the old cost two fsyncs and four more calls.  A file
+ * a share of one fdatasync (the file's size never changes once made;
+ * the syncer's, at most every STATE_SYNC_MS), where a new file renamed
+ * over the old cost two fsyncs and four more calls.  A file
  * of the first format ("v1 ...", one record) is read, and overwritten
  * slot by slot.
  */
