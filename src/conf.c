@@ -387,28 +387,13 @@ conf_list_len(char *const *v)
 	return n;
 }
 
-char *
-conf_key_path(const char *key)
-{
-	const char *dir;
-	char *p;
-
-	if (key[0] == '/')
-		return strdup(key);
-	if ((dir = getenv("CREDENTIALS_DIRECTORY")) == NULL || dir[0] != '/')
-		return NULL;
-	if (asprintf(&p, "%s/%s", dir, key) < 0)
-		return NULL;
-	return p;
-}
-
 /* A file fanoutd must read (a TLS file): caught here rather than as a
  * broker connection that fails. */
 static int
 conf_check_readable(const char *file, const config_setting_t *s,
     const char *path, FILE *errs)
 {
-	char *p = conf_key_path(file);
+	char *p = credential_path(file);
 	int fd;
 
 	if (p == NULL) {

@@ -125,10 +125,6 @@ void	conf_print(const struct fanout_conf *, FILE *);
 void	conf_diff(const struct fanout_conf *old, const struct fanout_conf *new,
 	    void (*changed)(const char *name, const char *was, const char *is,
 	    void *), void *arg);
-/* remote.c's name for strv_free (util.h), until it calls that one. */
-/* Where nats_tls_key is: itself if a path, else the credential in
- * $CREDENTIALS_DIRECTORY (LoadCredential=); NULL if there is none. */
-char	*conf_key_path(const char *key);
 /* The number of strings in a NULL-ended list. */
 uint32_t conf_list_len(char *const *);
 

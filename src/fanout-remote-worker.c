@@ -778,24 +778,6 @@ on_ignored(sd_event_source *s, const struct signalfd_siginfo *si, void *arg)
 	return 0;
 }
 
-/* The TLS key: a path, or the name of a credential systemd passed. */
-static char *
-key_path(const char *key)
-{
-	const char *dir = getenv("CREDENTIALS_DIRECTORY");
-	char *p;
-
-	if (key == NULL)
-		return NULL;
-	if (key[0] == '/')
-		return strdup(key);
-	if (dir == NULL || dir[0] != '/')
-		return NULL;
-	if (asprintf(&p, "%s/%s", dir, key) == -1)
-		return NULL;
-	return p;
-}
-
 /* The loop connection, its inbox, READY=1. */
 static void
 connect_loop(struct rw *rw)
@@ -932,7 +914,7 @@ main(int argc, char *argv[])
 		fatalx("%s: %s: %s", rw.name, STATE_FILE, r == -EBADMSG ?
 		    "not a state file of this program" : strerror(-r));
 	if (rw.rc.tls_key != NULL &&
-	    (rw.key_path = key_path(rw.rc.tls_key)) == NULL)
+	    (rw.key_path = credential_path(rw.rc.tls_key)) == NULL)
 		fatalx("%s: nats_tls_key \"%s\": no $CREDENTIALS_DIRECTORY to "
 		    "find it in", rw.name, rw.rc.tls_key);
 	snprintf(rw.wsubject, sizeof(rw.wsubject), "%s.w.%s", rw.rc.prefix,

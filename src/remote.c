@@ -1255,7 +1255,7 @@ remote_copy_conf(struct remote *r, const struct fanout_conf *conf)
 	    (r->ca = strdup(conf->nats_tls_ca)) == NULL) ||
 	    (conf->nats_tls_cert[0] != '\0' &&
 	    ((r->cert = strdup(conf->nats_tls_cert)) == NULL ||
-	    (r->key_path = conf_key_path(conf->nats_tls_key)) == NULL)))
+	    (r->key_path = credential_path(conf->nats_tls_key)) == NULL)))
 		return -1;
 	snprintf(r->prefix, sizeof(r->prefix), "%s",
 	    conf->nats_subject_prefix);
@@ -1475,7 +1475,7 @@ remote_check(const struct fanout_conf *conf, const char *path)
 	if (conf->nats_tls_cert[0] != '\0') {
 		c.cert = conf->nats_tls_cert;
 		/* A credential outside the unit: conf_load said so. */
-		if ((c.key = key = conf_key_path(conf->nats_tls_key)) == NULL)
+		if ((c.key = key = credential_path(conf->nats_tls_key)) == NULL)
 			return 0;
 	}
 	if (nats_Open(-1) != NATS_OK) {

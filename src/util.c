@@ -189,3 +189,18 @@ write_all(int fd, const void *buf, size_t len)
 	}
 	return 0;
 }
+
+char *
+credential_path(const char *name)
+{
+	const char *dir;
+	char *p;
+
+	if (name[0] == '/')
+		return strdup(name);
+	if ((dir = getenv("CREDENTIALS_DIRECTORY")) == NULL || dir[0] != '/')
+		return NULL;
+	if (asprintf(&p, "%s/%s", dir, name) < 0)
+		return NULL;
+	return p;
+}

@@ -22,6 +22,11 @@ uint64_t	 age_ms(uint64_t now, uint64_t since);
 /* Escapes bytes for a log line: printable ASCII kept, the rest as \xNN. */
 void		 str_escape(char *out, size_t outlen, const void *in,
 		    size_t inlen);
+/* A file a configuration names (a TLS key): the path itself if absolute,
+ * else the credential of that name in $CREDENTIALS_DIRECTORY (systemd's
+ * LoadCredential=); NULL if there is no such directory, or no memory.
+ * The caller frees it. */
+char		*credential_path(const char *);
 /* Frees a NULL-ended list of strings (an argv, a list setting) and the
  * strings in it; NULL is no list. */
 void		 strv_free(char **);

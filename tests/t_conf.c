@@ -16,6 +16,7 @@
 #include <cmocka.h>
 
 #include "conf.h"
+#include "util.h"
 
 static char dir[] = "/tmp/t_conf.XXXXXX";
 static char path[64];
@@ -484,6 +485,29 @@ setup(void **state)
 	return 0;
 }
 
+/* nats_tls_key and its kin: a path, or a credential's name (systemd's
+ * LoadCredential=) looked up in $CREDENTIALS_DIRECTORY. */
+static void
+test_credential_path(void **state)
+{
+	char *p;
+
+	(void)state;
+	assert_int_equal(unsetenv("CREDENTIALS_DIRECTORY"), 0);
+	p = credential_path("/etc/fanout/key.pem");
+	assert_string_equal(p, "/etc/fanout/key.pem");
+	free(p);
+	assert_null(credential_path("tls.key"));
+	assert_int_equal(setenv("CREDENTIALS_DIRECTORY", "relative", 1), 0);
+	assert_null(credential_path("tls.key"));
+	assert_int_equal(setenv("CREDENTIALS_DIRECTORY",
+	    "/run/credentials/fanoutd.service", 1), 0);
+	p = credential_path("tls.key");
+	assert_string_equal(p, "/run/credentials/fanoutd.service/tls.key");
+	free(p);
+	assert_int_equal(unsetenv("CREDENTIALS_DIRECTORY"), 0);
+}
+
 static int
 teardown(void **state)
 {
@@ -508,6 +532,7 @@ main(void)
 		cmocka_unit_test(test_include_missing),
 		cmocka_unit_test(test_include_outside),
 		cmocka_unit_test(test_not_regular),
+		cmocka_unit_test(test_credential_path),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);
