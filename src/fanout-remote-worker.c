@@ -241,10 +241,10 @@ state_load(struct rw *rw)
 	return 0;
 }
 
-/* Decimal, and hex, at p; they return the end.  Once a message each:
- * snprintf was 4% of a worker's cpu. */
+/* Decimal, and hex, text at p; they return the end (frame.h's put_u64
+ * is binary).  Once a message each: snprintf was 4% of a worker's cpu. */
 static char *
-put_u64(char *p, uint64_t v)
+put_decimal(char *p, uint64_t v)
 {
 	char tmp[20];
 	size_t n = 0;
@@ -258,7 +258,7 @@ put_u64(char *p, uint64_t v)
 }
 
 static char *
-put_hex(char *p, uint64_t v, int digits)
+put_hexdigits(char *p, uint64_t v, int digits)
 {
 	static const char xd[] = "0123456789abcdef";
 
@@ -277,23 +277,23 @@ state_save(struct rw *rw)
 
 	memset(buf, 0, sizeof(buf));
 	memcpy(p, "v2 ", 3);
-	p = put_u64(p + 3, gen);
+	p = put_decimal(p + 3, gen);
 	*p++ = ' ';
 	if (rw->created < 0)
 		*p++ = '-';
-	p = put_u64(p, rw->created < 0 ? -(uint64_t)rw->created :
+	p = put_decimal(p, rw->created < 0 ? -(uint64_t)rw->created :
 	    (uint64_t)rw->created);
 	*p++ = ' ';
-	p = put_u64(p, rw->last_seq);
+	p = put_decimal(p, rw->last_seq);
 	*p++ = ' ';
-	p = put_u64(p, rw->last_status);
+	p = put_decimal(p, rw->last_status);
 	*p++ = ' ';
 	for (i = 0; i < rw->last_reason_len; i++)
-		p = put_hex(p, (unsigned char)rw->last_reason[i], 2);
+		p = put_hexdigits(p, (unsigned char)rw->last_reason[i], 2);
 	if (rw->last_reason_len == 0)
 		*p++ = '-';
 	*p++ = ' ';
-	p = put_hex(p, fnv1a(buf, (size_t)(p - buf - 1)), 16);
+	p = put_hexdigits(p, fnv1a(buf, (size_t)(p - buf - 1)), 16);
 	*p = '\n';
 	if (pwrite(rw->statefd, buf, sizeof(buf),
 	    (off_t)(gen % 2) * STATE_SLOT) != (ssize_t)sizeof(buf))
@@ -484,11 +484,11 @@ finish(struct rw *rw, const char *reply, uint64_t seq, uint64_t id,
 	/* PREFIX.r.NAME.SEQ.STATUS.ID (proto.h): no headers to build. */
 	p = stpcpy(subj, rw->rsubject);
 	*p++ = '.';
-	p = put_u64(p, seq);
+	p = put_decimal(p, seq);
 	*p++ = '.';
-	p = put_u64(p, status);
+	p = put_decimal(p, status);
 	*p++ = '.';
-	*put_u64(p, id) = '\0';
+	*put_decimal(p, id) = '\0';
 	if ((s = natsConnection_Publish(rw->nc, subj, reason,
 	    (int)reason_len)) != NATS_OK)
 		log_warnx("%s: receipt for sequence %" PRIu64 ": %s", rw->name,
