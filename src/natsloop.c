@@ -197,12 +197,12 @@ natsloop_send(struct natsloop *nl)
 	 * the write event for a dead socket. */
 	wanted = (nl->want & EPOLLOUT) != 0;
 	pthread_mutex_unlock(&nl->mu);
-	if (current && !wanted)
-		return;
 	if (!current) {
 		nl_apply_io(nl);
 		return;
 	}
+	if (!wanted)
+		return;
 	natsConnection_ProcessWriteEvent(nl->io_nc);
 	/* Drained, nats.c has withdrawn its wish (nl_apply_io ran); if not,
 	 * epoll says when the socket has room again. */
