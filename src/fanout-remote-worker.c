@@ -545,6 +545,18 @@ on_handler_done(void *arg, uint64_t id, uint32_t status, const char *reason,
 	rw->cur_reply = NULL;
 	if (!rw->stopping)
 		pull(rw);
+}
+
+/* The handler's answer, in a turn of its own: what finish and pull
+ * published leaves now.  (take answers at once for a message without a
+ * handler, inside the input's turn, which sends it.) */
+static void
+on_handler_result(void *arg, uint64_t id, uint32_t status, const char *reason,
+    size_t reason_len)
+{
+	struct rw *rw = arg;
+
+	on_handler_done(rw, id, status, reason, reason_len);
 	natsloop_send(rw->nl);
 }
 
@@ -966,7 +978,7 @@ main(int argc, char *argv[])
 		hc.mode = rw.rc.handler_mode;
 		hc.framing = rw.rc.handler_framing;
 		hc.timeout_ms = rw.rc.handler_timeout_ms;
-		if ((r = handler_new(rw.ev, &hc, on_handler_done, &rw,
+		if ((r = handler_new(rw.ev, &hc, on_handler_result, &rw,
 		    &rw.h)) < 0)
 			fatalx("%s: cannot set up the handler: %s", rw.name,
 			    strerror(-r));
