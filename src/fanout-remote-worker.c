@@ -50,9 +50,12 @@
 #define RETRY_MIN_MS	250	/* before READY: broker, consumer */
 #define RETRY_MAX_MS	5000
 #define EXIT_FLUSH_MS	2000	/* for the last ack and receipt to leave */
-/* Syncs of the state file begin at least this far apart; the records
- * written meanwhile share the next.  A lone message is synced at once. */
-#define STATE_SYNC_MS	10
+/* A record reaches the disk at most this long, plus a sync, after it was
+ * written, with every record written meanwhile: a sync per record cost a
+ * disk flush per message.  Short beside the broker's own window (it syncs
+ * every 2 minutes by default): a broker that lost an ack it had taken
+ * redelivers, and the synced record keeps the handler from a rerun. */
+#define STATE_SYNC_MS	100
 #define SUBJECT_MAX	(RCONF_TOKEN_MAX * 2 + 64)
 
 struct rw {
@@ -123,7 +126,7 @@ usage(FILE *f, int code)
  * highest GEN whose SUM holds is the record: a crash in the middle of a
  * write leaves the other slot whole, and a message costs one pwrite and
  * a share of one fdatasync (the file's size never changes once made;
- * the syncer's, at most every STATE_SYNC_MS), where a new file renamed
+ * the syncer's, one per STATE_SYNC_MS), where a new file renamed
  * over the old cost two fsyncs and four more calls.  A file
  * of the first format ("v1 ...", one record) is read, and overwritten
  * slot by slot.

@@ -3,8 +3,8 @@
  * A sync thread (syncer.h says what for).  Generations count requests:
  * the thread syncs whenever the requested one is ahead of the one done,
  * and a sync started after request N covers every write made before it.
- * Syncs begin at least an interval apart: the requests made meanwhile
- * share the next one, and the caller signals only an idle thread.
+ * Only an idle thread is signalled: while it waits out a delay or syncs,
+ * a request costs a lock and a counter.
  */
 #include "config.h"
 
@@ -23,7 +23,7 @@ struct syncer {
 	pthread_mutex_t	 lock;
 	pthread_cond_t	 wake;		/* CLOCK_MONOTONIC */
 	int		 fd;
-	long		 interval_ns;
+	long		 delay_ns;
 	uint64_t	 wanted;	/* requests made */
 	uint64_t	 done;		/* covered by a finished sync */
 	uint64_t	 syncs;		/* finished */
@@ -46,7 +46,7 @@ static void *
 syncer_main(void *arg)
 {
 	struct syncer *s = arg;
-	struct timespec next;
+	struct timespec due;
 	uint64_t gen;
 	int e;
 
@@ -58,26 +58,27 @@ syncer_main(void *arg)
 		s->idle = false;
 		if (s->done == s->wanted)
 			break;		/* quit, nothing owed */
+		/* The requests until then share this sync; quitting cuts
+		 * the delay short. */
+		clock_gettime(CLOCK_MONOTONIC, &due);
+		add_ns(&due, s->delay_ns);
+		while (!s->quit && pthread_cond_timedwait(&s->wake, &s->lock,
+		    &due) != ETIMEDOUT)
+			;
 		gen = s->wanted;
 		pthread_mutex_unlock(&s->lock);
-		clock_gettime(CLOCK_MONOTONIC, &next);
-		add_ns(&next, s->interval_ns);
 		e = fdatasync(s->fd) == -1 ? errno : 0;
 		pthread_mutex_lock(&s->lock);
 		s->error = e;
 		s->done = gen;
 		s->syncs++;
-		/* Not idle: requests until then need no wakeup. */
-		while (!s->quit && pthread_cond_timedwait(&s->wake, &s->lock,
-		    &next) != ETIMEDOUT)
-			;
 	}
 	pthread_mutex_unlock(&s->lock);
 	return NULL;
 }
 
 int
-syncer_start(struct syncer **out, int fd, unsigned interval_ms)
+syncer_start(struct syncer **out, int fd, unsigned delay_ms)
 {
 	pthread_condattr_t ca;
 	struct syncer *s;
@@ -86,7 +87,7 @@ syncer_start(struct syncer **out, int fd, unsigned interval_ms)
 	if ((s = calloc(1, sizeof(*s))) == NULL)
 		return -ENOMEM;
 	s->fd = fd;
-	s->interval_ns = (long)interval_ms * 1000000;
+	s->delay_ns = (long)delay_ms * 1000000;
 	pthread_mutex_init(&s->lock, NULL);
 	pthread_condattr_init(&ca);
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
