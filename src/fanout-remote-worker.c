@@ -704,7 +704,7 @@ drain_inbox(struct rw *rw)
 			}
 		} else
 			take(rw, m);
-		natsMsg_Destroy(m);
+		natsloop_dispose(rw->nl, m);
 	}
 	pull(rw);
 }
@@ -995,6 +995,7 @@ main(int argc, char *argv[])
 	if (natsloop_flush(rw.nl, EXIT_FLUSH_MS) < 0)
 		log_warnx("%s: the last ack may not have reached the broker: "
 		    "the message will come back, and be skipped", rw.name);
+	natsloop_release(rw.nl);
 	natsSubscription_Destroy(rw.sub);
 	natsConnection_Close(rw.nc);
 	natsConnection_Destroy(rw.nc);

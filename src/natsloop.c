@@ -11,6 +11,11 @@
  * epoll_ctl calls and a wakeup for every message sent.  Only when the
  * socket is full does the source watch EPOLLOUT until nats.c has drained.
  *
+ * Messages the owner is done with are destroyed in batches: nats.c hands
+ * each destroyed message to its collector thread, and wakes that thread
+ * for it when idle.  One by one, that was a wakeup and a fight over the
+ * collector's lock for every message (perf: a fifth of fanoutd's cpu).
+ *
  * The socket may be closed by a nats.c thread before the loop hears of it
  * (fixed upstream in 3.10, nats.c #814), and its number reused, by a
  * handler's pipe say: the source watches a duplicate of the socket, which
@@ -35,6 +40,12 @@
 
 #include "natsloop.h"
 
+/* Messages held for one natsloop_release: so many, or their data so
+ * large, or the first so old. */
+#define HELD_MAX	256
+#define HELD_BYTES_MAX	(1024 * 1024)
+#define HELD_USEC	(1000 * 1000)
+
 struct natsloop {
 	sd_event	*ev;
 	natsloop_fn	 fn;
@@ -47,6 +58,9 @@ struct natsloop {
 	natsConnection	*io_nc;		/* loop thread's copy */
 	sd_event_source	*flush_src;	/* a write wanted: this turn */
 	bool		 out_full;	/* the socket took only part of it */
+	natsMsg		*held[HELD_MAX];	/* to destroy */
+	size_t		 nheld, held_bytes;
+	sd_event_source	*held_timer;
 
 	pthread_mutex_t	 mu;		/* guards the fields below */
 	natsConnection	*nc;
@@ -212,6 +226,48 @@ natsloop_send(struct natsloop *nl)
 	}
 }
 
+void
+natsloop_dispose(struct natsloop *nl, natsMsg *m)
+{
+	size_t len;
+
+	if (m == NULL)
+		return;
+	len = (size_t)natsMsg_GetDataLength(m);
+	if (nl->nheld == HELD_MAX || nl->held_bytes + len > HELD_BYTES_MAX)
+		natsloop_release(nl);
+	if (len > HELD_BYTES_MAX) {
+		natsMsg_Destroy(m);
+		return;
+	}
+	if (nl->nheld == 0) {
+		(void)sd_event_source_set_time_relative(nl->held_timer,
+		    HELD_USEC);
+		(void)sd_event_source_set_enabled(nl->held_timer,
+		    SD_EVENT_ONESHOT);
+	}
+	nl->held[nl->nheld++] = m;
+	nl->held_bytes += len;
+}
+
+void
+natsloop_release(struct natsloop *nl)
+{
+	while (nl->nheld > 0)
+		natsMsg_Destroy(nl->held[--nl->nheld]);
+	nl->held_bytes = 0;
+	(void)sd_event_source_set_enabled(nl->held_timer, SD_EVENT_OFF);
+}
+
+static int
+on_held_timer(sd_event_source *s, uint64_t usec, void *arg)
+{
+	(void)s;
+	(void)usec;
+	natsloop_release(arg);
+	return 0;
+}
+
 static int
 on_wake(sd_event_source *s, int fd, uint32_t revents, void *arg)
 {
@@ -345,6 +401,11 @@ natsloop_new(sd_event *ev, natsloop_fn fn, void *arg, struct natsloop **out)
 	    nl)) < 0 ||
 	    (r = sd_event_add_defer(ev, &nl->flush_src, on_flush, nl)) < 0 ||
 	    (r = sd_event_source_set_enabled(nl->flush_src, SD_EVENT_OFF)) <
+	    0 ||
+	    (r = sd_event_add_time_relative(ev, &nl->held_timer,
+	    CLOCK_MONOTONIC, HELD_USEC, HELD_USEC / 10, on_held_timer, nl)) <
+	    0 ||
+	    (r = sd_event_source_set_enabled(nl->held_timer, SD_EVENT_OFF)) <
 	    0) {
 		natsloop_free(nl);
 		return r;
@@ -447,6 +508,7 @@ natsloop_free(struct natsloop *nl)
 	nl->io_src = sd_event_source_disable_unref(nl->io_src);
 	nl->efd_src = sd_event_source_disable_unref(nl->efd_src);
 	nl->flush_src = sd_event_source_disable_unref(nl->flush_src);
+	nl->held_timer = sd_event_source_disable_unref(nl->held_timer);
 	if (nl->efd >= 0)
 		close(nl->efd);
 	pthread_mutex_destroy(&nl->mu);

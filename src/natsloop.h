@@ -58,6 +58,13 @@ natsStatus	natsloop_options_new(const struct natsloop_conf *c,
  * retries a failed first connect in the background (NL_CONNECTED when it
  * succeeds); call before natsConnection_Connect. */
 natsStatus	natsloop_options(struct natsloop *, natsOptions *);
+/* Destroys a message the owner is done with, later and together with
+ * others (nats.c frees each destroyed message on a collector thread of its
+ * own, which it wakes for one alone): when enough are held, or a second
+ * after the first.  NULL is nothing. */
+void		natsloop_dispose(struct natsloop *, natsMsg *);
+/* Destroys the messages held now: before nats_CloseAndWait. */
+void		natsloop_release(struct natsloop *);
 /* On the loop thread: writes what nats.c has buffered, as far as the
  * socket takes it now, without waiting for the end of the loop's turn
  * (where it would be written anyway); the rest goes when there is room. */
@@ -66,8 +73,8 @@ void		natsloop_send(struct natsloop *);
  * has buffered, waiting at most ms for the socket (0: what it takes now).
  * 0, or -ETIMEDOUT, -ENOTCONN. */
 int		natsloop_flush(struct natsloop *, int ms);
-/* After natsConnection_Destroy and nats_CloseAndWait: no nats.c thread
- * may call a hook any more. */
+/* After natsConnection_Destroy, natsloop_release and nats_CloseAndWait: no
+ * nats.c thread may call a hook any more. */
 void		natsloop_free(struct natsloop *);
 
 #endif /* FANOUT_NATSLOOP_H */

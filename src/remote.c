@@ -45,9 +45,6 @@
 /* Names fanoutd has had since it started, removed ones included: allocated
  * once, so the admin thread never sees the array move. */
 #define REMOTE_SLOTS	(2 * FANOUT_REMOTE_MAX)
-/* Published messages kept for one later natsMsg_Destroy each (spent). */
-#define SPENT_MAX	FANOUT_REMOTE_MAX
-#define SPENT_BYTES_MAX	(1024 * 1024)
 
 /* A message published to one remote worker: first waiting for its PubAck
  * (on r->pubs), then, stored, for its receipt (on its worker's stored).
@@ -137,8 +134,6 @@ struct remote {
 	size_t		 rprefix_len;			/* of "PREFIX.r." */
 	uint64_t	 next_token;
 	struct rpend_list pubs;		/* by token */
-	natsMsg		*spent[SPENT_MAX];	/* published, to destroy */
-	size_t		 nspent, spent_bytes;
 	sd_event_source	*puback_timer;
 	/* the admin thread */
 	pthread_t	 thread;
@@ -861,47 +856,22 @@ on_receipt(struct remote *r, natsMsg *msg)
 	stored_release(w);
 }
 
-/*
- * nats.c frees every message on its garbage-collector thread, woken by
- * natsMsg_Destroy.  Destroyed one by one as a broadcast publishes them,
- * they woke it for each, and the two threads fought over its lock between
- * publishes (perf: a fifth of fanoutd's cpu at R=16).  So the messages a
- * broadcast published are destroyed together, when the broker's answers
- * come in, or when too many are held.
- */
-static void
-spent_destroy(struct remote *r)
-{
-	while (r->nspent > 0)
-		natsMsg_Destroy(r->spent[--r->nspent]);
-	r->spent_bytes = 0;
-}
-
-static void
-spent_add(struct remote *r, natsMsg *m, size_t len)
-{
-	if (r->nspent == SPENT_MAX || r->spent_bytes + len > SPENT_BYTES_MAX)
-		spent_destroy(r);
-	r->spent[r->nspent++] = m;
-	r->spent_bytes += len;
-}
-
+/* Each message destroyed in a batch (natsloop_dispose): two threads
+ * fought over nats.c's collector for every PubAck and receipt. */
 static void
 remote_drain(struct remote *r)
 {
 	natsMsg *m;
 
-	spent_destroy(r);
-
 	while (r->acks != NULL &&
 	    natsloop_next(r->acks, &m) == NATS_OK) {
 		on_puback(r, m);
-		natsMsg_Destroy(m);
+		natsloop_dispose(r->nl, m);
 	}
 	while (r->receipts != NULL &&
 	    natsloop_next(r->receipts, &m) == NATS_OK) {
 		on_receipt(r, m);
-		natsMsg_Destroy(m);
+		natsloop_dispose(r->nl, m);
 	}
 }
 
@@ -1004,7 +974,7 @@ remote_publish(struct remote *r, uint32_t j, struct msg *m)
 		free(p);
 		return ACK_DOWN;
 	}
-	spent_add(r, nm, msg_payload_len(m));
+	natsloop_dispose(r->nl, nm);
 	m->refs++;
 	p->m = m;
 	p->accepted_usec = m->accepted_usec;
@@ -1410,7 +1380,8 @@ remote_free(struct fanoutd *d)
 		return;
 	if (r->nl != NULL && r->nc != NULL && natsloop_flush(r->nl, 1000) < 0)
 		log_debug("remote: the last publishes may not have left");
-	spent_destroy(r);
+	if (r->nl != NULL)
+		natsloop_release(r->nl);
 	natsSubscription_Destroy(r->acks);
 	natsSubscription_Destroy(r->receipts);
 	if (r->nc != NULL) {
