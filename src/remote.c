@@ -936,7 +936,7 @@ uint8_t
 remote_publish(struct remote *r, uint32_t j, struct msg *m)
 {
 	struct rworker *w = &r->w[j];
-	char reply[SUBJECT_MAX + 24], id[24], msgid[FANOUT_NAME_MAX + 96];
+	char reply[SUBJECT_MAX + 24], id[24], msgid[FANOUT_NAME_MAX + 96], *t;
 	natsMsg *nm = NULL;
 	struct rpend *p;
 	natsStatus s;
@@ -955,12 +955,19 @@ remote_publish(struct remote *r, uint32_t j, struct msg *m)
 	p->token = ++r->next_token;
 	p->j = j;
 	p->usec = loop_now(r->d);
-	snprintf(reply, sizeof(reply), "%s.%" PRIu64, r->inbox, p->token);
-	snprintf(id, sizeof(id), "%" PRIu64, m->id);
-	/* Unique to this fanoutd instance: ids start again without a
-	 * spool, and the dedupe window would take a new message for an
-	 * old one. */
-	snprintf(msgid, sizeof(msgid), "%s-%s-%s", w->name, r->nonce, id);
+	/* Not snprintf: three a publish, R publishes a broadcast. */
+	t = stpcpy(reply, r->inbox);
+	*t++ = '.';
+	*put_decimal(t, p->token) = '\0';
+	*put_decimal(id, m->id) = '\0';
+	/* NAME-INSTANCE-ID, unique to this fanoutd instance: ids start
+	 * again without a spool, and the dedupe window would take a new
+	 * message for an old one. */
+	t = stpcpy(msgid, w->name);
+	*t++ = '-';
+	t = stpcpy(t, r->nonce);
+	*t++ = '-';
+	strcpy(t, id);
 	if ((s = natsMsg_Create(&nm, w->subject, reply,
 	    (const char *)m->frame + FANOUT_HDR_LEN, (int)msg_payload_len(m))) !=
 	    NATS_OK ||

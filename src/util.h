@@ -15,6 +15,10 @@
 /* Parses a whole decimal string into [min, max]: 0, or -EINVAL/-ERANGE. */
 int		 parse_uint(const char *, uint64_t min, uint64_t max,
 		    uint64_t *);
+/* v in decimal at p, not terminated; returns the end.  For text made once
+ * a message, where snprintf showed in perf (frame.h's put_u64 is
+ * binary). */
+char		*put_decimal(char *p, uint64_t v);
 /* CLOCK_MONOTONIC in microseconds. */
 uint64_t	 now_usec(void);
 /* Milliseconds from since to now, at least 1: 0 is kept for "none". */

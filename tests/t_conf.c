@@ -508,6 +508,28 @@ test_credential_path(void **state)
 	assert_int_equal(unsetenv("CREDENTIALS_DIRECTORY"), 0);
 }
 
+/* The decimal writer behind Nats-Msg-Id, receipts and the state file. */
+static void
+test_put_decimal(void **state)
+{
+	static const struct {
+		uint64_t	 v;
+		const char	*text;
+	} cases[] = {
+		{ 0, "0" }, { 9, "9" }, { 10, "10" }, { 4096, "4096" },
+		{ UINT64_MAX, "18446744073709551615" },
+	};
+	char buf[24];
+	size_t i;
+
+	(void)state;
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		memset(buf, 'x', sizeof(buf));
+		*put_decimal(buf, cases[i].v) = '\0';
+		assert_string_equal(buf, cases[i].text);
+	}
+}
+
 static int
 teardown(void **state)
 {
@@ -533,6 +555,7 @@ main(void)
 		cmocka_unit_test(test_include_outside),
 		cmocka_unit_test(test_not_regular),
 		cmocka_unit_test(test_credential_path),
+		cmocka_unit_test(test_put_decimal),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);
