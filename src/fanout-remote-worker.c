@@ -89,7 +89,7 @@ struct rw {
 	bool		 busy;
 	uint64_t	 cur_seq;
 	char		*cur_reply;
-	uint64_t	 cur_id;			/* its Fanout-Id, or 0 */
+	uint64_t	 cur_id;			/* its fanout id, or 0 */
 	bool		 pulling;		/* a pull request out */
 	bool		 ready;
 	bool		 stopping;
@@ -601,9 +601,11 @@ take(struct rw *rw, natsMsg *m)
 		    "ignored", rw->name, reply ? reply : "none");
 		return;
 	}
-	/* Only for the handler and the receipt: 0 when it is missing. */
-	if (natsMsgHeader_Get(m, FANOUT_HDR_ID, &ids) != NATS_OK ||
-	    parse_uint(ids, 0, UINT64_MAX, &id) < 0)
+	/* Only for the handler and the receipt: the decimal that ends
+	 * Nats-Msg-Id (proto.h), 0 when there is none. */
+	if (natsMsgHeader_Get(m, FANOUT_HDR_MSGID, &ids) != NATS_OK ||
+	    (ids = strrchr(ids, '-')) == NULL ||
+	    parse_uint(ids + 1, 0, UINT64_MAX, &id) < 0)
 		id = 0;
 	if (rw->stopping) {
 		/* Came in after SIGTERM: back to the broker at once. */

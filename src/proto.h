@@ -563,12 +563,15 @@ enum ctl_result {
  *
  *	PREFIX.w.NAME	a message for worker NAME, stored in the stream
  *			(default "FANOUT") and read by its durable pull
- *			consumer, also named NAME.  Headers:
- *			  Fanout-Id	the fanout message id, decimal
+ *			consumer, also named NAME.  One header:
  *			  Nats-Msg-Id	for the broker's dedupe window:
  *					NAME-INSTANCE-ID, INSTANCE unique to
  *					one fanoutd run (ids restart without
- *					a spool)
+ *					a spool), ID the fanout message id,
+ *					decimal, after the last '-': the
+ *					worker reads it there.  One header,
+ *					not two, for the broker to store and
+ *					the worker to parse.
  *			The data: the message, as a local handler gets it.
  *			fanoutd publishes it with a reply subject in its own
  *			inbox and reads the broker's PubAck there: stored,
@@ -588,8 +591,8 @@ enum ctl_result {
  *					worker dedupes on
  *			  STATUS	the handler's result: enum
  *					handler_status (0: ok)
- *			  ID		the Fanout-Id of the message (0 if it
- *					had none)
+ *			  ID		the message's fanout id (0 if its
+ *					Nats-Msg-Id had none)
  *			No headers: fanoutd reads a receipt without parsing
  *			any, and the broker's permissions on PREFIX.r.NAME.>
  *			say who may send it.  The data: the reason
@@ -600,6 +603,6 @@ enum ctl_result {
 #define FANOUT_REMOTE_MAX	256	/* remote workers, at most */
 #define FANOUT_NATS_PREFIX	"fanout"
 #define FANOUT_NATS_STREAM	"FANOUT"
-#define FANOUT_HDR_ID		"Fanout-Id"
+#define FANOUT_HDR_MSGID	"Nats-Msg-Id"
 
 #endif /* FANOUT_PROTO_H */

@@ -936,7 +936,7 @@ uint8_t
 remote_publish(struct remote *r, uint32_t j, struct msg *m)
 {
 	struct rworker *w = &r->w[j];
-	char reply[SUBJECT_MAX + 24], id[24], msgid[FANOUT_NAME_MAX + 96], *t;
+	char reply[SUBJECT_MAX + 24], msgid[FANOUT_NAME_MAX + 96], *t;
 	natsMsg *nm = NULL;
 	struct rpend *p;
 	natsStatus s;
@@ -959,20 +959,18 @@ remote_publish(struct remote *r, uint32_t j, struct msg *m)
 	t = stpcpy(reply, r->inbox);
 	*t++ = '.';
 	*put_decimal(t, p->token) = '\0';
-	*put_decimal(id, m->id) = '\0';
 	/* NAME-INSTANCE-ID, unique to this fanoutd instance: ids start
 	 * again without a spool, and the dedupe window would take a new
-	 * message for an old one. */
+	 * message for an old one.  The worker reads ID there. */
 	t = stpcpy(msgid, w->name);
 	*t++ = '-';
 	t = stpcpy(t, r->nonce);
 	*t++ = '-';
-	strcpy(t, id);
+	*put_decimal(t, m->id) = '\0';
 	if ((s = natsMsg_Create(&nm, w->subject, reply,
 	    (const char *)m->frame + FANOUT_HDR_LEN, (int)msg_payload_len(m))) !=
 	    NATS_OK ||
-	    (s = natsMsgHeader_Set(nm, FANOUT_HDR_ID, id)) != NATS_OK ||
-	    (s = natsMsgHeader_Set(nm, "Nats-Msg-Id", msgid)) != NATS_OK ||
+	    (s = natsMsgHeader_Set(nm, FANOUT_HDR_MSGID, msgid)) != NATS_OK ||
 	    (s = natsConnection_PublishMsg(r->nc, nm)) != NATS_OK) {
 		if (log_limit(&down_ll))
 			log_warnx("remote: %s: cannot publish: %s", w->name,

@@ -128,7 +128,7 @@ consumer_idle() {
 	done
 	[ "$(cat "$T/msgs.0")" = "$(printf 'message %s\n' 1 2 3 4 5)" ] ||
 	    fail "handled out of order:" "$(cat "$T/msgs.0")"
-	# exec mode: FANOUT_MESSAGE_ID is the fanout id from Fanout-Id.
+	# exec mode: FANOUT_MESSAGE_ID is the fanout id that ends Nats-Msg-Id.
 	[ "$(sed -n 's/.* id=\([^ ]*\) .*/\1/p' "$T/env.0" | tr '\n' ' ')" \
 	    = "101 102 103 104 105 " ] || fail "ids:" "$(cat "$T/env.0")"
 	wait_for consumer_idle "$(ms 5000)"

@@ -133,8 +133,7 @@ send_one(jsCtx *js, const char *name, const char *id, const char *data,
 	snprintf(msgid, sizeof(msgid), "%s-%s", name, id);
 	if ((s = natsMsg_Create(&m, subj, NULL, data, (int)strlen(data))) !=
 	    NATS_OK ||
-	    (s = natsMsgHeader_Set(m, FANOUT_HDR_ID, id)) != NATS_OK ||
-	    (s = natsMsgHeader_Set(m, "Nats-Msg-Id", msgid)) != NATS_OK)
+	    (s = natsMsgHeader_Set(m, FANOUT_HDR_MSGID, msgid)) != NATS_OK)
 		die("message", s);
 	if ((s = js_PublishMsg(&pa, js, m, NULL, &jerr)) != NATS_OK) {
 		fprintf(stderr, "nats-pub: publish: %s (error code %d)\n",
